@@ -1,0 +1,3 @@
+"""The bakery team's code location."""
+
+TEAM = "bakery"

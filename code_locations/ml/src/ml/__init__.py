@@ -1,0 +1,3 @@
+"""The ML team's code location."""
+
+TEAM = "ml"

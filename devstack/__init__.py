@@ -1,0 +1,1 @@
+"""Local process mode: the platform's services as plain processes (`make dev`)."""

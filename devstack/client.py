@@ -1,0 +1,171 @@
+"""Talk to a running platform through the webserver's GraphQL API.
+
+The tests, the benchmarks and `make redeploy` all use this: submitting a job, waiting for its
+run, reading which Celery worker ran each step, and reading or reloading code locations.
+Submission and reloads go through dagster-graphql's own client; the rest are small queries.
+"""
+
+import time
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+import requests
+from dagster_graphql import DagsterGraphQLClient
+
+TERMINAL_STATUSES = {"SUCCESS", "FAILURE", "CANCELED"}
+
+RUN_QUERY = """
+query Run($runId: ID!) {
+  runOrError(runId: $runId) {
+    __typename
+    ... on Run { status startTime endTime creationTime tags { key value } }
+    ... on PythonError { message }
+    ... on RunNotFoundError { message }
+  }
+}
+"""
+
+EVENTS_QUERY = """
+query RunEvents($runId: ID!, $cursor: String) {
+  logsForRun(runId: $runId, afterCursor: $cursor) {
+    __typename
+    ... on EventConnection {
+      cursor
+      hasMore
+      events {
+        __typename
+        ... on MessageEvent { message stepKey timestamp level }
+        ... on MarkerEvent { markerStart markerEnd }
+        ... on DisplayableEvent {
+          metadataEntries {
+            label
+            ... on TextMetadataEntry { text }
+            ... on JsonMetadataEntry { jsonString }
+          }
+        }
+      }
+    }
+    ... on PythonError { message }
+    ... on RunNotFoundError { message }
+  }
+}
+"""
+
+LOCATIONS_QUERY = """
+query Locations {
+  workspaceOrError {
+    __typename
+    ... on Workspace {
+      locationEntries {
+        name
+        loadStatus
+        locationOrLoadError {
+          __typename
+          ... on PythonError { message }
+        }
+      }
+    }
+    ... on PythonError { message }
+  }
+}
+"""
+
+
+@dataclass
+class LocationStatus:
+    name: str
+    load_status: str  # LOADING or LOADED
+    error: str | None  # the load error, when the code failed to import
+
+    @property
+    def healthy(self) -> bool:
+        return self.load_status == "LOADED" and self.error is None
+
+
+class PlatformClient:
+    def __init__(self, webserver_url: str, timeout: float = 30.0) -> None:
+        self.url = webserver_url.rstrip("/")
+        self.timeout = timeout
+        parts = urlsplit(self.url)
+        self.dagster = DagsterGraphQLClient(
+            parts.hostname or "localhost", port_number=parts.port, timeout=int(timeout)
+        )
+
+    def query(self, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
+        response = requests.post(
+            f"{self.url}/graphql",
+            json={"query": query, "variables": variables or {}},
+            timeout=self.timeout,
+        )
+        response.raise_for_status()
+        body = response.json()
+        if body.get("errors"):
+            raise RuntimeError(f"GraphQL errors: {body['errors']}")
+        return body["data"]
+
+    def submit_job(
+        self,
+        location: str,
+        job: str,
+        run_config: dict[str, Any] | None = None,
+        tags: dict[str, str] | None = None,
+    ) -> str:
+        return self.dagster.submit_job_execution(
+            job,
+            repository_location_name=location,
+            repository_name="__repository__",
+            run_config=run_config or {},
+            tags=tags,
+        )
+
+    def run(self, run_id: str) -> dict[str, Any]:
+        run = self.query(RUN_QUERY, {"runId": run_id})["runOrError"]
+        if run["__typename"] != "Run":
+            raise RuntimeError(f"run {run_id}: {run}")
+        return run
+
+    def wait_for_run(self, run_id: str, timeout: float = 180.0, poll: float = 0.25) -> str:
+        deadline = time.monotonic() + timeout
+        while True:
+            status = self.run(run_id)["status"]
+            if status in TERMINAL_STATUSES:
+                return status
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"run {run_id} still {status} after {timeout:.0f}s")
+            time.sleep(poll)
+
+    def run_events(self, run_id: str) -> list[dict[str, Any]]:
+        events: list[dict[str, Any]] = []
+        cursor = None
+        while True:
+            page = self.query(EVENTS_QUERY, {"runId": run_id, "cursor": cursor})["logsForRun"]
+            if page["__typename"] != "EventConnection":
+                raise RuntimeError(f"events of run {run_id}: {page}")
+            events.extend(page["events"])
+            cursor = page["cursor"]
+            if not page["hasMore"]:
+                return events
+
+    def step_workers(self, run_id: str) -> dict[str, str]:
+        """Step key -> the Celery worker (node name) that executed it, from the run's events."""
+        workers = {}
+        for event in self.run_events(run_id):
+            entries = {e["label"]: e.get("text") for e in event.get("metadataEntries") or []}
+            if event.get("stepKey") and entries.get("Celery worker"):
+                workers[event["stepKey"]] = entries["Celery worker"]
+        return workers
+
+    def locations(self) -> dict[str, LocationStatus]:
+        workspace = self.query(LOCATIONS_QUERY)["workspaceOrError"]
+        if workspace["__typename"] != "Workspace":
+            raise RuntimeError(f"workspace: {workspace}")
+        statuses = {}
+        for entry in workspace["locationEntries"]:
+            loaded = entry["locationOrLoadError"] or {}
+            error = loaded.get("message") if loaded.get("__typename") == "PythonError" else None
+            statuses[entry["name"]] = LocationStatus(entry["name"], entry["loadStatus"], error)
+        return statuses
+
+    def reload_location(self, name: str) -> None:
+        self.dagster.reload_repository_location(name)

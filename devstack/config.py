@@ -1,0 +1,77 @@
+"""Where local process mode differs from docker compose. Every difference is in this file.
+
+1. The run launcher: DefaultRunLauncher (a run is a subprocess of its team's code server)
+   instead of DockerRunLauncher (a run is a container from its team's image).
+2. Host names and ports: services listen on 127.0.0.1, on free ports, instead of compose's
+   service names on fixed ports.
+3. Folders: the artifact cache, step outputs and compute logs live under the stack's state
+   folder instead of named volumes.
+
+`dagster.yaml` and `workspace.yaml` are read from the repository and rewritten only in these
+respects, so the instance config the tests exercise is the one compose ships.
+"""
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+INSTANCE_YAML = REPO_ROOT / "dagster.yaml"
+WORKSPACE_YAML = REPO_ROOT / "workspace.yaml"
+CODE_LOCATIONS = REPO_ROOT / "code_locations"
+
+LOCAL_RUN_LAUNCHER: dict[str, Any] = {
+    "module": "dagster._core.launcher",
+    "class": "DefaultRunLauncher",
+}
+LOCAL_HOST = "127.0.0.1"
+
+
+def load_yaml(path: Path) -> dict[str, Any]:
+    try:
+        loaded = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        raise SystemExit(f"{path} is not valid YAML: {error}. Fix the file and retry.") from error
+    if not isinstance(loaded, dict):
+        raise SystemExit(f"{path} must hold a YAML mapping at its top level.")
+    return loaded
+
+
+def teams(workspace_yaml: Path = WORKSPACE_YAML) -> list[str]:
+    """The teams registered in workspace.yaml, in order: the platform's one team registry."""
+    entries = load_yaml(workspace_yaml).get("load_from") or []
+    names = []
+    for entry in entries:
+        server = (entry or {}).get("grpc_server")
+        if not server or "location_name" not in server:
+            raise SystemExit(
+                f"{workspace_yaml}: every load_from entry must be a grpc_server with a "
+                f"location_name (the team's name); found {entry!r}."
+            )
+        names.append(server["location_name"])
+    return names
+
+
+def local_instance_yaml(source: Path = INSTANCE_YAML) -> str:
+    instance = load_yaml(source)
+    instance["run_launcher"] = LOCAL_RUN_LAUNCHER
+    return yaml.safe_dump(instance, sort_keys=False)
+
+
+def local_workspace_yaml(code_server_ports: dict[str, int], source: Path = WORKSPACE_YAML) -> str:
+    workspace = load_yaml(source)
+    for entry in workspace["load_from"]:
+        server = entry["grpc_server"]
+        server["host"] = LOCAL_HOST
+        server["port"] = code_server_ports[server["location_name"]]
+    return yaml.safe_dump(workspace, sort_keys=False)
+
+
+def team_dir(team: str) -> Path:
+    return CODE_LOCATIONS / team
+
+
+def team_bin(team: str, executable: str) -> Path:
+    """Each team runs in its own virtualenv (`make venvs`), since their pins differ."""
+    return team_dir(team) / ".venv" / "bin" / executable

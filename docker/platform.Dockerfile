@@ -1,0 +1,28 @@
+# The platform image: the webserver, the daemon, the one-shot instance migration, and Flower.
+# Team code never goes in here; it lives in each team's image (docker/team.Dockerfile).
+FROM python:3.11-slim
+
+ARG UV_VERSION=0.13.9
+ENV PYTHONUNBUFFERED=1 \
+    UV_PROJECT_ENVIRONMENT=/opt/dagster/venv \
+    UV_COMPILE_BYTECODE=1 \
+    UV_LINK_MODE=copy \
+    UV_PYTHON_DOWNLOADS=never \
+    UV_NO_CACHE=1 \
+    PATH=/opt/dagster/venv/bin:$PATH \
+    DAGSTER_HOME=/opt/dagster/home
+
+RUN pip install --no-cache-dir "uv==${UV_VERSION}" \
+    && useradd --uid 1000 --create-home --shell /usr/sbin/nologin dagster \
+    && mkdir -p /opt/dagster/home /opt/dagster/shared \
+    && chown dagster:dagster /opt/dagster/shared
+
+WORKDIR /opt/dagster/platform
+COPY pyproject.toml uv.lock ./
+RUN uv sync --frozen --no-dev --no-install-project
+
+COPY dagster.yaml workspace.yaml /opt/dagster/home/
+
+# The webserver and the daemon override this with root in docker-compose.yml, because they
+# talk to the engine socket; the migration and Flower keep it.
+USER dagster

@@ -1,0 +1,82 @@
+"""Probe jobs every team ships: they prove where steps run and measure the platform.
+
+``probe_ping`` is one step that reports which worker, interpreter and library pins ran it.
+``probe_fan_out`` is 50 independent steps, ``probe_chain`` three steps in a row: the shapes
+the benchmarks compare against in-process execution.
+"""
+
+import importlib.metadata
+import os
+import socket
+import sys
+from typing import Any
+
+import dagster as dg
+
+FAN_OUT_WIDTH = 50
+REPORTED_DISTRIBUTIONS = ("dagster", "dagster-celery", "celery", "pandas", "numpy", "wandb")
+
+
+def runtime_report() -> dict[str, Any]:
+    versions = {}
+    for distribution in REPORTED_DISTRIBUTIONS:
+        try:
+            versions[distribution] = importlib.metadata.version(distribution)
+        except importlib.metadata.PackageNotFoundError:
+            versions[distribution] = None
+    return {
+        "hostname": socket.gethostname(),
+        "pid": os.getpid(),
+        "python": sys.executable,
+        "team": os.environ.get("DAGSTER_TEAM"),
+        "versions": versions,
+    }
+
+
+@dg.op
+def report_runtime(context: dg.OpExecutionContext) -> dict[str, Any]:
+    report = runtime_report()
+    context.add_output_metadata({"runtime": dg.MetadataValue.json(report)})
+    return report
+
+
+def _leaf_op(index: int) -> dg.OpDefinition:
+    @dg.op(name=f"leaf_{index:02d}")
+    def leaf() -> int:
+        return index
+
+    return leaf
+
+
+@dg.op
+def chain_start() -> int:
+    return 1
+
+
+@dg.op
+def chain_middle(value: int) -> int:
+    return value + 1
+
+
+@dg.op
+def chain_end(value: int) -> int:
+    return value + 1
+
+
+def build_probe_jobs(executor_def: dg.ExecutorDefinition) -> list[dg.JobDefinition]:
+    leaves = [_leaf_op(index) for index in range(FAN_OUT_WIDTH)]
+
+    @dg.job(name="probe_ping", executor_def=executor_def, tags={"probe": "ping"})
+    def probe_ping() -> None:
+        report_runtime()
+
+    @dg.job(name="probe_fan_out", executor_def=executor_def, tags={"probe": "fan_out"})
+    def probe_fan_out() -> None:
+        for leaf in leaves:
+            leaf()
+
+    @dg.job(name="probe_chain", executor_def=executor_def, tags={"probe": "chain"})
+    def probe_chain() -> None:
+        chain_end(chain_middle(chain_start()))
+
+    return [probe_ping, probe_fan_out, probe_chain]

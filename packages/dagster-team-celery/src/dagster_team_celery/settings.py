@@ -1,0 +1,98 @@
+"""The Celery settings every team shares, read from the environment.
+
+The orchestrating run worker (through the executor) and the Celery worker (through
+``worker.py``) build their Celery app from these same values, so a team's jobs and its
+workers can never disagree on the broker, the result backend, or delivery guarantees.
+"""
+
+import os
+from typing import Any
+
+BROKER_URL_ENV = "DAGSTER_CELERY_BROKER_URL"
+BACKEND_URL_ENV = "DAGSTER_CELERY_BACKEND_URL"
+VISIBILITY_TIMEOUT_ENV = "DAGSTER_CELERY_VISIBILITY_TIMEOUT"
+TEAM_ENV = "DAGSTER_TEAM"
+
+# Redelivery after a silent worker death waits this long, and a step that runs longer than
+# this is handed to a second worker while the first still runs. One hour suits steps of up
+# to tens of minutes; [faults] covers how lost workers are detected sooner than this.
+DEFAULT_VISIBILITY_TIMEOUT_SECONDS = 3600
+
+
+class PlatformConfigError(RuntimeError):
+    """A setting the platform needs is missing or malformed; the message says how to fix it."""
+
+
+def required_env(name: str, hint: str) -> str:
+    value = os.environ.get(name, "").strip()
+    if not value:
+        raise PlatformConfigError(f"Environment variable {name} is not set. {hint}")
+    return value
+
+
+def broker_url() -> str:
+    return required_env(
+        BROKER_URL_ENV,
+        "Set it to the Redis broker, e.g. redis://:<REDIS_PASSWORD>@redis:6379/0 "
+        "(docker compose sets it from .env; `make env` creates .env).",
+    )
+
+
+def backend_url() -> str:
+    return required_env(
+        BACKEND_URL_ENV,
+        "Set it to a result backend the orchestrator can poll, e.g. "
+        "redis://:<REDIS_PASSWORD>@redis:6379/1 (not rpc://).",
+    )
+
+
+def team_name() -> str:
+    return required_env(
+        TEAM_ENV, "Set it to the team whose queue this worker consumes, e.g. DAGSTER_TEAM=bakery."
+    )
+
+
+def visibility_timeout_seconds() -> int:
+    raw = os.environ.get(VISIBILITY_TIMEOUT_ENV, "").strip()
+    if not raw:
+        return DEFAULT_VISIBILITY_TIMEOUT_SECONDS
+    try:
+        seconds = int(raw)
+    except ValueError:
+        seconds = 0
+    if seconds <= 0:
+        raise PlatformConfigError(
+            f"{VISIBILITY_TIMEOUT_ENV}={raw!r} is not a positive number of seconds. "
+            f"Unset it to use the default ({DEFAULT_VISIBILITY_TIMEOUT_SECONDS})."
+        )
+    return seconds
+
+
+def celery_settings(queue: str) -> dict[str, Any]:
+    """Celery's lowercase settings for one team's queue, with at-least-once delivery."""
+    transport_options = {
+        "visibility_timeout": visibility_timeout_seconds(),
+        # Reconnect quickly instead of failing a submission while Redis restarts.
+        "max_retries": 10,
+        "interval_start": 0,
+        "interval_step": 0.5,
+        "interval_max": 2,
+    }
+    return {
+        "task_default_queue": queue,
+        # Ack only after the step finished, so a worker that dies mid-step leaves the
+        # message to be redelivered instead of losing it.
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        # One message in hand per process: a dying worker strands at most its running steps.
+        "worker_prefetch_multiplier": 1,
+        "broker_transport_options": transport_options,
+        "result_backend_transport_options": {"retry_policy": {"timeout": 5.0}},
+        "broker_connection_retry_on_startup": True,
+        "broker_connection_max_retries": None,
+        # Flower shows task progress from these events.
+        "worker_send_task_events": True,
+        "task_send_sent_event": True,
+        "task_track_started": True,
+        "result_expires": 7 * 24 * 3600,
+    }

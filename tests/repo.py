@@ -1,0 +1,53 @@
+"""Paths and parsed files of the repository, for tests that read them."""
+
+import tomllib
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+COMPOSE_FILE = REPO_ROOT / "docker-compose.yml"
+COMPOSE_SCHEMA = REPO_ROOT.parent / "shared" / "schemas" / "compose-spec.json"
+INSTANCE_YAML = REPO_ROOT / "dagster.yaml"
+WORKSPACE_YAML = REPO_ROOT / "workspace.yaml"
+CODE_LOCATIONS = REPO_ROOT / "code_locations"
+SECRET_VARIABLES = (
+    "POSTGRES_PASSWORD",
+    "REDIS_PASSWORD",
+    "FLOWER_PASSWORD",
+    "WANDB_IO_SIGNING_KEY",
+)
+INFRASTRUCTURE_SERVICES = ("postgres", "redis", "init", "webserver", "daemon", "flower")
+
+
+@cache
+def compose() -> dict[str, Any]:
+    return yaml.safe_load(COMPOSE_FILE.read_text())
+
+
+@cache
+def instance() -> dict[str, Any]:
+    return yaml.safe_load(INSTANCE_YAML.read_text())
+
+
+@cache
+def workspace_teams() -> list[str]:
+    entries = yaml.safe_load(WORKSPACE_YAML.read_text())["load_from"]
+    return [entry["grpc_server"]["location_name"] for entry in entries]
+
+
+def team_folders() -> list[str]:
+    return sorted(
+        path.name for path in CODE_LOCATIONS.iterdir() if (path / "pyproject.toml").exists()
+    )
+
+
+def lock_versions(lock_file: Path) -> dict[str, str]:
+    lock = tomllib.loads(lock_file.read_text())
+    return {package["name"]: package.get("version", "") for package in lock["package"]}
+
+
+def lock_files() -> list[Path]:
+    return [REPO_ROOT / "uv.lock", *sorted(CODE_LOCATIONS.glob("*/uv.lock"))]

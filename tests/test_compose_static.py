@@ -1,0 +1,152 @@
+"""docker-compose.yml: valid for the Compose Specification and safe by default."""
+
+import json
+import re
+import shutil
+import subprocess
+
+import jsonschema
+import pytest
+
+from tests.repo import (
+    COMPOSE_FILE,
+    COMPOSE_SCHEMA,
+    REPO_ROOT,
+    SECRET_VARIABLES,
+    compose,
+)
+
+DUMMY_SECRETS = {name: f"test-{name.lower()}" for name in SECRET_VARIABLES}
+
+
+def test_compose_file_validates_against_the_compose_spec_schema():
+    schema = json.loads(COMPOSE_SCHEMA.read_text())
+    jsonschema.Draft7Validator(schema).validate(compose())
+
+
+def test_no_secret_has_a_default_value():
+    text = COMPOSE_FILE.read_text()
+    for name in SECRET_VARIABLES:
+        references = re.findall(r"\$\{" + name + r"([^}]*)\}", text)
+        assert references, f"{name} is never used"
+        for suffix in references:
+            assert suffix.startswith(":?"), f"${{{name}{suffix}}} must be ${{{name}:?...}}"
+            assert "make env" in suffix, "the error must say how to create .env"
+
+
+def test_published_ports_bind_to_loopback_unless_the_user_opts_in():
+    for name, service in compose()["services"].items():
+        for port in service.get("ports", []):
+            assert re.match(r"^\$\{[A-Z_]+_BIND:-127\.0\.0\.1\}:", str(port)), (name, port)
+
+
+def test_every_dependency_waits_for_health_or_completion():
+    for name, service in compose()["services"].items():
+        for dependency, condition in (service.get("depends_on") or {}).items():
+            expected = (
+                "service_completed_successfully" if dependency == "init" else "service_healthy"
+            )
+            assert condition == {"condition": expected}, (name, dependency, condition)
+
+
+def test_every_long_running_service_has_a_healthcheck_and_restart_policy():
+    for name, service in compose()["services"].items():
+        if name == "init":
+            assert service["restart"] == "no"
+            continue
+        assert service.get("healthcheck", {}).get("test"), f"{name} has no healthcheck"
+        assert service.get("restart") == "unless-stopped", name
+
+
+def test_healthcheck_commands_survive_the_podman_space_split():
+    # podman's Docker API splits ["CMD", ...] arguments at spaces; such checks need CMD-SHELL.
+    for name, service in compose()["services"].items():
+        test = service.get("healthcheck", {}).get("test", [])
+        if test and test[0] == "CMD":
+            assert not any(" " in arg for arg in test[1:]), (name, test)
+
+
+def test_redis_requires_a_password_and_keeps_an_append_only_file():
+    command = compose()["services"]["redis"]["command"]
+    assert "--requirepass" in command
+    assert command[command.index("--appendonly") + 1] == "yes"
+
+
+def test_flower_asks_for_credentials():
+    env = compose()["services"]["flower"]["environment"]
+    assert env["FLOWER_BASIC_AUTH"].startswith("${FLOWER_USER:-admin}:${FLOWER_PASSWORD:?")
+
+
+def test_only_the_webserver_and_the_daemon_see_the_engine_socket():
+    with_socket = {
+        name
+        for name, service in compose()["services"].items()
+        if any("docker.sock" in str(volume) for volume in service.get("volumes", []))
+    }
+    assert with_socket == {"webserver", "daemon"}
+
+
+def test_exactly_one_daemon():
+    daemons = [
+        name
+        for name, service in compose()["services"].items()
+        if "dagster-daemon" in (service.get("command") or [])
+    ]
+    assert daemons == ["daemon"]
+    assert "deploy" not in compose()["services"]["daemon"]
+
+
+def test_services_other_than_webserver_and_daemon_do_not_run_as_root():
+    for name, service in compose()["services"].items():
+        if name in ("webserver", "daemon"):
+            assert service["user"] == "0"
+        else:
+            assert "user" not in service, f"{name} should run as its image's non-root user"
+
+
+def _compose_cli() -> list[str] | None:
+    if (
+        shutil.which("docker")
+        and subprocess.run(["docker", "compose", "version"], capture_output=True).returncode == 0
+    ):
+        return ["docker", "compose"]
+    if shutil.which("docker-compose"):
+        return ["docker-compose"]
+    return None
+
+
+@pytest.fixture
+def compose_cli():
+    cli = _compose_cli()
+    if cli is None:
+        pytest.skip("no docker compose CLI on this machine")
+    return cli
+
+
+def _config(compose_cli, env_overrides, tmp_path):
+    env_file = tmp_path / "empty.env"
+    env_file.write_text("")
+    env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": str(tmp_path), **env_overrides}
+    return subprocess.run(
+        [*compose_cli, "--env-file", str(env_file), "-f", str(COMPOSE_FILE), "config"],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+
+
+def test_compose_cli_accepts_the_file(compose_cli, tmp_path):
+    result = _config(compose_cli, DUMMY_SECRETS, tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "test-redis_password" in result.stdout
+
+
+@pytest.mark.parametrize("missing", SECRET_VARIABLES)
+def test_compose_refuses_to_start_without_a_secret_and_says_how_to_fix_it(
+    compose_cli, tmp_path, missing
+):
+    env = {name: value for name, value in DUMMY_SECRETS.items() if name != missing}
+    result = _config(compose_cli, env, tmp_path)
+    assert result.returncode != 0
+    assert missing in result.stderr and "make env" in result.stderr

@@ -1,0 +1,117 @@
+"""Every registered team is wired the same way everywhere, and one Dagster version rules."""
+
+import re
+
+import pytest
+
+from tests.repo import (
+    CODE_LOCATIONS,
+    REPO_ROOT,
+    compose,
+    instance,
+    lock_files,
+    lock_versions,
+    team_folders,
+    workspace_teams,
+)
+
+DAGSTER_CORE = (
+    "dagster",
+    "dagster-webserver",
+    "dagster-graphql",
+    "dagster-pipes",
+    "dagster-shared",
+)
+DAGSTER_LIBRARIES = ("dagster-celery", "dagster-postgres", "dagster-docker")
+
+
+def test_workspace_registers_exactly_the_team_folders():
+    assert sorted(workspace_teams()) == team_folders()
+
+
+@pytest.mark.parametrize("team", workspace_teams())
+def test_team_has_a_code_server_serving_its_module(team):
+    service = compose()["services"][f"{team}-code"]
+    command = service["command"]
+    assert command[:3] == ["dagster", "code-server", "start"]
+    assert command[command.index("--module-name") + 1] == f"{team}.definitions"
+    assert command[command.index("--port") + 1] == "4000"
+    assert service["build"]["args"]["TEAM"] == team
+    assert service["environment"]["DAGSTER_CURRENT_IMAGE"] == service["image"]
+    assert "DAGSTER_CONTAINER_CONTEXT" in service["environment"]
+
+
+@pytest.mark.parametrize("team", workspace_teams())
+def test_team_has_a_worker_built_from_its_own_image(team):
+    code_server = compose()["services"][f"{team}-code"]
+    worker = compose()["services"][f"{team}-worker"]
+    assert worker["image"] == code_server["image"]
+    assert worker["build"] == code_server["build"]
+    # The worker consumes the queue named by DAGSTER_TEAM, which the image bakes from TEAM.
+    assert worker["command"] == ["dagster-team-worker"]
+    assert "DAGSTER_TEAM" not in worker["environment"]
+
+
+@pytest.mark.parametrize("team", workspace_teams())
+def test_team_services_mount_the_artifact_cache_and_shared_storage(team):
+    for service_name in (f"{team}-code", f"{team}-worker"):
+        volumes = compose()["services"][service_name]["volumes"]
+        assert "artifact-cache:/opt/dagster/artifact-cache" in volumes
+        assert "dagster-shared:/opt/dagster/shared" in volumes
+    run_context = compose()["services"][f"{team}-code"]["environment"]["DAGSTER_CONTAINER_CONTEXT"]
+    assert "-artifact-cache:/opt/dagster/artifact-cache" in run_context
+    assert "-shared:/opt/dagster/shared" in run_context
+
+
+@pytest.mark.parametrize("team", workspace_teams())
+def test_webserver_and_daemon_wait_for_the_team_code_server(team):
+    for service_name in ("webserver", "daemon"):
+        depends_on = compose()["services"][service_name]["depends_on"]
+        assert depends_on[f"{team}-code"] == {"condition": "service_healthy"}
+
+
+@pytest.mark.parametrize("team", workspace_teams())
+def test_team_has_a_run_concurrency_limit(team):
+    limits = instance()["run_coordinator"]["config"]["tag_concurrency_limits"]
+    matching = [
+        limit
+        for limit in limits
+        if limit["key"] == "dagster/code_location" and limit.get("value") == team
+    ]
+    assert len(matching) == 1 and matching[0]["limit"] >= 1
+
+
+@pytest.mark.parametrize("team", workspace_teams())
+def test_team_code_routes_to_its_own_queue(team):
+    package = CODE_LOCATIONS / team / "src" / team
+    assert re.search(rf'^TEAM = "{team}"$', (package / "__init__.py").read_text(), re.M)
+    platform_defs = (package / "defs" / "platform.py").read_text()
+    assert "team_celery_executor(TEAM)" in platform_defs
+
+
+def test_one_dagster_version_in_every_lock():
+    versions = {lock.relative_to(REPO_ROOT): lock_versions(lock) for lock in lock_files()}
+    assert len(versions) == 1 + len(team_folders())
+    core = {
+        str(path): {v[name] for name in DAGSTER_CORE if name in v} for path, v in versions.items()
+    }
+    libraries = {
+        str(path): {v[name] for name in DAGSTER_LIBRARIES if name in v}
+        for path, v in versions.items()
+    }
+    assert {frozenset(found) for found in core.values()} == {frozenset({"1.13.27"})}, core
+    assert {frozenset(found) for found in libraries.values()} == {frozenset({"0.29.27"})}, libraries
+    for path, found in versions.items():
+        assert found["dagster"] == "1.13.27", path
+        assert found["dagster-celery"] == "0.29.27", path
+        assert found["celery"] == versions[next(iter(versions))]["celery"], (
+            f"{path}: every worker and orchestrator must speak the same Celery"
+        )
+
+
+def test_images_install_only_from_the_locks():
+    for dockerfile in (REPO_ROOT / "docker").glob("*.Dockerfile"):
+        text = dockerfile.read_text()
+        assert "uv sync --frozen" in text, dockerfile
+        installs = re.findall(r"pip install[^\n]*", text)
+        assert all("uv==" in line for line in installs), (dockerfile, installs)

@@ -1,0 +1,55 @@
+"""The local process stack runs every team's jobs on that team's own Celery workers."""
+
+import re
+import time
+
+import pytest
+import requests
+
+pytestmark = pytest.mark.local_stack
+
+
+def test_ui_serves_and_every_team_location_is_loaded(local_stack, client):
+    page = requests.get(local_stack.webserver_url, timeout=10)
+    assert page.status_code == 200
+    assert re.search(r"<title[^>]*>Dagster</title>", page.text)
+    statuses = client.locations()
+    assert sorted(statuses) == sorted(local_stack.teams)
+    for status in statuses.values():
+        assert status.load_status == "LOADED" and status.error is None, status
+
+
+def test_each_team_probe_runs_on_that_teams_worker(local_stack, client):
+    submitted = {}
+    for team in local_stack.teams:
+        submitted[team] = (client.submit_job(team, "probe_ping"), time.monotonic())
+    for team, (run_id, started) in submitted.items():
+        status = client.wait_for_run(run_id, timeout=120)
+        elapsed = time.monotonic() - started
+        print(f"{team}: probe_ping {status} {elapsed:.1f}s after submit")
+        assert status == "SUCCESS"
+        workers = client.step_workers(run_id)
+        assert set(workers) == {"report_runtime"}
+        assert workers["report_runtime"].startswith(f"{team}@"), workers
+
+
+def test_each_team_fan_out_runs_every_step_on_that_teams_workers(local_stack, client):
+    runs = {team: client.submit_job(team, "probe_fan_out") for team in local_stack.teams}
+    for team, run_id in runs.items():
+        assert client.wait_for_run(run_id, timeout=300) == "SUCCESS"
+        workers = client.step_workers(run_id)
+        assert len(workers) == 50, f"{team}: {len(workers)} steps reported a Celery worker"
+        assert {worker.split("@")[0] for worker in workers.values()} == {team}
+
+
+def test_flower_lists_every_team_worker_behind_its_login(local_stack):
+    assert requests.get(f"{local_stack.flower_url}/api/workers", timeout=10).status_code == 401
+    response = requests.get(
+        f"{local_stack.flower_url}/api/workers",
+        params={"refresh": "1"},
+        auth=local_stack.flower_credentials,
+        timeout=30,
+    )
+    assert response.status_code == 200
+    names = {name.split("@")[0] for name in response.json()}
+    assert names == set(local_stack.teams)
