@@ -95,4 +95,6 @@ def celery_settings(queue: str) -> dict[str, Any]:
         "task_send_sent_event": True,
         "task_track_started": True,
         "result_expires": 7 * 24 * 3600,
+        # Dagster's step logs go to stdout; Celery would otherwise relabel them as warnings.
+        "worker_redirect_stdouts_level": "INFO",
     }

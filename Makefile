@@ -1,0 +1,87 @@
+# The platform's commands. `make help` lists them.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+.ONESHELL:
+.SHELLFLAGS := -euo pipefail -c
+
+PYTHON := .venv/bin/python
+# Docker Compose v2 when present, else docker-compose 1.29.
+COMPOSE ?= $(shell docker compose version >/dev/null 2>&1 && echo "docker compose" || echo docker-compose)
+TEAMS = $(shell sed -n 's/^ *location_name: *//p' workspace.yaml)
+export UV_PYTHON_DOWNLOADS := never
+
+.PHONY: help env build up down clean ps logs venvs dev lock lint format test test-static \
+	test-teams test-local test-container new-team redeploy bench
+
+help: ## List the commands
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
+
+env: ## Create .env with random secrets (an existing .env is kept)
+	@python3 scripts/make_env.py
+
+build: ## Build the platform image and one image per team
+	# One service per image: services sharing an image would otherwise build it in parallel.
+	$(COMPOSE) build init $(addsuffix -code,$(TEAMS))
+
+up: env build ## Build and start the platform in containers; wait until every service is healthy
+	$(COMPOSE) up -d
+	python3 scripts/wait_healthy.py --compose "$(COMPOSE)"
+
+down: ## Stop the platform (volumes are kept)
+	python3 scripts/remove_run_containers.py
+	$(COMPOSE) down
+
+clean: ## Stop the platform and delete its volumes (instance DB, artifact cache)
+	python3 scripts/remove_run_containers.py
+	$(COMPOSE) down -v
+
+ps: ## Show each container's state and health
+	python3 scripts/wait_healthy.py --compose "$(COMPOSE)" --once
+
+logs: ## Follow every service's logs
+	$(COMPOSE) logs -f --tail=100
+
+venvs: ## Create .venv (platform and tools) and code_locations/<team>/.venv from the locks
+	command -v uv >/dev/null || pip install "uv==0.13.9"
+	uv sync --frozen --quiet
+	for team in $(TEAMS); do uv sync --frozen --quiet --project code_locations/$$team || exit 1; done
+
+dev: venvs ## Run the same platform as local processes; Ctrl-C stops everything
+	$(PYTHON) -m devstack $(ARGS)
+
+lock: ## Re-resolve the platform's and every team's lock file
+	uv lock
+	for team in $(TEAMS); do (cd code_locations/$$team && uv lock) || exit 1; done
+
+lint: venvs ## ruff check and format check
+	$(PYTHON) -m ruff check .
+	$(PYTHON) -m ruff format --check .
+
+format: venvs ## Format with ruff
+	$(PYTHON) -m ruff format .
+	$(PYTHON) -m ruff check --fix .
+
+test: venvs ## Everything: static, packages, teams, local stack, faults, browser, containers
+	$(PYTHON) -m pytest packages/dagster-team-celery/tests -q
+	for team in $(TEAMS); do \
+		code_locations/$$team/.venv/bin/python -m pytest code_locations/$$team/tests -q || exit 1; \
+	done
+	$(PYTHON) -m pytest tests -v
+
+test-static: venvs ## Fast checks of the compose file, configs and locks
+	$(PYTHON) -m pytest tests/test_compose_static.py tests/test_consistency.py -q
+
+test-local: venvs ## The local process stack end to end
+	$(PYTHON) -m pytest tests -m local_stack -v
+
+test-container: venvs ## Build the images and run the compose stack end to end
+	$(PYTHON) -m pytest tests -m container -v
+
+new-team: venvs ## Scaffold a team: make new-team NAME=<identifier>
+	$(PYTHON) scripts/new_team.py "$(NAME)"
+
+redeploy: ## Rebuild and restart one team only: make redeploy TEAM=<team>
+	python3 scripts/redeploy.py --compose "$(COMPOSE)" "$(TEAM)"
+
+bench: venvs ## Benchmarks against vanilla Dagster + dagster-celery (writes bench/results/)
+	$(PYTHON) -m bench

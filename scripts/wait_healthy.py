@@ -1,0 +1,76 @@
+"""Wait until every compose service is healthy (or, for `init`, finished), and show them.
+
+Works with Compose v2 and docker-compose 1.29 alike (1.29 has no `up --wait`), and reads health
+from `docker inspect`, which podman's API reports where `compose ps` does not.
+"""
+
+import argparse
+import json
+import shlex
+import subprocess
+import sys
+import time
+
+ONE_SHOT_SERVICES = {"init"}
+
+
+def containers(compose: list[str]) -> list[dict]:
+    ids = subprocess.run([*compose, "ps", "-a", "-q"], capture_output=True, text=True).stdout.split()
+    if not ids:
+        return []
+    inspected = subprocess.run(["docker", "inspect", *ids], capture_output=True, text=True)
+    return json.loads(inspected.stdout or "[]")
+
+
+def describe(container: dict) -> tuple[str, str, bool, bool]:
+    """(service, state, ready, failed) for one container."""
+    labels = container.get("Config", {}).get("Labels") or {}
+    service = labels.get("com.docker.compose.service", container["Name"].lstrip("/"))
+    state = container["State"]
+    health = (state.get("Health") or {}).get("Status")
+    if service in ONE_SHOT_SERVICES:
+        finished = state["Status"] == "exited"
+        ok = finished and state.get("ExitCode") == 0
+        return service, f"exited ({state.get('ExitCode')})" if finished else state["Status"], ok, (
+            finished and not ok
+        )
+    label = f"{state['Status']}/{health}" if health else state["Status"]
+    return service, label, health == "healthy" or (health is None and state["Running"]), False
+
+
+def show(rows: list[tuple[str, str, bool, bool]]) -> None:
+    for service, state, ready, _ in sorted(rows):
+        print(f"  {'ok ' if ready else '.. '} {service:<24} {state}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--compose", default="docker compose")
+    parser.add_argument("--timeout", type=float, default=900)
+    parser.add_argument("--once", action="store_true", help="print the states and exit")
+    args = parser.parse_args()
+    compose = shlex.split(args.compose)
+    started = time.monotonic()
+    while True:
+        rows = [describe(container) for container in containers(compose)]
+        if args.once:
+            show(rows)
+            return 0
+        failed = [row for row in rows if row[3]]
+        if failed:
+            show(rows)
+            print(f"failed: {', '.join(row[0] for row in failed)}; see `make logs`")
+            return 1
+        if rows and all(row[2] for row in rows):
+            show(rows)
+            print(f"all {len(rows)} services healthy after {time.monotonic() - started:.1f}s")
+            return 0
+        if time.monotonic() - started > args.timeout:
+            show(rows)
+            print(f"not healthy after {args.timeout:.0f}s; see `make logs`")
+            return 1
+        time.sleep(1)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
