@@ -15,7 +15,9 @@ ONE_SHOT_SERVICES = {"init"}
 
 
 def containers(compose: list[str]) -> list[dict]:
-    ids = subprocess.run([*compose, "ps", "-a", "-q"], capture_output=True, text=True).stdout.split()
+    ids = subprocess.run(
+        [*compose, "ps", "-a", "-q"], capture_output=True, text=True
+    ).stdout.split()
     if not ids:
         return []
     inspected = subprocess.run(["docker", "inspect", *ids], capture_output=True, text=True)
@@ -31,8 +33,11 @@ def describe(container: dict) -> tuple[str, str, bool, bool]:
     if service in ONE_SHOT_SERVICES:
         finished = state["Status"] == "exited"
         ok = finished and state.get("ExitCode") == 0
-        return service, f"exited ({state.get('ExitCode')})" if finished else state["Status"], ok, (
-            finished and not ok
+        return (
+            service,
+            f"exited ({state.get('ExitCode')})" if finished else state["Status"],
+            ok,
+            (finished and not ok),
         )
     label = f"{state['Status']}/{health}" if health else state["Status"]
     return service, label, health == "healthy" or (health is None and state["Running"]), False

@@ -1,10 +1,10 @@
 """How the bakery's runs execute: every step on the bakery's own Celery queue."""
 
 import dagster as dg
-from dagster_team_celery.executor import team_celery_executor
-from dagster_team_celery.probes import build_probe_jobs
 
 from bakery import TEAM
+from dagster_team_celery.executor import team_celery_executor
+from dagster_team_celery.probes import build_probe_jobs
 
 executor = team_celery_executor(TEAM)
 

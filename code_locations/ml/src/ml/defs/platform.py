@@ -1,9 +1,9 @@
 """How the ML team's runs execute: every step on the ML team's own Celery queue."""
 
 import dagster as dg
+
 from dagster_team_celery.executor import team_celery_executor
 from dagster_team_celery.probes import build_probe_jobs
-
 from ml import TEAM
 
 executor = team_celery_executor(TEAM)

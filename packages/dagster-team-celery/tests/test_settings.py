@@ -1,0 +1,54 @@
+import pytest
+
+from dagster_team_celery import settings
+from dagster_team_celery.executor import team_celery_executor
+
+
+def test_missing_broker_url_names_the_variable_and_the_fix(monkeypatch):
+    monkeypatch.delenv(settings.BROKER_URL_ENV, raising=False)
+    with pytest.raises(settings.PlatformConfigError, match=r"DAGSTER_CELERY_BROKER_URL.*make env"):
+        settings.broker_url()
+
+
+def test_worker_without_a_team_is_refused(monkeypatch):
+    monkeypatch.delenv(settings.TEAM_ENV, raising=False)
+    with pytest.raises(settings.PlatformConfigError, match="DAGSTER_TEAM=bakery"):
+        settings.team_name()
+
+
+@pytest.mark.parametrize("raw", ["soon", "0", "-5"])
+def test_bad_visibility_timeout_is_refused(monkeypatch, raw):
+    monkeypatch.setenv(settings.VISIBILITY_TIMEOUT_ENV, raw)
+    with pytest.raises(settings.PlatformConfigError, match="positive number of seconds"):
+        settings.visibility_timeout_seconds()
+
+
+def test_settings_deliver_each_step_at_least_once(monkeypatch):
+    monkeypatch.setenv(settings.VISIBILITY_TIMEOUT_ENV, "900")
+    config = settings.celery_settings("bakery")
+    assert config["task_default_queue"] == "bakery"
+    assert config["task_acks_late"] is True
+    assert config["task_reject_on_worker_lost"] is True
+    assert config["worker_prefetch_multiplier"] == 1
+    assert config["broker_transport_options"]["visibility_timeout"] == 900
+
+
+def test_team_executor_routes_to_the_team_queue(monkeypatch):
+    monkeypatch.setenv(settings.BROKER_URL_ENV, "redis://:secret@broker:6379/0")
+    monkeypatch.setenv(settings.BACKEND_URL_ENV, "redis://:secret@broker:6379/1")
+    executor = team_celery_executor("ml")
+    assert executor.name == "ml_celery_executor"
+    resolved = executor.config_schema.resolve_config({})
+    assert resolved.success, resolved.errors
+    config = resolved.value["config"]
+    assert config["broker"] == "redis://:secret@broker:6379/0"
+    assert config["backend"] == "redis://:secret@broker:6379/1"
+    assert config["config_source"]["task_default_queue"] == "ml"
+
+
+def test_team_executor_reads_the_broker_url_at_run_time_not_definition_time(monkeypatch):
+    monkeypatch.delenv(settings.BROKER_URL_ENV, raising=False)
+    monkeypatch.setenv(settings.BACKEND_URL_ENV, "redis://:secret@broker:6379/1")
+    resolved = team_celery_executor("ml").config_schema.resolve_config({})
+    assert not resolved.success
+    assert "DAGSTER_CELERY_BROKER_URL" in str(resolved.errors[0].message)

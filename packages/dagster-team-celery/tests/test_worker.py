@@ -1,0 +1,101 @@
+"""The worker never consumes a team's queue unless it can import the team's code."""
+
+import os
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+import redis
+
+from dagster_team_celery import healthcheck, liveness
+from dagster_team_celery.worker_cli import celery_worker_argv
+
+
+def worker_env(tmp_path, redis_url: str, team_module: str) -> dict[str, str]:
+    return {
+        **os.environ,
+        "DAGSTER_TEAM": "bakery",
+        "DAGSTER_TEAM_MODULE": team_module,
+        "DAGSTER_CELERY_BROKER_URL": f"{redis_url}/0",
+        "DAGSTER_CELERY_BACKEND_URL": f"{redis_url}/1",
+        "DAGSTER_CELERY_LIVENESS_FILE": str(tmp_path / "alive"),
+        "PYTHONPATH": str(tmp_path),
+    }
+
+
+def test_worker_that_cannot_import_team_code_exits_without_taking_a_step(tmp_path, redis_url):
+    (tmp_path / "broken_team.py").write_text("import module_that_does_not_exist\n")
+    broker = redis.Redis.from_url(f"{redis_url}/0")
+    broker.lpush("bakery", b"a step waiting for a bakery worker")
+
+    result = subprocess.run(
+        celery_worker_argv("bakery", []),
+        env=worker_env(tmp_path, redis_url, "broken_team"),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+    assert result.returncode != 0
+    assert "cannot import its code module 'broken_team'" in result.stderr
+    assert "module_that_does_not_exist" in result.stderr
+    assert broker.llen("bakery") == 1, "the waiting step must stay on the queue"
+    assert not (tmp_path / "alive").exists()
+
+
+def test_worker_with_importable_code_reports_alive_and_stops_cleanly(tmp_path, redis_url):
+    (tmp_path / "fine_team.py").write_text(
+        textwrap.dedent(
+            """
+            import dagster as dg
+
+            @dg.definitions
+            def defs():
+                return dg.Definitions()
+            """
+        )
+    )
+    env = worker_env(tmp_path, redis_url, "fine_team")
+    process = subprocess.Popen(
+        celery_worker_argv("bakery", []), env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
+    try:
+        deadline = time.monotonic() + 90
+        while healthcheck_status(env) != 0:
+            assert process.poll() is None, process.stdout.read().decode()
+            assert time.monotonic() < deadline, "worker never reported alive"
+            time.sleep(0.5)
+    finally:
+        process.terminate()
+        process.wait(60)
+    assert process.returncode == 0
+    assert not (tmp_path / "alive").exists(), "a stopped worker must not look alive"
+
+
+def healthcheck_status(env: dict[str, str]) -> int:
+    return subprocess.run(
+        [sys.executable, "-m", "dagster_team_celery.healthcheck"], env=env, capture_output=True
+    ).returncode
+
+
+def test_healthcheck_fails_on_a_missing_or_stale_liveness_file(tmp_path, monkeypatch, capsys):
+    path = tmp_path / "alive"
+    monkeypatch.setenv(liveness.LIVENESS_FILE_ENV, str(path))
+    assert healthcheck.main() == 1
+    assert "missing" in capsys.readouterr().out
+    liveness.mark_alive(path)
+    assert healthcheck.main() == 0
+    stale = time.time() - liveness.STALE_AFTER_SECONDS - 5
+    os.utime(path, (stale, stale))
+    assert healthcheck.main() == 1
+    assert "last refreshed" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("team", ["bakery", "ml"])
+def test_worker_consumes_only_its_team_queue_under_its_team_name(team):
+    argv = celery_worker_argv(team, ["--concurrency", "1"])
+    assert argv[argv.index("--queues") + 1] == team
+    assert argv[argv.index("--hostname") + 1] == f"{team}@%h"
+    assert argv[-2:] == ["--concurrency", "1"]
