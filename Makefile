@@ -80,8 +80,9 @@ test-container: venvs ## Build the images and run the compose stack end to end
 new-team: venvs ## Scaffold a team: make new-team NAME=<identifier>
 	$(PYTHON) scripts/new_team.py "$(NAME)"
 
-redeploy: ## Rebuild and restart one team only: make redeploy TEAM=<team>
-	python3 scripts/redeploy.py --compose "$(COMPOSE)" "$(TEAM)"
+redeploy: ## Rebuild and restart one team only: make redeploy TEAM=<team> [MODE=local]
+	if [ "$(MODE)" = local ]; then $(PYTHON) -m devstack redeploy "$(TEAM)"; \
+	else python3 scripts/redeploy.py --compose "$(COMPOSE)" "$(TEAM)"; fi
 
 bench: venvs ## Benchmarks against vanilla Dagster + dagster-celery (writes bench/results/)
 	$(PYTHON) -m bench

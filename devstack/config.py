@@ -17,9 +17,6 @@ from typing import Any
 import yaml
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-INSTANCE_YAML = REPO_ROOT / "dagster.yaml"
-WORKSPACE_YAML = REPO_ROOT / "workspace.yaml"
-CODE_LOCATIONS = REPO_ROOT / "code_locations"
 
 LOCAL_RUN_LAUNCHER: dict[str, Any] = {
     "module": "dagster._core.launcher",
@@ -38,8 +35,9 @@ def load_yaml(path: Path) -> dict[str, Any]:
     return loaded
 
 
-def teams(workspace_yaml: Path = WORKSPACE_YAML) -> list[str]:
+def teams(root: Path = REPO_ROOT) -> list[str]:
     """The teams registered in workspace.yaml, in order: the platform's one team registry."""
+    workspace_yaml = root / "workspace.yaml"
     entries = load_yaml(workspace_yaml).get("load_from") or []
     names = []
     for entry in entries:
@@ -53,25 +51,30 @@ def teams(workspace_yaml: Path = WORKSPACE_YAML) -> list[str]:
     return names
 
 
-def local_instance_yaml(source: Path = INSTANCE_YAML) -> str:
-    instance = load_yaml(source)
+def local_instance_yaml(root: Path = REPO_ROOT) -> str:
+    instance = load_yaml(root / "dagster.yaml")
     instance["run_launcher"] = LOCAL_RUN_LAUNCHER
     return yaml.safe_dump(instance, sort_keys=False)
 
 
-def local_workspace_yaml(code_server_ports: dict[str, int], source: Path = WORKSPACE_YAML) -> str:
-    workspace = load_yaml(source)
+def local_workspace_yaml(code_server_ports: dict[str, int], root: Path = REPO_ROOT) -> str:
+    """workspace.yaml pointed at local code servers; teams without one are left out."""
+    workspace = load_yaml(root / "workspace.yaml")
+    entries = []
     for entry in workspace["load_from"]:
         server = entry["grpc_server"]
-        server["host"] = LOCAL_HOST
-        server["port"] = code_server_ports[server["location_name"]]
+        if server["location_name"] in code_server_ports:
+            server["host"] = LOCAL_HOST
+            server["port"] = code_server_ports[server["location_name"]]
+            entries.append(entry)
+    workspace["load_from"] = entries
     return yaml.safe_dump(workspace, sort_keys=False)
 
 
-def team_dir(team: str) -> Path:
-    return CODE_LOCATIONS / team
+def team_dir(team: str, root: Path = REPO_ROOT) -> Path:
+    return root / "code_locations" / team
 
 
-def team_bin(team: str, executable: str) -> Path:
+def team_bin(team: str, executable: str, root: Path = REPO_ROOT) -> Path:
     """Each team runs in its own virtualenv (`make venvs`), since their pins differ."""
-    return team_dir(team) / ".venv" / "bin" / executable
+    return team_dir(team, root) / ".venv" / "bin" / executable

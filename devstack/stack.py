@@ -55,6 +55,8 @@ class StackSettings:
     flower: bool = True
     restart_crashed: bool = True
     extra_env: dict[str, str] = field(default_factory=dict)
+    # The checkout whose dagster.yaml, workspace.yaml and code_locations/ to run.
+    repo_root: Path = config.REPO_ROOT
 
 
 def free_port() -> int:
@@ -74,6 +76,29 @@ def http_ok(url: str, auth_header: str | None = None) -> bool:
         return False
 
 
+def grpc_serving(port: int) -> bool:
+    """What `dagster api grpc-health-check` asks, without its Python start-up per check."""
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    with grpc.insecure_channel(f"{config.LOCAL_HOST}:{port}") as channel:
+        response = health_pb2_grpc.HealthStub(channel).Check(
+            health_pb2.HealthCheckRequest(service="DagsterApi"), timeout=2
+        )
+    return response.status == health_pb2.HealthCheckResponse.SERVING
+
+
+def worker_alive(liveness_file: Path) -> bool:
+    from dagster_team_celery.liveness import STALE_AFTER_SECONDS, seconds_since_alive
+
+    age = seconds_since_alive(liveness_file)
+    return age is not None and age < STALE_AFTER_SECONDS
+
+
+def liveness_file(state: Path, team: str) -> Path:
+    return state / "run" / f"{team}-worker.alive"
+
+
 def find_postgres_bin(name: str) -> Path:
     for directory in POSTGRES_BIN_DIRS:
         if (directory / name).exists():
@@ -91,7 +116,8 @@ class LocalStack:
     def __init__(self, settings: StackSettings | None = None) -> None:
         self.settings = settings or StackSettings()
         self.state = self.settings.state_root / self.settings.name
-        self.teams = self.settings.teams or config.teams()
+        self.root = self.settings.repo_root
+        self.teams = self.settings.teams or config.teams(self.root)
         self.services: dict[str, Service] = {}
         self._stopping = threading.Event()
         self._monitor: threading.Thread | None = None
@@ -213,7 +239,7 @@ class LocalStack:
             "WANDB_MODE": "offline",
             "WANDB_API_KEY": "",
             "WANDB_SILENT": "true",
-            "DAGSTER_CELERY_LIVENESS_FILE": str(self.state / "run" / f"{team}-worker.alive"),
+            "DAGSTER_CELERY_LIVENESS_FILE": str(liveness_file(self.state, team)),
             **self.settings.extra_env,
         }
 
@@ -224,7 +250,7 @@ class LocalStack:
             name=name,
             argv=[str(part) for part in argv],
             env=env,
-            cwd=kwargs.pop("cwd", config.REPO_ROOT),
+            cwd=kwargs.pop("cwd", self.root),
             log_path=self.logs / f"{name}.log",
             ready=ready,
             restart=kwargs.pop("restart", self.settings.restart_crashed),
@@ -374,21 +400,10 @@ class LocalStack:
     def _code_server(self, team: str) -> Service:
         port = self.ports[f"{team}-code"]
 
-        def ready() -> bool:
-            # What `dagster api grpc-health-check` asks, without its Python start-up per check.
-            import grpc
-            from grpc_health.v1 import health_pb2, health_pb2_grpc
-
-            with grpc.insecure_channel(f"{config.LOCAL_HOST}:{port}") as channel:
-                response = health_pb2_grpc.HealthStub(channel).Check(
-                    health_pb2.HealthCheckRequest(service="DagsterApi"), timeout=2
-                )
-            return response.status == health_pb2.HealthCheckResponse.SERVING
-
         return self._service(
             f"{team}-code",
             [
-                config.team_bin(team, "dagster"),
+                config.team_bin(team, "dagster", self.root),
                 "code-server",
                 "start",
                 "--host",
@@ -399,27 +414,20 @@ class LocalStack:
                 f"{team}.definitions",
             ],
             self.team_env(team),
-            ready=ready,
-            cwd=config.team_dir(team),
+            ready=lambda: grpc_serving(port),
+            cwd=config.team_dir(team, self.root),
         )
 
     def _worker(self, team: str) -> Service:
         env = self.team_env(team)
         liveness = Path(env["DAGSTER_CELERY_LIVENESS_FILE"])
         liveness.unlink(missing_ok=True)
-
-        def ready() -> bool:
-            from dagster_team_celery.liveness import STALE_AFTER_SECONDS, seconds_since_alive
-
-            age = seconds_since_alive(liveness)
-            return age is not None and age < STALE_AFTER_SECONDS
-
         return self._service(
             f"{team}-worker",
-            [config.team_bin(team, "dagster-team-worker")],
+            [config.team_bin(team, "dagster-team-worker", self.root)],
             env,
-            ready=ready,
-            cwd=config.team_dir(team),
+            ready=lambda: worker_alive(liveness),
+            cwd=config.team_dir(team, self.root),
             # Warm shutdown: let running steps finish before the worker exits.
             stop_timeout=60.0,
         )
@@ -479,7 +487,9 @@ class LocalStack:
     # ---- lifecycle ------------------------------------------------------------------------
 
     def _check_team_venvs(self) -> None:
-        missing = [team for team in self.teams if not config.team_bin(team, "dagster").exists()]
+        missing = [
+            team for team in self.teams if not config.team_bin(team, "dagster", self.root).exists()
+        ]
         if missing:
             raise StackError(
                 f"No virtualenv for team(s) {', '.join(missing)}: run `make venvs` (it runs "
@@ -523,9 +533,11 @@ class LocalStack:
         self._check_team_venvs()
         self._prepare_state()
         self._allocate_ports()
-        (self.home / "dagster.yaml").write_text(config.local_instance_yaml())
+        (self.home / "dagster.yaml").write_text(config.local_instance_yaml(self.root))
         code_ports = {team: self.ports[f"{team}-code"] for team in self.teams}
-        (self.home / "workspace.yaml").write_text(config.local_workspace_yaml(code_ports))
+        (self.home / "workspace.yaml").write_text(
+            config.local_workspace_yaml(code_ports, self.root)
+        )
         started = time.monotonic()
         try:
             infrastructure = []
@@ -568,10 +580,12 @@ class LocalStack:
                 if service.restart and crashed and backed_off:
                     service.restarts += 1
                     service.start()
+                    self._write_status()
 
     def _write_status(self) -> None:
         status = {
             "name": self.settings.name,
+            "repo_root": str(self.root),
             "webserver": self.webserver_url,
             "flower": self.flower_url if self.settings.flower else None,
             "ports": self.ports,

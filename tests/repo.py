@@ -1,5 +1,8 @@
 """Paths and parsed files of the repository, for tests that read them."""
 
+import os
+import shutil
+import subprocess
 import tomllib
 from functools import cache
 from pathlib import Path
@@ -9,7 +12,11 @@ import yaml
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 COMPOSE_FILE = REPO_ROOT / "docker-compose.yml"
-COMPOSE_SCHEMA = REPO_ROOT.parent / "shared" / "schemas" / "compose-spec.json"
+COMPOSE_SCHEMA = Path(
+    os.environ.get(
+        "COMPOSE_SPEC_SCHEMA", REPO_ROOT.parent / "shared" / "schemas" / "compose-spec.json"
+    )
+)
 INSTANCE_YAML = REPO_ROOT / "dagster.yaml"
 WORKSPACE_YAML = REPO_ROOT / "workspace.yaml"
 CODE_LOCATIONS = REPO_ROOT / "code_locations"
@@ -51,3 +58,22 @@ def lock_versions(lock_file: Path) -> dict[str, str]:
 
 def lock_files() -> list[Path]:
     return [REPO_ROOT / "uv.lock", *sorted(CODE_LOCATIONS.glob("*/uv.lock"))]
+
+
+def copy_checkout(destination: Path) -> Path:
+    """A copy of this checkout's files (tracked and untracked, not ignored), for tests that
+    change registry files or add teams without touching the real working tree."""
+    listed = subprocess.run(
+        ["git", "ls-files", "-co", "--exclude-standard", "-z"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split("\0")
+    for relative in filter(None, listed):
+        source = REPO_ROOT / relative
+        if source.is_file():
+            target = destination / relative
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target)
+    return destination

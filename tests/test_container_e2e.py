@@ -9,16 +9,23 @@ import time
 
 import pytest
 
+from devstack import config
 from devstack.client import PlatformClient
 from devstack.stack import free_port
 from tests.conftest import wait_for_loaded_locations
-from tests.repo import REPO_ROOT, SECRET_VARIABLES, workspace_teams
+from tests.repo import REPO_ROOT, SECRET_VARIABLES, copy_checkout
 
 pytestmark = pytest.mark.container
 
+# Scaffolded by `scripts/new_team.py` in a copy of the checkout, so the container stack also
+# proves a new team runs green without hand edits.
+NEW_TEAM = "carrots"
+
 
 class ComposeStack:
-    def __init__(self, tmp_path) -> None:
+    def __init__(self, checkout, tmp_path) -> None:
+        self.checkout = checkout
+        self.teams = config.teams(checkout)
         self.name = f"mlp-e2e-{os.getpid()}"
         self.webserver_port = free_port()
         self.flower_port = free_port()
@@ -33,11 +40,12 @@ class ComposeStack:
         env_file.write_text("".join(f"{key}={value}\n" for key, value in settings.items()))
         self.secrets = {settings[name] for name in SECRET_VARIABLES}
         self.compose = ["docker", "compose", "-p", self.name, "--env-file", str(env_file)]
+        self.webserver_url = f"http://127.0.0.1:{self.webserver_port}"
 
     def run(self, *args: str, check: bool = True, timeout: float = 1800) -> str:
         result = subprocess.run(
             [*self.compose, *args],
-            cwd=REPO_ROOT,
+            cwd=self.checkout,
             capture_output=True,
             text=True,
             timeout=timeout,
@@ -56,7 +64,7 @@ class ComposeStack:
                 "--timeout",
                 "600",
             ],
-            cwd=REPO_ROOT,
+            cwd=self.checkout,
             capture_output=True,
             text=True,
         )
@@ -66,18 +74,28 @@ class ComposeStack:
     def remove_run_containers(self) -> None:
         subprocess.run(
             [sys.executable, "scripts/remove_run_containers.py"],
-            cwd=REPO_ROOT,
+            cwd=self.checkout,
             env={**os.environ, "PLATFORM_NAME": self.name},
             check=False,
         )
 
+    def services(self) -> list[str]:
+        return self.run("config", "--services").split()
+
+    def container_ids(self, service: str) -> list[str]:
+        return self.run("ps", "-q", service).split()
+
 
 @pytest.fixture(scope="module")
 def compose_stack(tmp_path_factory, request):
-    stack = ComposeStack(tmp_path_factory.mktemp("compose"))
+    checkout = copy_checkout(tmp_path_factory.mktemp("checkout"))
+    subprocess.run(
+        [sys.executable, "scripts/new_team.py", "--no-sync", NEW_TEAM], cwd=checkout, check=True
+    )
+    stack = ComposeStack(checkout, tmp_path_factory.mktemp("compose"))
     build_started = time.monotonic()
     # One service per image, as `make build` does.
-    stack.run("build", "init", *(f"{team}-code" for team in workspace_teams()))
+    stack.run("build", "init", *(f"{team}-code" for team in stack.teams))
     print(f"\nimages built in {time.monotonic() - build_started:.0f}s")
     try:
         up_started = time.monotonic()
@@ -94,14 +112,17 @@ def compose_stack(tmp_path_factory, request):
 
 @pytest.fixture(scope="module")
 def compose_client(compose_stack):
-    client = PlatformClient(f"http://127.0.0.1:{compose_stack.webserver_port}")
-    wait_for_loaded_locations(client, workspace_teams(), timeout=180)
+    client = PlatformClient(compose_stack.webserver_url)
+    wait_for_loaded_locations(client, compose_stack.teams, timeout=180)
     return client
 
 
-def test_each_team_runs_in_its_own_run_container_and_on_its_own_workers(compose_client):
+def test_each_team_runs_in_its_own_run_container_and_on_its_own_workers(
+    compose_stack, compose_client
+):
+    assert NEW_TEAM in compose_stack.teams
     submitted = {}
-    for team in workspace_teams():
+    for team in compose_stack.teams:
         submitted[team] = (compose_client.submit_job(team, "probe_ping"), time.monotonic())
     for team, (run_id, started) in submitted.items():
         status = compose_client.wait_for_run(run_id, timeout=300)
@@ -114,8 +135,56 @@ def test_each_team_runs_in_its_own_run_container_and_on_its_own_workers(compose_
         assert workers and all(worker.startswith(f"{team}@") for worker in workers.values())
 
 
+def test_scaffolded_teams_sample_job_runs_green(compose_client):
+    run_id = compose_client.submit_job(NEW_TEAM, "sample_job")
+    assert compose_client.wait_for_run(run_id, timeout=300) == "SUCCESS"
+    workers = compose_client.step_workers(run_id)
+    assert set(workers) == {"raw_numbers", "squared_numbers"}
+    assert all(worker.startswith(f"{NEW_TEAM}@") for worker in workers.values())
+
+
+def test_redeploying_one_team_leaves_another_teams_run_in_flight_untouched(
+    compose_stack, compose_client
+):
+    busy_run = compose_client.submit_job(
+        "ml", "probe_sleep", run_config={"ops": {"sleep_then_report": {"config": {"seconds": 20}}}}
+    )
+    deadline = time.monotonic() + 180
+    while compose_client.run(busy_run)["status"] != "STARTED":
+        assert time.monotonic() < deadline, "the ml run never started"
+        time.sleep(1)
+    before = {service: compose_stack.container_ids(service) for service in compose_stack.services()}
+
+    started = time.monotonic()
+    result = subprocess.run(
+        [
+            sys.executable,
+            "scripts/redeploy.py",
+            "--compose",
+            shlex.join(compose_stack.compose),
+            "--webserver",
+            compose_stack.webserver_url,
+            "bakery",
+        ],
+        cwd=compose_stack.checkout,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    print(f"\nredeploy took {time.monotonic() - started:.0f}s: {result.stdout[-300:]}")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+
+    after = {service: compose_stack.container_ids(service) for service in compose_stack.services()}
+    changed = {service for service in before if before[service] != after[service]}
+    assert changed == {"bakery-code", "bakery-worker"}
+    assert compose_client.wait_for_run(busy_run, timeout=300) == "SUCCESS"
+    assert compose_client.locations()["bakery"].healthy
+    again = compose_client.submit_job("bakery", "probe_ping")
+    assert compose_client.wait_for_run(again, timeout=300) == "SUCCESS"
+
+
 def test_team_containers_run_as_a_non_root_user(compose_stack):
-    for team in workspace_teams():
+    for team in compose_stack.teams:
         for service in (f"{team}-code", f"{team}-worker"):
             uid = compose_stack.run("exec", "-T", service, "id", "-u").strip()
             assert uid == "1000", f"{service} runs as uid {uid}"

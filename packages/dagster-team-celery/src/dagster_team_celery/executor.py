@@ -1,9 +1,75 @@
-"""The executor every team job uses: dagster-celery's, pinned to the team's own queue."""
+"""The executor every team job uses: dagster-celery, pinned to the team's own queue."""
 
-from dagster import ExecutorDefinition
+import os
+
+from dagster import (
+    Executor,
+    ExecutorDefinition,
+    Field,
+    executor,
+    multiple_process_executor_requirements,
+)
+from dagster._core.execution.retries import RetryMode
 from dagster_celery import celery_executor
+from dagster_celery.executor import CELERY_CONFIG, CeleryExecutor
 
+from dagster_team_celery.orchestration import LoopSettings, team_celery_execution_loop
 from dagster_team_celery.settings import BACKEND_URL_ENV, BROKER_URL_ENV, celery_settings
+
+# `dagster-celery` switches every team back to dagster-celery's own executor loop, should the
+# platform's ever misbehave; the tasks and workers are the same either way.
+EXECUTOR_LOOP_ENV = "DAGSTER_CELERY_EXECUTOR_LOOP"
+
+LOOP_CONFIG = {
+    "poll_interval_seconds": Field(
+        float,
+        default_value=LoopSettings.poll_interval_seconds,
+        description="Seconds between reads of every in-flight step's result (one Redis MGET).",
+    ),
+    "worker_check_interval_seconds": Field(
+        float,
+        default_value=LoopSettings.worker_check_interval_seconds,
+        description="Seconds between checks that running steps' workers are still alive.",
+    ),
+    "lost_worker_timeout_seconds": Field(
+        float,
+        default_value=LoopSettings.lost_worker_timeout_seconds,
+        description="How long a step whose worker died, or a queue with no worker, may wait "
+        "for a worker before the run fails.",
+    ),
+    "broker_outage_timeout_seconds": Field(
+        float,
+        default_value=LoopSettings.broker_outage_timeout_seconds,
+        description="How long the run rides out an unreachable broker or result backend.",
+    ),
+}
+
+
+class TeamCeleryExecutor(CeleryExecutor):
+    def __init__(self, loop_settings: LoopSettings, **celery_args) -> None:
+        super().__init__(**celery_args)
+        self.loop_settings = loop_settings
+
+    def execute(self, plan_context, execution_plan):
+        return team_celery_execution_loop(plan_context, execution_plan, self.loop_settings)
+
+
+@executor(
+    name="team_celery",
+    config_schema={**CELERY_CONFIG, **LOOP_CONFIG},
+    requirements=multiple_process_executor_requirements(),
+)
+def team_celery(init_context) -> Executor:
+    """dagster-celery's executor with the platform's execution loop (see orchestration.py)."""
+    config = init_context.executor_config
+    return TeamCeleryExecutor(
+        loop_settings=LoopSettings(**{key: config[key] for key in LOOP_CONFIG}),
+        broker=config.get("broker"),
+        backend=config.get("backend"),
+        config_source=config.get("config_source"),
+        include=config.get("include"),
+        retries=RetryMode.from_config(config["retries"]),
+    )
 
 
 def team_celery_executor(team: str) -> ExecutorDefinition:
@@ -12,11 +78,11 @@ def team_celery_executor(team: str) -> ExecutorDefinition:
     The broker and backend URLs stay environment references, so the password never lands in
     run config or in the run's stored snapshot.
     """
-    return celery_executor.configured(
-        {
-            "broker": {"env": BROKER_URL_ENV},
-            "backend": {"env": BACKEND_URL_ENV},
-            "config_source": celery_settings(queue=team),
-        },
-        name=f"{team}_celery_executor",
-    )
+    config = {
+        "broker": {"env": BROKER_URL_ENV},
+        "backend": {"env": BACKEND_URL_ENV},
+        "config_source": celery_settings(queue=team),
+    }
+    if os.environ.get(EXECUTOR_LOOP_ENV) == "dagster-celery":
+        return celery_executor.configured(config, name=f"{team}_celery_executor")
+    return team_celery.configured(config, name=f"{team}_celery_executor")

@@ -2,13 +2,15 @@
 
 ``probe_ping`` is one step that reports which worker, interpreter and library pins ran it.
 ``probe_fan_out`` is 50 independent steps, ``probe_chain`` three steps in a row: the shapes
-the benchmarks compare against in-process execution.
+the benchmarks compare against in-process execution. ``probe_sleep`` keeps a worker busy for
+a while, for tests of redeploys and faults while a run is in flight.
 """
 
 import importlib.metadata
 import os
 import socket
 import sys
+import time
 from typing import Any
 
 import dagster as dg
@@ -63,6 +65,16 @@ def chain_end(value: int) -> int:
     return value + 1
 
 
+class SleepConfig(dg.Config):
+    seconds: float = 20.0
+
+
+@dg.op
+def sleep_then_report(config: SleepConfig) -> dict[str, Any]:
+    time.sleep(config.seconds)
+    return runtime_report()
+
+
 def build_probe_jobs(executor_def: dg.ExecutorDefinition) -> list[dg.JobDefinition]:
     leaves = [_leaf_op(index) for index in range(FAN_OUT_WIDTH)]
 
@@ -79,4 +91,8 @@ def build_probe_jobs(executor_def: dg.ExecutorDefinition) -> list[dg.JobDefiniti
     def probe_chain() -> None:
         chain_end(chain_middle(chain_start()))
 
-    return [probe_ping, probe_fan_out, probe_chain]
+    @dg.job(name="probe_sleep", executor_def=executor_def, tags={"probe": "sleep"})
+    def probe_sleep() -> None:
+        sleep_then_report()
+
+    return [probe_ping, probe_fan_out, probe_chain, probe_sleep]

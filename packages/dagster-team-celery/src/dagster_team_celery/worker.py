@@ -11,7 +11,6 @@ import os
 from celery import bootsteps
 from dagster_celery.config import dict_wrapper
 from dagster_celery.make_app import make_app
-from dagster_celery.tasks import create_task
 
 from dagster_team_celery.liveness import REFRESH_SECONDS, liveness_path, mark_alive, mark_dead
 from dagster_team_celery.settings import (
@@ -21,6 +20,7 @@ from dagster_team_celery.settings import (
     celery_settings,
     team_name,
 )
+from dagster_team_celery.tasks import create_execute_plan_task
 
 TEAM_MODULE_ENV = "DAGSTER_TEAM_MODULE"
 
@@ -80,4 +80,4 @@ app = make_app(
     }
 )
 app.steps["consumer"].add(LivenessFile)
-execute_plan = create_task(app)
+execute_plan = create_execute_plan_task(app)

@@ -1,0 +1,370 @@
+"""The orchestrating side of a team's Celery run: submit steps, follow them, never hang.
+
+dagster-celery's ``core_celery_execution_loop`` (dagster_celery/core_execution_loop.py) asks
+the result backend about each in-flight step once per second (``TICK_SECONDS = 1``, line 22)
+and trusts that every submitted step eventually reports back. ``StepOrchestrator`` keeps that
+loop's structure and task format (steps are still submitted by dagster-celery's
+``_submit_task``, so any dagster-celery worker can run them) and changes three things:
+
+1. **Completion is read in one round trip per tick.** One Redis ``MGET`` fetches every
+   in-flight step's result, so the tick can be short (``poll_interval_seconds``, default
+   0.05 s) without one request per step per tick.
+2. **A step whose worker died is not waited for forever.** A step's STARTED state names the
+   worker running it. Every ``worker_check_interval_seconds`` the loop asks those workers which
+   tasks they are running; a step that two checks in a row find nowhere was lost with its
+   worker (a restarted worker keeps its name but not its tasks). It is resubmitted as soon as
+   a worker consumes the queue, and fails the run with a message naming the worker and the
+   queue once ``lost_worker_timeout_seconds`` pass without one. Steps waiting in a queue that
+   no worker consumes fail the same way.
+3. **A broker or backend outage is ridden out** for up to ``broker_outage_timeout_seconds``,
+   instead of failing the run at the first connection error.
+"""
+
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from celery import Celery, states
+from dagster import DagsterEvent
+from dagster._core.errors import DagsterSubprocessError
+from dagster._core.events import EngineEventData
+from dagster._core.execution.context.system import PlanOrchestrationContext
+from dagster._core.execution.plan.active import ActiveExecution
+from dagster._core.execution.plan.instance_concurrency_context import InstanceConcurrencyContext
+from dagster._core.execution.plan.plan import ExecutionPlan
+from dagster._core.execution.plan.step import ExecutionStep
+from dagster._utils.error import SerializableErrorInfo, serializable_error_info_from_exc_info
+from dagster_celery.core_execution_loop import (
+    DELEGATE_MARKER,
+    _get_run_priority,
+    _get_step_priority,
+    _warn_on_priority_misuse,
+)
+from dagster_celery.executor import _submit_task
+from dagster_celery.make_app import make_app
+from dagster_celery.tags import DAGSTER_CELERY_QUEUE_TAG, DAGSTER_CELERY_STEP_PRIORITY_TAG
+from dagster_shared.serdes import deserialize_value
+from kombu.exceptions import OperationalError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+CONNECTION_ERRORS = (OperationalError, RedisConnectionError, RedisTimeoutError, ConnectionError)
+# One unanswered inspection may only mean a busy machine; two in a row mean the task is gone.
+MISSED_CHECKS_BEFORE_LOST = 2
+
+
+@dataclass
+class LoopSettings:
+    poll_interval_seconds: float = 0.05
+    worker_check_interval_seconds: float = 5.0
+    lost_worker_timeout_seconds: float = 120.0
+    broker_outage_timeout_seconds: float = 120.0
+
+
+@dataclass
+class InFlightStep:
+    step: ExecutionStep
+    queue: str
+    task_id: str
+    submitted_at: float
+    attempt: int = 1
+    worker: str | None = None  # the node name from the STARTED state, once known
+    missed_checks: int = 0  # consecutive checks in which no worker reported it running
+    lost_since: float | None = None
+
+
+class BrokerUnreachable(DagsterSubprocessError):
+    pass
+
+
+def read_states(app: Celery, task_ids: list[str]) -> dict[str, dict[str, Any]]:
+    """Every task's meta in one MGET: {'status': ..., 'result': ...}; PENDING when absent."""
+    backend = app.backend
+    values = backend.mget([backend.get_key_for_task(task_id) for task_id in task_ids])
+    return {
+        task_id: backend.decode_result(value) if value else {"status": states.PENDING}
+        for task_id, value in zip(task_ids, values, strict=True)
+    }
+
+
+def active_task_ids(app: Celery, workers: list[str]) -> set[str]:
+    """Ids of the tasks these workers report running now."""
+    replies = app.control.inspect(destination=workers, timeout=2.0, limit=len(workers)).active()
+    return {task["id"] for tasks in (replies or {}).values() for task in tasks}
+
+
+def queue_consumers(app: Celery, queue: str) -> set[str]:
+    active = app.control.inspect(timeout=1.0).active_queues() or {}
+    return {worker for worker, queues in active.items() if any(q["name"] == queue for q in queues)}
+
+
+def start_command(queue: str) -> str:
+    return f"docker compose up -d {queue}-worker (or restart it under `make dev`)"
+
+
+class StepOrchestrator:
+    active: ActiveExecution
+
+    def __init__(self, job_context: PlanOrchestrationContext, settings: LoopSettings) -> None:
+        self.context = job_context
+        self.settings = settings
+        self.app = make_app(job_context.executor.app_args())
+        self.default_priority = self.app.conf.task_default_priority
+        self.default_queue = self.app.conf.task_default_queue
+        self.in_flight: dict[str, InFlightStep] = {}
+        self.unsubmitted: list[ExecutionStep] = []
+        self.errors: dict[str, SerializableErrorInfo] = {}
+        self.stopping = False
+        self.outage_since: float | None = None
+        self.last_worker_check = time.monotonic()
+        self.unserved_since: float | None = None
+
+    def sort_key(self, step: ExecutionStep) -> int:
+        step_priority = int(step.tags.get(DAGSTER_CELERY_STEP_PRIORITY_TAG, self.default_priority))
+        return -1 * step_priority + -1 * _get_run_priority(self.context)
+
+    def engine_event(
+        self, message: str, step: ExecutionStep | None = None, **kwargs
+    ) -> DagsterEvent:
+        context = self.context.for_step(step) if step else self.context
+        return DagsterEvent.engine_event(context, message, EngineEventData(**kwargs))
+
+    @property
+    def running(self) -> bool:
+        # After a worker-side error nothing new is submitted; in-flight steps drain first.
+        return bool(self.in_flight) or not (self.stopping or self.errors or self.active.is_complete)
+
+    def run(self, active_execution: ActiveExecution) -> Iterator[DagsterEvent]:
+        self.active = active_execution
+        while self.running:
+            if self.active.check_for_interrupts():
+                yield from self.stop()
+            try:
+                yield from self.collect_finished_steps()
+                yield from self.active.plan_events_iterator(self.context)
+                if (
+                    time.monotonic() - self.last_worker_check
+                    >= self.settings.worker_check_interval_seconds
+                ):
+                    self.last_worker_check = time.monotonic()
+                    yield from self.check_workers()
+                if not (self.stopping or self.errors):
+                    yield from self.submit_ready_steps()
+            except CONNECTION_ERRORS as error:
+                yield from self.ride_out_outage(error)
+                continue
+            if self.outage_since is not None:
+                length, self.outage_since = time.monotonic() - self.outage_since, None
+                yield self.engine_event(f"Reconnected to the Celery broker after {length:.1f}s.")
+            time.sleep(self.settings.poll_interval_seconds)
+        if self.errors:
+            raise DagsterSubprocessError(
+                "During celery execution errors occurred in workers:\n"
+                + "\n".join(f"[{key}]: {err.to_string()}" for key, err in self.errors.items()),
+                subprocess_error_infos=list(self.errors.values()),
+            )
+
+    def stop(self) -> Iterator[DagsterEvent]:
+        yield DagsterEvent.engine_event(
+            self.context,
+            "Celery executor: received termination signal - revoking active tasks from workers",
+            EngineEventData.interrupted(list(self.in_flight)),
+        )
+        self.stopping = True
+        self.active.mark_interrupted()
+        for flight in self.in_flight.values():
+            self.app.control.revoke(flight.task_id)
+
+    def ride_out_outage(self, error: Exception) -> Iterator[DagsterEvent]:
+        timeout = self.settings.broker_outage_timeout_seconds
+        if self.outage_since is None:
+            self.outage_since = time.monotonic()
+            yield self.engine_event(
+                f"Lost the Celery broker or result backend ({error}); retrying for up to "
+                f"{timeout:.0f}s."
+            )
+        elif time.monotonic() - self.outage_since > timeout:
+            raise BrokerUnreachable(
+                f"The Celery broker or result backend stayed unreachable for {timeout:.0f}s "
+                f"({error}). Check that Redis is running and that DAGSTER_CELERY_BROKER_URL and "
+                "DAGSTER_CELERY_BACKEND_URL point at it, then re-execute the run from failure."
+            ) from error
+        time.sleep(1.0)
+
+    def collect_finished_steps(self) -> Iterator[DagsterEvent]:
+        if not self.in_flight:
+            return
+        metas = read_states(self.app, [flight.task_id for flight in self.in_flight.values()])
+        for step_key, flight in sorted(
+            self.in_flight.items(), key=lambda item: self.sort_key(item[1].step)
+        ):
+            meta = metas[flight.task_id]
+            status = meta["status"]
+            if status == states.STARTED:
+                flight.worker = (meta.get("result") or {}).get("hostname", flight.worker)
+                continue
+            if status not in states.READY_STATES:
+                continue
+            del self.in_flight[step_key]
+            if status == states.SUCCESS:
+                for serialized in meta["result"]:
+                    event = deserialize_value(serialized, DagsterEvent)
+                    yield event
+                    self.active.handle_event(event)
+            elif status == states.REVOKED:
+                yield DagsterEvent.engine_event(
+                    self.context.for_step(flight.step),
+                    f'celery task for running step "{step_key}" was revoked.',
+                    EngineEventData(marker_end=DELEGATE_MARKER),
+                )
+            else:
+                self.errors[step_key] = self.task_failure(flight.task_id, meta)
+            self.active.verify_complete(self.context, step_key)
+
+    def task_failure(self, task_id: str, meta: dict[str, Any]) -> SerializableErrorInfo:
+        try:
+            self.app.AsyncResult(task_id).get(propagate=True, timeout=5)
+        except Exception:
+            return serializable_error_info_from_exc_info(sys.exc_info())
+        return SerializableErrorInfo(f"Celery task {task_id} failed: {meta}", [], None)
+
+    def submit(self, step: ExecutionStep, attempt: int = 1) -> InFlightStep:
+        queue = step.tags.get(DAGSTER_CELERY_QUEUE_TAG, self.default_queue)
+        priority = _get_step_priority(self.context, step, self.default_priority)
+        result = _submit_task(
+            self.app, self.context, step, queue, priority, self.active.get_known_state()
+        )
+        flight = InFlightStep(step, queue, result.id, time.monotonic(), attempt)
+        self.in_flight[step.key] = flight
+        return flight
+
+    def submit_ready_steps(self) -> Iterator[DagsterEvent]:
+        self.unsubmitted.extend(self.active.get_steps_to_execute())
+        while self.unsubmitted:
+            step = self.unsubmitted[0]
+            # A submission the broker refuses raises here and stays at the head of the list.
+            flight = self.submit(step)
+            self.unsubmitted.pop(0)
+            yield DagsterEvent.engine_event(
+                self.context.for_step(step),
+                f'Submitting celery task for step "{step.key}" to queue "{flight.queue}".',
+                EngineEventData(marker_start=DELEGATE_MARKER),
+            )
+
+    def check_workers(self) -> Iterator[DagsterEvent]:
+        """Resubmit steps whose worker died; fail them when no worker comes back in time."""
+        now = time.monotonic()
+        started = [flight for flight in self.in_flight.values() if flight.worker]
+        if started:
+            running = active_task_ids(self.app, sorted({flight.worker for flight in started}))
+            # A step may have finished between the state read and the inspection.
+            latest = read_states(self.app, [flight.task_id for flight in started])
+            for flight in started:
+                gone = flight.task_id not in running and (
+                    latest[flight.task_id]["status"] not in states.READY_STATES
+                )
+                flight.missed_checks = flight.missed_checks + 1 if gone else 0
+        lost = [flight for flight in started if flight.missed_checks >= MISSED_CHECKS_BEFORE_LOST]
+        waiting = [
+            flight
+            for flight in self.in_flight.values()
+            if flight.worker is None
+            and now - flight.submitted_at > self.settings.worker_check_interval_seconds
+        ]
+        if not lost and not waiting:
+            self.unserved_since = None
+            return
+        consumers = {
+            queue: queue_consumers(self.app, queue)
+            for queue in {flight.queue for flight in [*lost, *waiting]}
+        }
+        for flight in lost:
+            yield from self.handle_lost_step(flight, consumers[flight.queue], now)
+        yield from self.handle_unserved_queues(
+            [flight for flight in waiting if not consumers[flight.queue]], now
+        )
+
+    def handle_lost_step(
+        self, flight: InFlightStep, consumers: set[str], now: float
+    ) -> Iterator[DagsterEvent]:
+        timeout = self.settings.lost_worker_timeout_seconds
+        if flight.lost_since is None:
+            flight.lost_since = now
+            yield self.engine_event(
+                f'Celery worker {flight.worker} lost step "{flight.step.key}" (it died or was '
+                f"restarted); waiting up to {timeout:.0f}s for a worker on queue "
+                f'"{flight.queue}" to run it again.',
+                flight.step,
+                metadata={"lost worker": flight.worker},
+            )
+        if consumers:
+            self.app.control.revoke(flight.task_id)
+            replacement = self.submit(flight.step, attempt=flight.attempt + 1)
+            yield self.engine_event(
+                f'Resubmitted step "{flight.step.key}" (attempt {replacement.attempt}) after '
+                f"worker {flight.worker} lost it; workers on queue "
+                f'"{flight.queue}": {", ".join(sorted(consumers))}.',
+                flight.step,
+                marker_start=DELEGATE_MARKER,
+            )
+        elif now - flight.lost_since > timeout:
+            del self.in_flight[flight.step.key]
+            self.errors[flight.step.key] = SerializableErrorInfo(
+                f"Celery worker {flight.worker} was lost while running step "
+                f'"{flight.step.key}", and no worker consumed queue "{flight.queue}" for '
+                f"{timeout:.0f}s. Start the team's worker ({start_command(flight.queue)}) and "
+                "re-execute the run from failure.",
+                [],
+                "LostCeleryWorker",
+            )
+
+    def handle_unserved_queues(
+        self, unserved: list[InFlightStep], now: float
+    ) -> Iterator[DagsterEvent]:
+        if not unserved:
+            self.unserved_since = None
+            return
+        timeout = self.settings.lost_worker_timeout_seconds
+        queues = ", ".join(sorted({flight.queue for flight in unserved}))
+        if self.unserved_since is None:
+            self.unserved_since = now
+            yield self.engine_event(
+                f"No Celery worker is consuming queue(s) {queues}; steps wait for one for up to "
+                f"{timeout:.0f}s."
+            )
+            return
+        if now - self.unserved_since <= timeout:
+            return
+        for flight in unserved:
+            del self.in_flight[flight.step.key]
+            self.app.control.revoke(flight.task_id)
+            self.errors[flight.step.key] = SerializableErrorInfo(
+                f'No Celery worker consumed queue "{flight.queue}" for {timeout:.0f}s, so step '
+                f'"{flight.step.key}" never started. Start the team\'s worker '
+                f"({start_command(flight.queue)}) and re-execute the run.",
+                [],
+                "NoCeleryWorker",
+            )
+
+
+def team_celery_execution_loop(
+    job_context: PlanOrchestrationContext, execution_plan: ExecutionPlan, settings: LoopSettings
+) -> Iterator[DagsterEvent]:
+    if execution_plan.step_keys_to_execute and not execution_plan.artifacts_persisted:
+        raise DagsterSubprocessError(
+            "Celery steps run in other processes: use an IO manager that persists outputs "
+            "(the default fs_io_manager on the shared volume does)."
+        )
+    _warn_on_priority_misuse(job_context, execution_plan)
+    orchestrator = StepOrchestrator(job_context, settings)
+    with (
+        InstanceConcurrencyContext(job_context.instance, job_context.dagster_run) as concurrency,
+        execution_plan.start(
+            retry_mode=job_context.executor.retries,
+            sort_key_fn=orchestrator.sort_key,
+            instance_concurrency_context=concurrency,
+        ) as active_execution,
+    ):
+        yield from orchestrator.run(active_execution)

@@ -1,0 +1,3 @@
+"""The __TEAM__ team's code location."""
+
+TEAM = "__TEAM__"

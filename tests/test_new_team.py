@@ -1,0 +1,134 @@
+"""`make new-team`: a scaffolded team is registered everywhere and runs green untouched."""
+
+import importlib.util
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from devstack.client import PlatformClient
+from devstack.stack import LocalStack, StackSettings
+from tests.conftest import stop_stack, wait_for_loaded_locations
+from tests.repo import COMPOSE_SCHEMA, REPO_ROOT, copy_checkout
+
+NEW_TEAM = "carrots"
+
+
+def load_scaffolder():
+    spec = importlib.util.spec_from_file_location("new_team", REPO_ROOT / "scripts" / "new_team.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        ("Carrots", "not a valid team name"),
+        ("data_eng", "not a valid team name"),
+        ("9lives", "not a valid team name"),
+        ("x", "not a valid team name"),
+        ("class", "reserved"),
+        ("celery", "reserved"),
+        ("json", "would shadow the installed module"),
+        ("bakery", "already exists"),
+    ],
+)
+def test_bad_team_names_are_refused_with_the_reason(name, message):
+    scaffolder = load_scaffolder()
+    with pytest.raises(scaffolder.ScaffoldError, match=message):
+        scaffolder.validate_name(name, REPO_ROOT)
+
+
+@pytest.fixture(scope="module")
+def scaffolded(tmp_path_factory):
+    """A copy of the checkout with a new team scaffolded by the real command."""
+    checkout = copy_checkout(tmp_path_factory.mktemp("checkout"))
+    started = time.monotonic()
+    result = subprocess.run(
+        [sys.executable, "scripts/new_team.py", NEW_TEAM],
+        cwd=checkout,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr
+    print(f"\nmake new-team took {time.monotonic() - started:.1f}s: {result.stdout.strip()}")
+    return checkout
+
+
+def test_a_second_scaffold_of_the_same_name_changes_nothing(scaffolded):
+    before = {
+        name: (scaffolded / name).read_text() for name in ("docker-compose.yml", "dagster.yaml")
+    }
+    result = subprocess.run(
+        [sys.executable, "scripts/new_team.py", NEW_TEAM],
+        cwd=scaffolded,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 1 and "already exists" in result.stderr
+    assert before == {name: (scaffolded / name).read_text() for name in before}
+
+
+def test_scaffolded_checkout_passes_the_static_and_consistency_checks(scaffolded):
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "tests/test_compose_static.py",
+            "tests/test_consistency.py",
+        ],
+        cwd=scaffolded,
+        env={**os.environ, "COMPOSE_SPEC_SCHEMA": str(COMPOSE_SCHEMA)},
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stdout[-3000:]
+    # The consistency checks are parametrized per team, so the new team was checked too.
+    assert "passed" in result.stdout
+    listed = subprocess.run(
+        [sys.executable, "-m", "pytest", "--collect-only", "-q", "tests/test_consistency.py"],
+        cwd=scaffolded,
+        capture_output=True,
+        text=True,
+    ).stdout
+    assert f"[{NEW_TEAM}]" in listed
+
+
+def test_scaffolded_team_passes_its_own_tests(scaffolded):
+    team = scaffolded / "code_locations" / NEW_TEAM
+    result = subprocess.run(
+        [str(team / ".venv" / "bin" / "python"), "-m", "pytest", "-q", "tests"],
+        cwd=team,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stdout[-3000:]
+
+
+@pytest.mark.local_stack
+def test_scaffolded_teams_sample_job_runs_green_on_its_own_worker(scaffolded, request):
+    stack = LocalStack(
+        StackSettings(
+            name=f"newteam-{os.getpid()}",
+            fresh=True,
+            repo_root=scaffolded,
+            teams=[NEW_TEAM],
+            flower=False,
+        )
+    )
+    stack.start()
+    try:
+        client = PlatformClient(stack.webserver_url)
+        wait_for_loaded_locations(client, [NEW_TEAM])
+        run_id = client.submit_job(NEW_TEAM, "sample_job")
+        assert client.wait_for_run(run_id, timeout=240) == "SUCCESS"
+        workers = client.step_workers(run_id)
+        assert set(workers) == {"raw_numbers", "squared_numbers"}
+        assert all(worker.startswith(f"{NEW_TEAM}@") for worker in workers.values())
+    finally:
+        stop_stack(stack, request.session)
