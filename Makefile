@@ -62,7 +62,7 @@ format: venvs ## Format with ruff
 	$(PYTHON) -m ruff check --fix .
 
 test: venvs ## Everything: static, packages, teams, local stack, faults, browser, containers
-	$(PYTHON) -m pytest packages/dagster-team-celery/tests -q
+	$(PYTHON) -m pytest packages/dagster-team-celery/tests packages/dagster-wandb-io/tests -q
 	for team in $(TEAMS); do \
 		code_locations/$$team/.venv/bin/python -m pytest code_locations/$$team/tests -q || exit 1; \
 	done

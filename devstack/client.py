@@ -84,7 +84,7 @@ class LocationStatus:
 
 
 class PlatformClient:
-    def __init__(self, webserver_url: str, timeout: float = 30.0) -> None:
+    def __init__(self, webserver_url: str, timeout: float = 120.0) -> None:
         self.url = webserver_url.rstrip("/")
         self.timeout = timeout
         parts = urlsplit(self.url)

@@ -1,7 +1,8 @@
 """Where local process mode differs from docker compose. Every difference is in this file.
 
-1. The run launcher: DefaultRunLauncher (a run is a subprocess of its team's code server)
-   instead of DockerRunLauncher (a run is a container from its team's image).
+1. The run launcher: LocalRunLauncher (devstack/run_launcher.py: DefaultRunLauncher, where a
+   run is a subprocess of its team's code server, plus the worker health check run monitoring
+   needs) instead of DockerRunLauncher (a run is a container from its team's image).
 2. Host names and ports: services listen on 127.0.0.1, on free ports, instead of compose's
    service names on fixed ports.
 3. Folders: the artifact cache, step outputs and compute logs live under the stack's state
@@ -19,9 +20,11 @@ import yaml
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 LOCAL_RUN_LAUNCHER: dict[str, Any] = {
-    "module": "dagster._core.launcher",
-    "class": "DefaultRunLauncher",
+    "module": "devstack.run_launcher",
+    "class": "LocalRunLauncher",
 }
+# The platform processes import the launcher above from this checkout.
+DEVSTACK_PYTHONPATH = str(Path(__file__).resolve().parent.parent)
 LOCAL_HOST = "127.0.0.1"
 
 

@@ -412,6 +412,8 @@ class LocalStack:
                 port,
                 "--module-name",
                 f"{team}.definitions",
+                "--location-name",
+                team,
             ],
             self.team_env(team),
             ready=lambda: grpc_serving(port),
@@ -432,6 +434,10 @@ class LocalStack:
             stop_timeout=60.0,
         )
 
+    def platform_env(self) -> dict[str, str]:
+        """The webserver's and the daemon's environment: they load the local run launcher."""
+        return {**self.dagster_env(), "PYTHONPATH": config.DEVSTACK_PYTHONPATH}
+
     def _webserver(self) -> Service:
         return self._service(
             "webserver",
@@ -444,7 +450,7 @@ class LocalStack:
                 "--workspace",
                 self.home / "workspace.yaml",
             ],
-            self.dagster_env(),
+            self.platform_env(),
             ready=lambda: http_ok(f"{self.webserver_url}/server_info"),
         )
 
@@ -452,7 +458,7 @@ class LocalStack:
         def ready() -> bool:
             result = subprocess.run(
                 [PLATFORM_BIN / "dagster-daemon", "liveness-check"],
-                env=self.dagster_env(),
+                env=self.platform_env(),
                 capture_output=True,
                 timeout=30,
             )
@@ -463,7 +469,7 @@ class LocalStack:
             [PLATFORM_BIN / "dagster-daemon", "run", "--workspace", self.home / "workspace.yaml"],
             # The daemon hands its environment to run workers only through code servers in
             # local mode, so it needs no team secrets.
-            self.dagster_env(),
+            self.platform_env(),
             ready=ready,
         )
 
@@ -521,7 +527,7 @@ class LocalStack:
     def _migrate(self) -> None:
         result = subprocess.run(
             [PLATFORM_BIN / "dagster", "instance", "migrate"],
-            env=self.dagster_env(),
+            env=self.platform_env(),
             capture_output=True,
             text=True,
         )

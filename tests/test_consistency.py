@@ -35,6 +35,7 @@ def test_team_has_a_code_server_serving_its_module(team):
     command = service["command"]
     assert command[:3] == ["dagster", "code-server", "start"]
     assert command[command.index("--module-name") + 1] == f"{team}.definitions"
+    assert command[command.index("--location-name") + 1] == team
     assert command[command.index("--port") + 1] == "4000"
     assert service["build"]["args"]["TEAM"] == team
     assert service["environment"]["DAGSTER_CURRENT_IMAGE"] == service["image"]

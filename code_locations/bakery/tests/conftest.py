@@ -1,8 +1,21 @@
 import pytest
 
+from bakery.defs.resources import resources
+
 
 @pytest.fixture(autouse=True)
 def bakery_storage_root(tmp_path, monkeypatch):
-    """Every test gets its own inbox, catalog and reports folders."""
+    """Every test gets its own inbox, catalog, reports and offline W&B cache."""
     monkeypatch.setenv("BAKERY_STORAGE_DIR", str(tmp_path / "bakery"))
+    monkeypatch.setenv("DAGSTER_WANDB_IO_BASE_DIR", str(tmp_path / "artifact-cache"))
+    monkeypatch.setenv("DAGSTER_WANDB_IO_SIGNING_KEY", "bakery-tests-signing-key-0123456789")
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path / "wandb"))
     return tmp_path / "bakery"
+
+
+@pytest.fixture
+def team_resources(bakery_storage_root):
+    """The bakery's own resources, pointed at the test's folders."""
+    return resources().resources

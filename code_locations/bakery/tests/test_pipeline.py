@@ -3,10 +3,9 @@ import json
 import dagster as dg
 
 from bakery.defs import cakes, etl, recipe_graphs
-from bakery.storage import BakeryStorage
 
 
-def materialize_pipeline(storage_root):
+def materialize_pipeline(resources):
     return dg.materialize(
         [
             cakes.ingredients,
@@ -16,20 +15,36 @@ def materialize_pipeline(storage_root):
             recipe_graphs.processed_recipe_data,
             recipe_graphs.cake_analytics,
         ],
-        resources={"bakery_storage": BakeryStorage(root=str(storage_root))},
+        resources=resources,
     )
 
 
-def test_the_whole_pipeline_materializes_in_process(bakery_storage_root):
-    result = materialize_pipeline(bakery_storage_root)
+def test_the_whole_pipeline_materializes_in_process(team_resources):
+    result = materialize_pipeline(team_resources)
     assert result.success
-    baked = result.output_for_node("baked_cakes")
+    baked = result.output_for_node("baked_cakes").get_dataframe()
     assert len(baked) == 6 and (baked["cakes_baked"] > 0).all()
     assert set(baked.columns) == {"name", "type", "cake_g", "cakes_baked", "slices"}
 
 
-def test_reports_carry_rich_metadata_and_files(bakery_storage_root):
-    result = materialize_pipeline(bakery_storage_root)
+def test_baked_cakes_are_published_as_a_wandb_table_in_the_bakery_project(
+    team_resources, bakery_storage_root
+):
+    result = materialize_pipeline(team_resources)
+    metadata = next(
+        event.materialization.metadata
+        for event in result.get_asset_materialization_events()
+        if event.asset_key == dg.AssetKey("baked_cakes")
+    )
+    assert metadata["wandb_entity"].value == "bakery"
+    assert metadata["wandb_project"].value == "cakes"
+    assert metadata["wandb_artifact_type"].value == "dataset"
+    cache_root = bakery_storage_root.parent / "artifact-cache"
+    assert list(cache_root.rglob("cache/bakery/cakes/baked_cakes/*/entry.json"))
+
+
+def test_reports_carry_rich_metadata_and_files(team_resources, bakery_storage_root):
+    result = materialize_pipeline(team_resources)
     materializations = {
         event.asset_key.to_user_string(): event.materialization.metadata
         for event in result.get_asset_materialization_events()
@@ -49,8 +64,8 @@ def test_reports_carry_rich_metadata_and_files(bakery_storage_root):
     )
 
 
-def test_graph_multi_asset_yields_both_assets(bakery_storage_root):
-    result = materialize_pipeline(bakery_storage_root)
+def test_graph_multi_asset_yields_both_assets(team_resources):
+    result = materialize_pipeline(team_resources)
     summary = result.output_for_node("cake_analytics", "flavor_summary")
     assert summary["recipes"] == 6 and summary["sweetest"] == "red_velvet"
     distribution = result.output_for_node("cake_analytics", "flavor_distribution")

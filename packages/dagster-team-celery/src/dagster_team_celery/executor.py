@@ -76,13 +76,17 @@ def team_celery_executor(team: str) -> ExecutorDefinition:
     """Route every step of a job to ``team``'s queue, which only that team's workers consume.
 
     The broker and backend URLs stay environment references, so the password never lands in
-    run config or in the run's stored snapshot.
+    run config or in the run's stored snapshot. The loop settings stay open to run config
+    (``execution: {config: {lost_worker_timeout_seconds: 600}}``); the routing does not.
     """
-    config = {
+    fixed = {
         "broker": {"env": BROKER_URL_ENV},
         "backend": {"env": BACKEND_URL_ENV},
         "config_source": celery_settings(queue=team),
     }
+    name = f"{team}_celery_executor"
     if os.environ.get(EXECUTOR_LOOP_ENV) == "dagster-celery":
-        return celery_executor.configured(config, name=f"{team}_celery_executor")
-    return team_celery.configured(config, name=f"{team}_celery_executor")
+        return celery_executor.configured(fixed, name=name)
+    return team_celery.configured(
+        lambda loop_config: {**fixed, **loop_config}, config_schema=LOOP_CONFIG, name=name
+    )

@@ -42,12 +42,28 @@ def report_runtime(context: dg.OpExecutionContext) -> dict[str, Any]:
     return report
 
 
+class LeafConfig(dg.Config):
+    # Fault tests make the steps last long enough to kill a worker in the middle of them.
+    seconds: float = 0.0
+
+
 def _leaf_op(index: int) -> dg.OpDefinition:
     @dg.op(name=f"leaf_{index:02d}")
-    def leaf() -> int:
+    def leaf(config: LeafConfig) -> int:
+        if config.seconds:
+            time.sleep(config.seconds)
         return index
 
     return leaf
+
+
+def fan_out_run_config(seconds: float) -> dict[str, Any]:
+    """Run config that makes every probe_fan_out step last ``seconds``."""
+    return {
+        "ops": {
+            f"leaf_{index:02d}": {"config": {"seconds": seconds}} for index in range(FAN_OUT_WIDTH)
+        }
+    }
 
 
 @dg.op

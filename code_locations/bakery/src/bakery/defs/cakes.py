@@ -5,6 +5,7 @@ from typing import Any
 
 import dagster as dg
 import pandas as pd
+import wandb
 
 from bakery.recipes import SAMPLE_RECIPES_DIR, Recipe, load_recipes
 from bakery.storage import BakeryStorage
@@ -85,16 +86,35 @@ def mixed_dough(ingredients: list[dict[str, Any]]) -> dg.MaterializeResult:
     )
 
 
-@dg.asset(group_name="cakes", owners=OWNERS, kinds={"pandas"}, tags={"category": "process"})
+# What the bakery publishes: a W&B table (not a pickle), so a team on other library versions
+# reads it as well as we do. The ML team forecasts demand from it. A returned W&B object is
+# stored in the artifact under its type name.
+PUBLISHED_OBJECT = "Table"
+
+
+@dg.asset(
+    group_name="cakes",
+    owners=OWNERS,
+    kinds={"pandas", "wandb"},
+    tags={"category": "process", "published": "wandb"},
+    io_manager_key="wandb_artifacts_manager",
+    metadata={
+        "wandb_artifact_configuration": {
+            "type": "dataset",
+            "description": "The day's cakes, published by the bakery for other teams.",
+            "aliases": ["daily"],
+        }
+    },
+)
 def baked_cakes(mixed_dough: pd.DataFrame) -> dg.MaterializeResult:
-    """Bakes the day's cakes from the dough; the ML team forecasts demand from this table."""
+    """Bakes the day's cakes from the dough and publishes them as a W&B artifact."""
     cakes = mixed_dough.assign(
         cake_g=(mixed_dough["dough_g"] * (1 - BAKING_LOSS)).round().astype(int),
         cakes_baked=mixed_dough["batches"],
         slices=mixed_dough["batches"] * mixed_dough["servings"],
     )[["name", "type", "cake_g", "cakes_baked", "slices"]]
     return dg.MaterializeResult(
-        value=cakes,
+        value=wandb.Table(dataframe=cakes),
         metadata={
             "cakes_baked": int(cakes["cakes_baked"].sum()),
             "preview": dg.MetadataValue.md(markdown_table(cakes)),
@@ -106,30 +126,31 @@ def baked_cakes(mixed_dough: pd.DataFrame) -> dg.MaterializeResult:
     specs=[
         dg.AssetSpec(
             "production_analysis",
-            description="Basic analysis of the day's cake production",
             deps=["baked_cakes"],
+            description="Basic analysis of the day's cake production",
             group_name="cake_reports",
             owners=OWNERS,
         ),
         dg.AssetSpec(
             "type_distribution",
-            description="How the day's cakes split by type",
             deps=["baked_cakes"],
+            description="How the day's cakes split by type",
             group_name="cake_reports",
             owners=OWNERS,
         ),
         dg.AssetSpec(
             "top_cakes",
-            description="The cakes baked in the largest numbers",
             deps=["baked_cakes"],
+            description="The cakes baked in the largest numbers",
             group_name="cake_reports",
             owners=OWNERS,
         ),
     ],
-    ins={"cakes": dg.AssetIn("baked_cakes")},
+    ins={"published": dg.AssetIn("baked_cakes", input_manager_key="wandb_artifacts_manager")},
 )
-def cake_analysis(cakes: pd.DataFrame, bakery_storage: BakeryStorage):
+def cake_analysis(published, bakery_storage: BakeryStorage):
     """Writes the day's production reports and records them as three assets."""
+    cakes = published.get(PUBLISHED_OBJECT).get_dataframe()
     production = {
         "recipes": len(cakes),
         "cakes_baked": int(cakes["cakes_baked"].sum()),

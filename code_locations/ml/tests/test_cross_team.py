@@ -1,0 +1,45 @@
+import dagster as dg
+import pandas as pd
+import wandb
+
+from dagster_wandb_io import WandbArtifactsIOManager, WandbResource
+from ml import BAKERY_PUBLISHED
+from ml.defs import cross_team
+
+BAKED = pd.DataFrame(
+    {
+        "name": ["chocolate_cake", "new_york_cheesecake"],
+        "type": ["sponge", "cheesecake"],
+        "cake_g": [900, 1500],
+        "cakes_baked": [12, 5],
+        "slices": [120, 60],
+    }
+)
+
+
+def publish_as_the_bakery():
+    @dg.asset(name="baked_cakes", io_manager_key="wandb_artifacts_manager")
+    def bakery_publication() -> wandb.Table:
+        return wandb.Table(dataframe=BAKED)
+
+    bakery_io = WandbArtifactsIOManager(
+        wandb_resource=WandbResource(),
+        entity=BAKERY_PUBLISHED["entity"],
+        project=BAKERY_PUBLISHED["project"],
+    )
+    assert dg.materialize(
+        [bakery_publication], resources={"wandb_artifacts_manager": bakery_io}
+    ).success
+
+
+def test_forecast_reads_the_bakerys_table_from_its_project(team_resources, offline_wandb):
+    publish_as_the_bakery()
+    result = dg.materialize(
+        [cross_team.cake_demand_forecast, cross_team.baked_cakes],
+        resources=team_resources,
+        selection=[cross_team.cake_demand_forecast],
+    )
+    forecast = result.output_for_node("cake_demand_forecast")
+    assert list(forecast["name"]) == ["chocolate_cake", "new_york_cheesecake"]
+    assert list(forecast["expected_slices"]) == [110, 66]
+    assert list(offline_wandb.rglob("cache/bakery/cakes/baked_cakes/*/entry.json"))

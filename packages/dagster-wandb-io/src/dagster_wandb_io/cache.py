@@ -1,0 +1,372 @@
+"""The shared, content-addressed artifact cache.
+
+Layout under ``<base_dir>/dagster_wandb_io/``::
+
+    cache/<entity>/<project>/<name>/<digest>/entry.json     manifest (per-file md5, size, xxh128)
+    cache/<entity>/<project>/<name>/<digest>/files/...      the artifact's files
+    cache/<entity>/<project>/<name>/<digest>/last_used.json last use + TTL, written explicitly
+    cache/<entity>/<project>/<name>/<digest>.lock           shared: in use; exclusive: commit, evict
+    cache/<entity>/<project>/<name>/<digest>.fill.lock      serializes fetchers of missing files
+    tmp/<uuid>/                                             entries being built (same volume)
+
+`<digest>` is the W&B artifact manifest digest, which is computed locally from file MD5s, so the
+same content gets the same entry online and offline. Entries appear by an atomic directory
+rename under the exclusive lock; files fetched later appear by atomic file renames.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import socket
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import xxhash
+
+from . import signing
+from .errors import CacheCorruptionError, ConfigurationError
+from .fsutil import atomic_write_json, read_json, remove_tree
+from .locks import FileLock
+
+ROOT_DIRNAME = "dagster_wandb_io"
+BASE_DIR_ENV = "DAGSTER_WANDB_IO_BASE_DIR"
+ENTRY_FORMAT = 1
+DEFAULT_TTL_MINUTES = 60 * 24 * 30
+_MANIFEST_HEADER = b"wandb-artifact-manifest-v1\n"
+
+
+def resolve_base_dir(configured: str | os.PathLike[str] | None = None) -> Path:
+    """`base_dir` config, else $DAGSTER_WANDB_IO_BASE_DIR (the shared volume), else
+    $DAGSTER_HOME (the seed's default)."""
+    value = configured or os.environ.get(BASE_DIR_ENV) or os.environ.get("DAGSTER_HOME")
+    if not value:
+        raise ConfigurationError(
+            "No base directory for the W&B artifact cache. Set `base_dir` on the IO manager,"
+            f" or the {BASE_DIR_ENV} environment variable (the shared artifact-cache volume),"
+            " or DAGSTER_HOME."
+        )
+    return Path(value).expanduser()
+
+
+@dataclass(frozen=True)
+class Layout:
+    base_dir: Path
+
+    @property
+    def root(self) -> Path:
+        return self.base_dir / ROOT_DIRNAME
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.root / "cache"
+
+    @property
+    def index_dir(self) -> Path:
+        return self.root / "index"
+
+    @property
+    def tmp_dir(self) -> Path:
+        return self.root / "tmp"
+
+    @property
+    def locks_dir(self) -> Path:
+        return self.root / "locks"
+
+    @property
+    def wandb_dir(self) -> Path:
+        return self.root / "wandb"
+
+    @property
+    def wandb_data_dir(self) -> Path:
+        return self.wandb_dir / "data"
+
+    @property
+    def wandb_runs_dir(self) -> Path:
+        return self.wandb_dir / "runs"
+
+    @property
+    def wandb_staging_dir(self) -> Path:
+        return self.wandb_dir / "staging"
+
+
+@dataclass(frozen=True)
+class FileRecord:
+    md5: str
+    size: int
+    xxh128: str | None = None
+
+
+@dataclass
+class EntryManifest:
+    digest: str
+    entity: str
+    project: str
+    name: str
+    type: str
+    files: dict[str, FileRecord]
+    references: dict[str, dict[str, Any]] = field(default_factory=dict)
+    description: str | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+    origin: str = "fetched"
+    created_at: float = field(default_factory=time.time)
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["format"] = ENTRY_FORMAT
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> EntryManifest:
+        return cls(
+            digest=data["digest"],
+            entity=data["entity"],
+            project=data["project"],
+            name=data["name"],
+            type=data["type"],
+            files={p: FileRecord(**r) for p, r in data["files"].items()},
+            references=dict(data.get("references") or {}),
+            description=data.get("description"),
+            metadata=dict(data.get("metadata") or {}),
+            origin=data.get("origin", "fetched"),
+            created_at=float(data.get("created_at", 0.0)),
+        )
+
+    def computed_digest(self) -> str:
+        """The W&B manifest digest (md5 over sorted ``path:digest`` lines)."""
+        entries = {p: r.md5 for p, r in self.files.items()}
+        entries.update({p: str(r.get("digest")) for p, r in self.references.items()})
+        h = hashlib.md5(_MANIFEST_HEADER)
+        for path, digest in sorted(entries.items()):
+            h.update(f"{path}:{digest}\n".encode())
+        return h.hexdigest()
+
+    @property
+    def size(self) -> int:
+        return sum(r.size for r in self.files.values()) + sum(
+            int(r.get("size") or 0) for r in self.references.values()
+        )
+
+
+def tree_xxh128_file(path: Path, chunk_size: int = signing.CHUNK_SIZE) -> str:
+    chunks = []
+    length = 0
+    with open(path, "rb", buffering=0) as f:
+        while True:
+            block = signing.read_exact(f, chunk_size)
+            if not block:
+                break
+            length += len(block)
+            chunks.append(xxhash.xxh3_128(block).digest())
+    return signing.tree_xxh128_from_chunks(chunks, length)
+
+
+def md5_file_b64(path: Path) -> str:
+    import base64
+
+    h = hashlib.md5()
+    with open(path, "rb", buffering=0) as f:
+        while block := f.read(1 << 20):
+            h.update(block)
+    return base64.b64encode(h.digest()).decode()
+
+
+class CacheEntry:
+    def __init__(self, cache: SharedCache, entity: str, project: str, name: str, digest: str):
+        self.cache = cache
+        self.entity, self.project, self.name, self.digest = entity, project, name, digest
+        parent = cache.layout.cache_dir / entity / project / name
+        self.path = parent / digest
+        self.lock_path = parent / f"{digest}.lock"
+        self.fill_lock_path = parent / f"{digest}.fill.lock"
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.path / "entry.json"
+
+    @property
+    def files_dir(self) -> Path:
+        return self.path / "files"
+
+    @property
+    def used_path(self) -> Path:
+        return self.path / "last_used.json"
+
+    def file_path(self, logical: str) -> Path:
+        p = (self.files_dir / logical).resolve()
+        if not p.is_relative_to(self.files_dir.resolve()):
+            raise CacheCorruptionError(f"artifact path {logical!r} escapes the cache entry")
+        return p
+
+    def read_manifest(self) -> EntryManifest | None:
+        """The entry's manifest if it exists and matches the digest it is filed under."""
+        try:
+            manifest = EntryManifest.from_json(read_json(self.manifest_path))
+        except FileNotFoundError:
+            return None
+        except (ValueError, KeyError, TypeError) as exc:
+            raise CacheCorruptionError(
+                f"The cache entry {self.path} has an unreadable manifest ({exc})."
+            ) from exc
+        if manifest.digest != self.digest or manifest.computed_digest() != self.digest:
+            raise CacheCorruptionError(
+                f"The cache entry {self.path} does not match its digest {self.digest}."
+            )
+        return manifest
+
+    def has_file(self, logical: str) -> bool:
+        return self.file_path(logical).is_file()
+
+    def check_file(self, logical: str, record: FileRecord) -> bool:
+        """Cheap integrity check (size + tree xxh128) of one cached file."""
+        path = self.file_path(logical)
+        try:
+            if path.stat().st_size != record.size:
+                return False
+        except FileNotFoundError:
+            return False
+        if record.xxh128 is None:
+            return md5_file_b64(path) == record.md5
+        return tree_xxh128_file(path) == record.xxh128
+
+    def touch(self, ttl_minutes: int | None) -> None:
+        # Last use is recorded explicitly: atime is unreliable (noatime/relatime mounts).
+        atomic_write_json(
+            self.used_path,
+            {
+                "last_used": time.time(),
+                "ttl_minutes": DEFAULT_TTL_MINUTES if ttl_minutes is None else ttl_minutes,
+                "host": socket.gethostname(),
+                "pid": os.getpid(),
+            },
+        )
+
+    def last_used(self) -> tuple[float, int]:
+        try:
+            data = read_json(self.used_path)
+            return float(data["last_used"]), int(data["ttl_minutes"])
+        except (OSError, ValueError, KeyError, TypeError):
+            try:
+                return self.manifest_path.stat().st_mtime, DEFAULT_TTL_MINUTES
+            except OSError:
+                return 0.0, DEFAULT_TTL_MINUTES
+
+
+class StagedEntry:
+    """A directory being built in ``tmp/``; committed into the cache by an atomic rename."""
+
+    def __init__(self, cache: SharedCache) -> None:
+        self.cache = cache
+        self.path = cache.layout.tmp_dir / uuid.uuid4().hex
+        self.files_dir = self.path / "files"
+        self._lock = FileLock(self.path.with_name(self.path.name + ".lock"))
+        self._lock.acquire()
+        self.files_dir.mkdir(parents=True)
+
+    def discard(self) -> None:
+        remove_tree(self.path)
+        self._lock.path.unlink(missing_ok=True)
+        self._lock.release()
+
+    def __enter__(self) -> StagedEntry:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.path.exists():
+            self.discard()
+        else:
+            self._lock.path.unlink(missing_ok=True)
+            self._lock.release()
+
+
+class SharedCache:
+    def __init__(self, layout: Layout) -> None:
+        self.layout = layout
+
+    def entry(self, entity: str, project: str, name: str, digest: str) -> CacheEntry:
+        return CacheEntry(self, entity, project, name, digest)
+
+    def stage(self) -> StagedEntry:
+        return StagedEntry(self)
+
+    def commit(self, staged: StagedEntry, manifest: EntryManifest, ttl: int | None) -> CacheEntry:
+        """Move a staged entry into place unless a valid one already exists (same content)."""
+        entry = self.entry(manifest.entity, manifest.project, manifest.name, manifest.digest)
+        atomic_write_json(staged.path / "entry.json", manifest.to_json())
+        entry.path.parent.mkdir(parents=True, exist_ok=True)
+        with FileLock(entry.lock_path):
+            existing = None
+            try:
+                existing = entry.read_manifest()
+            except CacheCorruptionError:
+                existing = None
+            if existing is not None and all(
+                entry.check_file(p, r) for p, r in existing.files.items()
+            ):
+                if manifest.origin == "offline" and existing.origin != "offline":
+                    existing.origin = "offline"
+                    atomic_write_json(entry.manifest_path, existing.to_json())
+                staged.discard()
+            else:
+                remove_tree(entry.path)
+                os.replace(staged.path, entry.path)
+            entry.touch(ttl)
+        return entry
+
+    @contextmanager
+    def using(self, entry: CacheEntry) -> Iterator[FileLock]:
+        """Hold the entry in use (shared lock) so eviction leaves it alone."""
+        lock = FileLock(entry.lock_path, shared=True)
+        lock.acquire()
+        try:
+            yield lock
+        finally:
+            lock.release()
+
+    def iter_entries(self) -> Iterator[CacheEntry]:
+        root = self.layout.cache_dir
+        if not root.is_dir():
+            return
+        for entity_dir in sorted(p for p in root.iterdir() if p.is_dir()):
+            for project_dir in sorted(p for p in entity_dir.iterdir() if p.is_dir()):
+                for name_dir in sorted(p for p in project_dir.iterdir() if p.is_dir()):
+                    try:
+                        children = sorted(name_dir.iterdir())
+                    except FileNotFoundError:
+                        continue
+                    for d in children:
+                        if d.is_dir() and not d.name.startswith("."):
+                            yield self.entry(
+                                entity_dir.name, project_dir.name, name_dir.name, d.name
+                            )
+
+
+def describe(entry: CacheEntry) -> dict[str, Any]:
+    try:
+        manifest = entry.read_manifest()
+        status = "ok" if manifest is not None else "incomplete"
+    except CacheCorruptionError:
+        manifest, status = None, "corrupt"
+    last_used, ttl = entry.last_used()
+    return {
+        "entity": entry.entity,
+        "project": entry.project,
+        "name": entry.name,
+        "digest": entry.digest,
+        "status": status,
+        "origin": manifest.origin if manifest else None,
+        "size": manifest.size if manifest else None,
+        "last_used": last_used,
+        "ttl_minutes": ttl,
+        "path": str(entry.path),
+    }
+
+
+def dumps_json(obj: Any) -> str:
+    return json.dumps(obj, indent=1, sort_keys=True, default=str)

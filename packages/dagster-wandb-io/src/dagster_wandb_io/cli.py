@@ -1,0 +1,105 @@
+"""`dagster-wandb-io` console script: inspect, verify and evict the shared cache."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from .cache import BASE_DIR_ENV, Layout, SharedCache, describe, md5_file_b64, resolve_base_dir
+from .errors import CacheCorruptionError, ConfigurationError
+from .eviction import evict
+
+
+def _base_dir(value: str | None) -> Path:
+    try:
+        return resolve_base_dir(value)
+    except ConfigurationError as exc:
+        raise SystemExit(f"error: pass --base-dir or set {BASE_DIR_ENV}") from exc
+
+
+def _verify(base: Path) -> tuple[list[dict[str, object]], int]:
+    cache = SharedCache(Layout(base))
+    rows = []
+    bad = 0
+    for entry in cache.iter_entries():
+        row = describe(entry)
+        problems: list[str] = []
+        try:
+            manifest = entry.read_manifest()
+        except CacheCorruptionError as exc:
+            manifest = None
+            problems.append(str(exc))
+        if manifest is not None:
+            with cache.using(entry):
+                for path, record in manifest.files.items():
+                    if not entry.has_file(path):
+                        continue  # not fetched yet (partial reads fetch only what they need)
+                    if record.xxh128 is None:
+                        ok = md5_file_b64(entry.file_path(path)) == record.md5
+                    else:
+                        ok = entry.check_file(path, record)
+                    if not ok:
+                        problems.append(f"{path}: content does not match its digest")
+        row["problems"] = problems
+        bad += bool(problems)
+        rows.append(row)
+    return rows, bad
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="dagster-wandb-io", description=__doc__)
+    sub = parser.add_subparsers(dest="group", required=True)
+    cache_p = sub.add_parser("cache", help="shared artifact cache")
+    cache_sub = cache_p.add_subparsers(dest="command", required=True)
+
+    def common(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--base-dir", help=f"cache base dir (default ${BASE_DIR_ENV})")
+
+    ev = cache_sub.add_parser("evict", help="evict entries unused for longer than their TTL")
+    common(ev)
+    ev.add_argument(
+        "--older-than-minutes",
+        type=float,
+        default=None,
+        help="evict entries unused for this long (default: each entry's recorded TTL)",
+    )
+    ev.add_argument("--digest", help="evict only this entry (regardless of age)")
+    ev.add_argument(
+        "--include-offline",
+        action="store_true",
+        help="also evict entries written offline (their only local copy until `wandb sync`)",
+    )
+    ev.add_argument("--dry-run", action="store_true")
+    ls = cache_sub.add_parser("ls", help="list cache entries as JSON lines")
+    common(ls)
+    vf = cache_sub.add_parser("verify", help="check every cached file against its digest")
+    common(vf)
+
+    args = parser.parse_args(argv)
+    base = _base_dir(args.base_dir)
+    if args.command == "evict":
+        report = evict(
+            base,
+            older_than_minutes=args.older_than_minutes,
+            include_offline=args.include_offline,
+            digest=args.digest,
+            dry_run=args.dry_run,
+        )
+        print(json.dumps(report.to_json(), indent=1))
+        return 0
+    if args.command == "ls":
+        for entry in SharedCache(Layout(base)).iter_entries():
+            print(json.dumps(describe(entry), sort_keys=True))
+        return 0
+    rows, bad = _verify(base)
+    for row in rows:
+        print(json.dumps(row, sort_keys=True))
+    print(f"{len(rows)} entries, {bad} with problems", file=sys.stderr)
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""W&B Launch ops (`run_launch_agent`, `run_launch_job`)."""

@@ -1,0 +1,350 @@
+"""HMAC-SHA256 signatures for pickle-family payloads.
+
+The payload is hashed in fixed-size chunks (SHA-256 per chunk) and the HMAC is taken over the
+ordered chunk digests. Chunking lets worker threads hash while the main thread writes or reads
+the file (hashlib releases the GIL), so signing adds little wall time, and the HMAC is still a
+keyed MAC over every byte. Every read path verifies the signature *before* any unpickling.
+
+The same pass computes a tree xxh128 of the file: a cheap integrity check the cache uses to
+detect accidental corruption without re-reading the file with MD5.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import os
+import threading
+from collections import deque
+from collections.abc import Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import xxhash
+
+from .errors import ConfigurationError, SignatureError
+
+SIGNING_KEY_ENV = "DAGSTER_WANDB_IO_SIGNING_KEY"
+SCHEME = "dagster-wandb-io/hmac-sha256-chunked-v1"
+CHUNK_SIZE = 1 << 20
+SIGNATURE_SUFFIX = ".sig"
+_MIN_KEY_LENGTH = 16
+# Bounds memory held by chunks waiting to be hashed (copies of small writes only).
+_MAX_IN_FLIGHT = 8
+
+_pool_lock = threading.Lock()
+_pools: dict[str, ThreadPoolExecutor] = {}
+_pool_pid: int | None = None
+
+
+def _hash_pool(kind: str = "chunks") -> ThreadPoolExecutor:
+    # Chunk hashes run on two workers (the platform's 2-core budget); MD5, a sequential hash,
+    # on one worker so chunks are fed in order. Recreated after fork.
+    global _pool_pid
+    with _pool_lock:
+        if _pool_pid != os.getpid():
+            _pools.clear()
+            _pool_pid = os.getpid()
+        pool = _pools.get(kind)
+        if pool is None:
+            workers = 1 if kind == "md5" else 2
+            pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"dwio-{kind}")
+            _pools[kind] = pool
+        return pool
+
+
+KEY_HELP = (
+    f"Set the environment variable {SIGNING_KEY_ENV} to a secret of at least"
+    f" {_MIN_KEY_LENGTH} characters, the same value in every code server, Celery worker and"
+    " run container that reads or writes these artifacts, for example:"
+    f" export {SIGNING_KEY_ENV}=$(python -c 'import secrets; print(secrets.token_hex(32))')"
+)
+
+
+def load_signing_key(*, required: bool) -> bytes | None:
+    raw = os.environ.get(SIGNING_KEY_ENV)
+    if not raw:
+        if required:
+            raise ConfigurationError(
+                "Pickle-family outputs are signed with HMAC-SHA256 but no signing key is"
+                f" configured. {KEY_HELP}. (Only if you accept unsigned pickles, set"
+                " `allow_unsigned_pickles: true` on the IO manager instead.)"
+            )
+        return None
+    if len(raw) < _MIN_KEY_LENGTH:
+        raise ConfigurationError(
+            f"{SIGNING_KEY_ENV} is too short ({len(raw)} characters). {KEY_HELP}."
+        )
+    return raw.encode()
+
+
+def key_id(key: bytes) -> str:
+    """A non-secret fingerprint, so errors can say 'signed with another key'."""
+    return hashlib.sha256(b"dagster-wandb-io key id\n" + key).hexdigest()[:16]
+
+
+def _md5_update(md5: Any, parts: Sequence[memoryview]) -> None:
+    for part in parts:
+        md5.update(part)
+
+
+def _hash_parts(parts: Sequence[memoryview]) -> tuple[bytes, bytes]:
+    sha = hashlib.sha256()
+    xxh = xxhash.xxh3_128()
+    for part in parts:
+        sha.update(part)
+        xxh.update(part)
+    return sha.digest(), xxh.digest()
+
+
+@dataclass(frozen=True)
+class ChunkDigests:
+    length: int
+    chunk_size: int
+    sha256: tuple[bytes, ...]
+    xxh128: tuple[bytes, ...]
+    md5_b64: str | None = None
+
+    @property
+    def tree_xxh128(self) -> str:
+        return tree_xxh128_from_chunks(self.xxh128, self.length)
+
+
+def tree_xxh128_from_chunks(chunks: Iterable[bytes], length: int) -> str:
+    h = xxhash.xxh3_128()
+    for c in chunks:
+        h.update(c)
+    h.update(str(length).encode())
+    return h.hexdigest()
+
+
+class ChunkDigester:
+    """Accepts a byte stream and hashes fixed-size chunks on worker threads, in order."""
+
+    def __init__(self, chunk_size: int = CHUNK_SIZE, *, md5: bool = False) -> None:
+        self.chunk_size = chunk_size
+        self._pool = _hash_pool()
+        self._futures: deque[Future[tuple[bytes, bytes]]] = deque()
+        self._done: list[tuple[bytes, bytes]] = []
+        self._pending = bytearray()
+        self._length = 0
+        # W&B's manifest needs the file MD5; computing it here, while the file is written,
+        # avoids wandb re-reading (and mmap-ing) the whole payload afterwards.
+        self._md5 = hashlib.md5() if md5 else None
+        self._md5_pool = _hash_pool("md5") if md5 else None
+        self._md5_futures: deque[Future[None]] = deque()
+
+    def _submit(self, parts: list[memoryview]) -> None:
+        if len(self._futures) >= _MAX_IN_FLIGHT:
+            self._done.append(self._futures.popleft().result())
+        self._futures.append(self._pool.submit(_hash_parts, parts))
+        if self._md5 is not None and self._md5_pool is not None:
+            if len(self._md5_futures) >= _MAX_IN_FLIGHT:
+                self._md5_futures.popleft().result()
+            self._md5_futures.append(self._md5_pool.submit(_md5_update, self._md5, parts))
+
+    def update(self, data: Any) -> None:
+        view = memoryview(data).cast("B")
+        n = len(view)
+        if n == 0:
+            return
+        self._length += n
+        pos = 0
+        if self._pending:
+            take = min(self.chunk_size - len(self._pending), n)
+            self._pending += view[:take]
+            pos = take
+            if len(self._pending) == self.chunk_size:
+                chunk, self._pending = self._pending, bytearray()
+                self._submit([memoryview(chunk)])
+        # Whole chunks are hashed in place (zero copy); the caller's buffer outlives the hash
+        # because finish() waits for every future before returning.
+        while n - pos >= self.chunk_size:
+            self._submit([view[pos : pos + self.chunk_size]])
+            pos += self.chunk_size
+        if pos < n:
+            self._pending += view[pos:]
+
+    def submit_parts(self, parts: list[memoryview]) -> None:
+        """Hash one chunk made of several contiguous views (used by the reader)."""
+        self._length += sum(len(p) for p in parts)
+        self._submit(parts)
+
+    def finish(self) -> ChunkDigests:
+        if self._pending:
+            chunk, self._pending = self._pending, bytearray()
+            self._submit([memoryview(chunk)])
+        while self._futures:
+            self._done.append(self._futures.popleft().result())
+        while self._md5_futures:
+            self._md5_futures.popleft().result()
+        sha = tuple(d[0] for d in self._done)
+        xxh = tuple(d[1] for d in self._done)
+        md5 = base64.b64encode(self._md5.digest()).decode() if self._md5 is not None else None
+        return ChunkDigests(self._length, self.chunk_size, sha, xxh, md5)
+
+    def abort(self) -> None:
+        for queue in (self._futures, self._md5_futures):
+            for f in queue:
+                f.cancel()
+            for f in queue:
+                if not f.cancelled():
+                    f.exception()
+            queue.clear()
+
+
+class HashingWriter:
+    """A binary file wrapper that hashes everything written through it."""
+
+    def __init__(self, raw: BinaryIO, chunk_size: int = CHUNK_SIZE) -> None:
+        self._raw = raw
+        self.digester = ChunkDigester(chunk_size, md5=True)
+        self.bytes_written = 0
+
+    def write(self, data: Any) -> int:
+        view = memoryview(data).cast("B")
+        n = len(view)
+        # Large writes go straight to the file; pickle hands us big payloads without copying.
+        self._raw.write(view)
+        self.digester.update(view)
+        self.bytes_written += n
+        return n
+
+    def flush(self) -> None:
+        self._raw.flush()
+
+    def writable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return False
+
+    def tell(self) -> int:
+        return self.bytes_written
+
+    @property
+    def closed(self) -> bool:
+        return self._raw.closed
+
+
+@dataclass(frozen=True)
+class Signature:
+    scheme: str
+    payload: str
+    length: int
+    chunk_size: int
+    key_id: str
+    mac: str
+
+    def to_json(self) -> bytes:
+        return json.dumps(
+            {
+                "scheme": self.scheme,
+                "payload": self.payload,
+                "length": self.length,
+                "chunk_size": self.chunk_size,
+                "key_id": self.key_id,
+                "hmac_sha256": self.mac,
+            },
+            indent=1,
+            sort_keys=True,
+        ).encode()
+
+    @classmethod
+    def from_file(cls, path: Path) -> Signature:
+        try:
+            data = json.loads(path.read_bytes())
+            return cls(
+                scheme=str(data["scheme"]),
+                payload=str(data["payload"]),
+                length=int(data["length"]),
+                chunk_size=int(data["chunk_size"]),
+                key_id=str(data["key_id"]),
+                mac=str(data["hmac_sha256"]),
+            )
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise SignatureError(
+                f"The signature file {path.name} is unreadable or malformed ({exc}). The"
+                " artifact may have been tampered with; re-materialize it with"
+                f" {SIGNING_KEY_ENV} set."
+            ) from exc
+
+
+def _mac(key: bytes, payload: str, digests: ChunkDigests) -> str:
+    header = f"{SCHEME}\n{payload}\n{digests.length}\n{digests.chunk_size}\n".encode()
+    mac = hmac.new(key, header, hashlib.sha256)
+    for d in digests.sha256:
+        mac.update(d)
+    return mac.hexdigest()
+
+
+def sign(key: bytes, payload: str, digests: ChunkDigests) -> Signature:
+    return Signature(
+        scheme=SCHEME,
+        payload=payload,
+        length=digests.length,
+        chunk_size=digests.chunk_size,
+        key_id=key_id(key),
+        mac=_mac(key, payload, digests),
+    )
+
+
+def verify(key: bytes, signature: Signature, payload: str, digests: ChunkDigests) -> None:
+    fix = (
+        "Do not load it. Re-materialize the upstream asset from a trusted run, or if you"
+        " expected this content, check that every process uses the same"
+        f" {SIGNING_KEY_ENV}."
+    )
+    if signature.scheme != SCHEME:
+        raise SignatureError(
+            f"Payload {payload!r} has an unknown signature scheme {signature.scheme!r}. {fix}"
+        )
+    if signature.payload != payload:
+        raise SignatureError(
+            f"The signature of {payload!r} was made for {signature.payload!r}: the signature"
+            f" file was swapped or renamed. {fix}"
+        )
+    if signature.key_id != key_id(key):
+        raise SignatureError(
+            f"Payload {payload!r} was signed with a different key (key id {signature.key_id},"
+            f" yours is {key_id(key)}). {fix}"
+        )
+    if signature.length != digests.length or signature.chunk_size != digests.chunk_size:
+        raise SignatureError(
+            f"Payload {payload!r} is {digests.length} bytes but its signature covers"
+            f" {signature.length} bytes: it was modified after signing. {fix}"
+        )
+    if not hmac.compare_digest(signature.mac, _mac(key, payload, digests)):
+        raise SignatureError(
+            f"The HMAC-SHA256 signature of {payload!r} does not match its content: the payload"
+            f" or its signature was tampered with. {fix}"
+        )
+
+
+def digest_file(path: Path, chunk_size: int = CHUNK_SIZE) -> ChunkDigests:
+    """Chunk digests of a file on disk, reading and hashing in parallel."""
+    digester = ChunkDigester(chunk_size)
+    with open(path, "rb", buffering=0) as f:
+        while True:
+            block = read_exact(f, chunk_size)
+            if not block:
+                break
+            digester.submit_parts([memoryview(block)])
+    return digester.finish()
+
+
+def read_exact(f: BinaryIO, n: int) -> bytes:
+    """Read `n` bytes unless EOF comes first; chunk boundaries must not depend on short reads."""
+    parts = []
+    remaining = n
+    while remaining:
+        block = f.read(remaining)
+        if not block:
+            break
+        parts.append(block)
+        remaining -= len(block)
+    return parts[0] if len(parts) == 1 else b"".join(parts)

@@ -1,0 +1,56 @@
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+TESTS_DIR = Path(__file__).parent
+sys.path.insert(0, str(TESTS_DIR))
+
+SIGNING_KEY = "test-signing-key-0123456789abcdef"
+
+# Offline W&B everywhere; nothing may touch the network or the user's home.
+_ENV = {
+    "WANDB_MODE": "offline",
+    "WANDB_SILENT": "true",
+    "WANDB_CONSOLE": "off",
+    "WANDB_API_KEY": "dummy-api-key-" + "0" * 26,
+    "WANDB_DISABLE_GIT": "true",
+    "WANDB_DISABLE_CODE": "true",
+    "DAGSTER_WANDB_IO_SIGNING_KEY": SIGNING_KEY,
+}
+
+
+@pytest.fixture(autouse=True)
+def wandb_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    base = tmp_path / "volume"
+    base.mkdir()
+    for key, value in _ENV.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("DAGSTER_WANDB_IO_BASE_DIR", str(base))
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path / "wandb-dir"))
+    monkeypatch.setenv("WANDB_CONFIG_DIR", str(tmp_path / "wandb-config"))
+    monkeypatch.setenv("WANDB_CACHE_DIR", str(tmp_path / "wandb-cache"))
+    monkeypatch.setenv("WANDB_DATA_DIR", str(tmp_path / "wandb-data"))
+    monkeypatch.delenv("WANDB_ENTITY", raising=False)
+    monkeypatch.delenv("WANDB_PROJECT", raising=False)
+    monkeypatch.chdir(tmp_path)
+    return base
+
+
+@pytest.fixture
+def base_dir(wandb_env: Path) -> Path:
+    return wandb_env
+
+
+@pytest.fixture
+def seed_run_config() -> dict:
+    return {
+        "resources": {"wandb_config": {"config": {"entity": "my_entity", "project": "my_project"}}}
+    }
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    os.environ.setdefault("WANDB_SILENT", "true")

@@ -1,0 +1,1 @@
+"""A package shaped like the seed's `@repository` example (`from . import assets`)."""

@@ -1,0 +1,60 @@
+"""A Celery worker killed with SIGKILL in the middle of a 50-step run."""
+
+import time
+
+import pytest
+
+from dagster_team_celery.probes import FAN_OUT_WIDTH, fan_out_run_config
+from devstack.processes import wait_until
+from tests.faults.conftest import (
+    failure_messages,
+    kill_hard,
+    step_counts,
+    wait_for_progress,
+    wait_for_terminal,
+)
+
+pytestmark = [pytest.mark.faults, pytest.mark.local_stack]
+
+
+def test_killed_worker_is_replaced_and_every_step_still_runs(fault_stack, fault_client):
+    run_id = fault_client.submit_job("bakery", "probe_fan_out", run_config=fan_out_run_config(1.0))
+    wait_for_progress(fault_client, run_id, successes=5)
+
+    kill_hard(fault_stack, "bakery-worker")
+    killed_at = time.monotonic()
+    worker = fault_stack.services["bakery-worker"]
+    assert wait_until(worker.is_ready, 60), "the supervisor did not bring a worker back"
+    replaced_after = time.monotonic() - killed_at
+
+    status, _ = wait_for_terminal(fault_client, run_id, timeout=300)
+    terminal_after = time.monotonic() - killed_at
+    counts = step_counts(fault_client, run_id)
+    rerun = sorted(step for step, starts in counts.starts.items() if starts > 1)
+    print(
+        f"\nworker replaced {replaced_after:.1f}s after SIGKILL; run {status} "
+        f"{terminal_after:.1f}s after it; steps started again: {rerun}"
+    )
+    assert status == "SUCCESS", failure_messages(fault_client, run_id)
+    assert len(counts.successes) == FAN_OUT_WIDTH
+    assert "lost step" in failure_messages(fault_client, run_id) or not rerun
+
+
+def test_killed_worker_without_replacement_fails_the_run_naming_the_worker(
+    fault_stack, fault_client
+):
+    run_config = {
+        **fan_out_run_config(1.0),
+        "execution": {"config": {"lost_worker_timeout_seconds": 30.0}},
+    }
+    run_id = fault_client.submit_job("bakery", "probe_fan_out", run_config=run_config)
+    wait_for_progress(fault_client, run_id, successes=5)
+
+    fault_stack.services["bakery-worker"].restart = False
+    kill_hard(fault_stack, "bakery-worker")
+    status, after = wait_for_terminal(fault_client, run_id, timeout=300)
+    messages = failure_messages(fault_client, run_id)
+    print(f"\nno replacement: run {status} {after:.1f}s after the worker was killed")
+    assert status == "FAILURE"
+    assert 'queue "bakery"' in messages
+    assert "bakery@" in messages or "No Celery worker consumed" in messages
