@@ -5,6 +5,7 @@ run, reading which Celery worker ran each step, and reading or reloading code lo
 Submission and reloads go through dagster-graphql's own client; the rest are small queries.
 """
 
+import json
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -52,6 +53,50 @@ query RunEvents($runId: ID!, $cursor: String) {
 }
 """
 
+JOB_METADATA_QUERY = """
+query JobMetadata($selector: PipelineSelector!) {
+  pipelineOrError(params: $selector) {
+    __typename
+    ... on Pipeline {
+      metadataEntries {
+        label
+        ... on JsonMetadataEntry { jsonString }
+        ... on TextMetadataEntry { text }
+      }
+    }
+    ... on PythonError { message }
+  }
+}
+"""
+
+STEP_OUTPUT_METADATA_QUERY = """
+query OutputMetadata($runId: ID!) {
+  logsForRun(runId: $runId) {
+    ... on EventConnection {
+      events {
+        __typename
+        ... on ExecutionStepOutputEvent {
+          stepKey
+          metadataEntries { label ... on JsonMetadataEntry { jsonString } }
+        }
+        ... on MaterializationEvent {
+          stepKey
+          assetKey { path }
+          metadataEntries {
+            label
+            ... on IntMetadataEntry { intValue }
+            ... on FloatMetadataEntry { floatValue }
+            ... on TextMetadataEntry { text }
+            ... on JsonMetadataEntry { jsonString }
+            ... on PathMetadataEntry { path }
+          }
+        }
+      }
+    }
+  }
+}
+"""
+
 LOCATIONS_QUERY = """
 query Locations {
   workspaceOrError {
@@ -70,6 +115,15 @@ query Locations {
   }
 }
 """
+
+
+def _entry_value(entry: dict[str, Any]) -> Any:
+    if "jsonString" in entry:
+        return json.loads(entry["jsonString"])
+    for field in ("intValue", "floatValue", "text", "path"):
+        if field in entry:
+            return entry[field]
+    return None
 
 
 @dataclass
@@ -155,6 +209,34 @@ class PlatformClient:
             if event.get("stepKey") and entries.get("Celery worker"):
                 workers[event["stepKey"]] = entries["Celery worker"]
         return workers
+
+    def job_metadata(self, location: str, job: str) -> dict[str, Any]:
+        """A job's definition metadata, as the code server that loaded it reports it."""
+        selector = {
+            "pipelineName": job,
+            "repositoryName": "__repository__",
+            "repositoryLocationName": location,
+        }
+        found = self.query(JOB_METADATA_QUERY, {"selector": selector})["pipelineOrError"]
+        if found["__typename"] != "Pipeline":
+            raise RuntimeError(f"{location}/{job}: {found}")
+        return {entry["label"]: _entry_value(entry) for entry in found["metadataEntries"]}
+
+    def output_metadata(self, run_id: str) -> dict[str, dict[str, Any]]:
+        """Per step (outputs) or asset (materializations): their metadata by label."""
+        events = self.query(STEP_OUTPUT_METADATA_QUERY, {"runId": run_id})["logsForRun"]["events"]
+        found: dict[str, dict[str, Any]] = {}
+        for event in events:
+            if event["__typename"] == "MaterializationEvent":
+                key = "/".join(event["assetKey"]["path"])
+            elif event["__typename"] == "ExecutionStepOutputEvent":
+                key = event["stepKey"]
+            else:
+                continue
+            found.setdefault(key, {}).update(
+                {entry["label"]: _entry_value(entry) for entry in event["metadataEntries"]}
+            )
+        return found
 
     def locations(self) -> dict[str, LocationStatus]:
         workspace = self.query(LOCATIONS_QUERY)["workspaceOrError"]

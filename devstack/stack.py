@@ -229,6 +229,11 @@ class LocalStack:
             **self.settings.extra_env,
         }
 
+    def team_tmpdir(self, team: str) -> Path:
+        path = self.state / "tmp" / team
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
     def team_env(self, team: str) -> dict[str, str]:
         """What team code gets on top; the mirror of x-team-env in docker-compose.yml."""
         return {
@@ -240,6 +245,8 @@ class LocalStack:
             "WANDB_API_KEY": "",
             "WANDB_SILENT": "true",
             "DAGSTER_CELERY_LIVENESS_FILE": str(liveness_file(self.state, team)),
+            # Per team, so a test can tell what a team's processes wrote to temporary files.
+            "TMPDIR": str(self.team_tmpdir(team)),
             **self.settings.extra_env,
         }
 

@@ -94,7 +94,14 @@ def sleep_then_report(config: SleepConfig) -> dict[str, Any]:
 def build_probe_jobs(executor_def: dg.ExecutorDefinition) -> list[dg.JobDefinition]:
     leaves = [_leaf_op(index) for index in range(FAN_OUT_WIDTH)]
 
-    @dg.job(name="probe_ping", executor_def=executor_def, tags={"probe": "ping"})
+    # Computed where the definitions load: in the code server, this shows the code server's own
+    # interpreter and pins in the UI (and in GraphQL), beside what the step reports.
+    @dg.job(
+        name="probe_ping",
+        executor_def=executor_def,
+        tags={"probe": "ping"},
+        metadata={"loaded_by": dg.MetadataValue.json(runtime_report())},
+    )
     def probe_ping() -> None:
         report_runtime()
 
