@@ -11,7 +11,7 @@ TEAMS = $(shell sed -n 's/^ *location_name: *//p' workspace.yaml)
 export UV_PYTHON_DOWNLOADS := never
 
 .PHONY: help env build up down clean ps logs venvs dev lock lint format test test-static \
-	test-teams test-local test-container new-team redeploy bench
+	test-teams test-local test-faults test-ui test-container new-team redeploy bench
 
 help: ## List the commands
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -73,6 +73,12 @@ test-static: venvs ## Fast checks of the compose file, configs and locks
 
 test-local: venvs ## The local process stack end to end
 	$(PYTHON) -m pytest tests -m local_stack -v
+
+test-faults: venvs ## Fault injection: killed workers, restarted Redis/Postgres, dead code servers
+	$(PYTHON) -m pytest tests -m faults -v
+
+test-ui: venvs ## The Dagster UI and Flower in a real (headless) Chromium
+	$(PYTHON) -m pytest tests -m ui -v
 
 test-container: venvs ## Build the images and run the compose stack end to end
 	$(PYTHON) -m pytest tests -m container -v

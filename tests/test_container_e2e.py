@@ -12,8 +12,8 @@ import pytest
 from devstack import config
 from devstack.client import PlatformClient
 from devstack.stack import free_port
-from tests.conftest import wait_for_loaded_locations
 from tests.repo import REPO_ROOT, SECRET_VARIABLES, copy_checkout
+from tests.stacks import wait_for_loaded_locations
 
 pytestmark = pytest.mark.container
 

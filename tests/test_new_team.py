@@ -10,8 +10,8 @@ import pytest
 
 from devstack.client import PlatformClient
 from devstack.stack import LocalStack, StackSettings
-from tests.conftest import stop_stack, wait_for_loaded_locations
 from tests.repo import COMPOSE_SCHEMA, REPO_ROOT, copy_checkout
+from tests.stacks import stop_stack, wait_for_loaded_locations
 
 NEW_TEAM = "carrots"
 

@@ -11,7 +11,7 @@ import pytest
 from devstack.client import PlatformClient
 from devstack.processes import wait_until
 from devstack.stack import LocalStack
-from tests.conftest import start_stack, stop_stack, wait_for_loaded_locations
+from tests.stacks import start_stack, stop_stack, wait_for_loaded_locations
 
 TERMINAL = {"SUCCESS", "FAILURE", "CANCELED"}
 

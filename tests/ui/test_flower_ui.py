@@ -1,0 +1,41 @@
+"""Flower, the Celery monitor: its workers page behind basic auth shows one worker per team."""
+
+import re
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Browser, expect
+
+from devstack.stack import LocalStack
+from tests.ui.browser import new_context
+
+pytestmark = pytest.mark.ui
+
+
+def test_flower_lists_every_team_worker_behind_its_login(
+    browser: Browser, local_stack: LocalStack, screenshots: Path
+) -> None:
+    workers_url = f"{local_stack.flower_url}/workers"
+    user, password = local_stack.flower_credentials
+
+    # Without credentials the server answers with the challenge that makes a browser prompt
+    # for a login (headless Chromium has nobody to prompt, so ask over its request API).
+    with new_context(browser) as anonymous:
+        challenge = anonymous.request.get(workers_url)
+        assert challenge.status == 401
+        assert challenge.headers.get("www-authenticate", "").startswith("Basic")
+
+    with new_context(browser, http_credentials={"username": user, "password": "wrong"}) as wrong:
+        page = wrong.new_page()
+        response = page.goto(workers_url)
+        assert response is not None and response.status == 401
+        page.screenshot(path=screenshots / "flower-login-refused.png")
+
+    with new_context(browser, http_credentials={"username": user, "password": password}) as admin:
+        page = admin.new_page()
+        response = page.goto(workers_url)
+        assert response is not None and response.status == 200
+        for team in local_stack.teams:
+            worker = page.get_by_role("link", name=re.compile(rf"(^|\s){team}@\S+$"))
+            expect(page.get_by_role("row").filter(has=worker)).to_contain_text("Online")
+        page.screenshot(path=screenshots / "flower-workers.png")
