@@ -34,7 +34,8 @@ class Service:
     restart: bool = True
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
     restarts: int = 0
-    started_at: float = 0.0
+    started_at: float = 0.0  # monotonic, for backoff
+    started_wall: float = 0.0  # wall clock, to compare with file times
 
     def start(self) -> None:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -51,6 +52,7 @@ class Service:
                 start_new_session=True,
             )
         self.started_at = time.monotonic()
+        self.started_wall = time.time()
 
     @property
     def pid(self) -> int | None:

@@ -55,6 +55,7 @@ def redeploy(state: Path, team: str, timeout: float = 180.0) -> RedeployReport:
         raise StackError(f"uv sync for {team} failed; nothing was restarted:\n{sync.stderr}")
     old_pids = {service: status["pids"][service] for service in services}
     liveness = liveness_file(state, team)
+    stopped_at = time.time()
     for pid in old_pids.values():
         # The worker finishes the steps it is running (warm shutdown) before it exits.
         with contextlib.suppress(ProcessLookupError):
@@ -70,7 +71,7 @@ def redeploy(state: Path, team: str, timeout: float = 180.0) -> RedeployReport:
 
     def ready() -> bool:
         try:
-            return grpc_serving(code_port) and worker_alive(liveness)
+            return grpc_serving(code_port) and worker_alive(liveness, since=stopped_at)
         except Exception:
             return False
 

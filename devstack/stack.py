@@ -88,11 +88,13 @@ def grpc_serving(port: int) -> bool:
     return response.status == health_pb2.HealthCheckResponse.SERVING
 
 
-def worker_alive(liveness_file: Path) -> bool:
+def worker_alive(liveness_file: Path, since: float = 0.0) -> bool:
+    """Refreshed recently, and (given ``since``, a wall-clock time) after that moment: a
+    killed worker leaves a fresh-looking file behind that its replacement must not inherit."""
     from dagster_team_celery.liveness import STALE_AFTER_SECONDS, seconds_since_alive
 
     age = seconds_since_alive(liveness_file)
-    return age is not None and age < STALE_AFTER_SECONDS
+    return age is not None and age < STALE_AFTER_SECONDS and time.time() - age >= since
 
 
 def liveness_file(state: Path, team: str) -> Path:
@@ -431,15 +433,16 @@ class LocalStack:
         env = self.team_env(team)
         liveness = Path(env["DAGSTER_CELERY_LIVENESS_FILE"])
         liveness.unlink(missing_ok=True)
-        return self._service(
+        service = self._service(
             f"{team}-worker",
             [config.team_bin(team, "dagster-team-worker", self.root)],
             env,
-            ready=lambda: worker_alive(liveness),
+            ready=lambda: worker_alive(liveness, since=service.started_wall),
             cwd=config.team_dir(team, self.root),
             # Warm shutdown: let running steps finish before the worker exits.
             stop_timeout=60.0,
         )
+        return service
 
     def platform_env(self) -> dict[str, str]:
         """The webserver's and the daemon's environment: they load the local run launcher."""
@@ -456,6 +459,9 @@ class LocalStack:
                 self.ports["webserver"],
                 "--workspace",
                 self.home / "workspace.yaml",
+                # As in docker-compose.yml: no pooled connection outlives a Postgres restart.
+                "--db-pool-recycle",
+                "0",
             ],
             self.platform_env(),
             ready=lambda: http_ok(f"{self.webserver_url}/server_info"),
