@@ -334,11 +334,12 @@ class LocalStack:
             stop_signal=signal.SIGINT,
         )
 
-    def _postgres_ready(self) -> bool:
+    def _connect_to_server(self):
+        """A connection to the server's maintenance database, which always exists."""
         import psycopg2
 
         postgres = self.postgres_parts()
-        connection = psycopg2.connect(
+        return psycopg2.connect(
             host=postgres["host"],
             port=postgres["port"],
             user=postgres["user"],
@@ -346,20 +347,14 @@ class LocalStack:
             dbname="postgres",
             connect_timeout=2,
         )
-        connection.close()
+
+    def _postgres_ready(self) -> bool:
+        self._connect_to_server().close()
         return True
 
     def _create_database(self) -> None:
-        import psycopg2
-
         postgres = self.postgres_parts()
-        connection = psycopg2.connect(
-            host=postgres["host"],
-            port=postgres["port"],
-            user=postgres["user"],
-            password=postgres["password"],
-            dbname="postgres",
-        )
+        connection = self._connect_to_server()
         connection.autocommit = True
         with connection.cursor() as cursor:
             cursor.execute("SELECT 1 FROM pg_database WHERE datname = %s", (postgres["db"],))
@@ -503,6 +498,9 @@ class LocalStack:
             ready=lambda: http_ok(f"{self.flower_url}/healthcheck", auth),
         )
 
+    def instance_yaml(self) -> str:
+        return config.local_instance_yaml(self.root)
+
     # ---- lifecycle ------------------------------------------------------------------------
 
     def _check_team_venvs(self) -> None:
@@ -552,7 +550,7 @@ class LocalStack:
         self._check_team_venvs()
         self._prepare_state()
         self._allocate_ports()
-        (self.home / "dagster.yaml").write_text(config.local_instance_yaml(self.root))
+        (self.home / "dagster.yaml").write_text(self.instance_yaml())
         code_ports = {team: self.ports[f"{team}-code"] for team in self.teams}
         (self.home / "workspace.yaml").write_text(
             config.local_workspace_yaml(code_ports, self.root)

@@ -13,7 +13,7 @@ import sys
 import time
 import urllib.request
 
-from dotenv import REPO_ROOT, setting
+from envfile import REPO_ROOT, setting
 from wait_healthy import containers, describe
 
 RELOAD_MUTATION = """

@@ -122,29 +122,23 @@ def baked_cakes(mixed_dough: pd.DataFrame) -> dg.MaterializeResult:
     )
 
 
+CAKE_REPORTS = {
+    "production_analysis": "Basic analysis of the day's cake production",
+    "type_distribution": "How the day's cakes split by type",
+    "top_cakes": "The cakes baked in the largest numbers",
+}
+
+
 @dg.multi_asset(
     specs=[
         dg.AssetSpec(
-            "production_analysis",
+            key,
             deps=["baked_cakes"],
-            description="Basic analysis of the day's cake production",
+            description=description,
             group_name="cake_reports",
             owners=OWNERS,
-        ),
-        dg.AssetSpec(
-            "type_distribution",
-            deps=["baked_cakes"],
-            description="How the day's cakes split by type",
-            group_name="cake_reports",
-            owners=OWNERS,
-        ),
-        dg.AssetSpec(
-            "top_cakes",
-            deps=["baked_cakes"],
-            description="The cakes baked in the largest numbers",
-            group_name="cake_reports",
-            owners=OWNERS,
-        ),
+        )
+        for key, description in CAKE_REPORTS.items()
     ],
     ins={"published": dg.AssetIn("baked_cakes", input_manager_key="wandb_artifacts_manager")},
 )

@@ -1,0 +1,1 @@
+"""Benchmarks: the platform side by side with vanilla Dagster + dagster-celery (`make bench`)."""

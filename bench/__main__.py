@@ -1,0 +1,152 @@
+"""`make bench`: the platform and vanilla Dagster + dagster-celery, side by side, alternating.
+
+Writes bench/results/<date>.json and .md and prints the table. Ratios are what count: the
+machine is shared and noisy, and both configurations run interleaved on it.
+"""
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import statistics
+import subprocess
+import time
+from pathlib import Path
+
+from bench import footprint, report, wandb_io
+from bench.runs import RunTiming, summarize, timed_run
+from bench.stacks import PlatformStack, VanillaStack, start
+from dagster_team_celery.probes import FAN_OUT_WIDTH
+from devstack import config
+from devstack.client import PlatformClient
+from tests.stacks import wait_for_loaded_locations
+
+RESULTS = config.REPO_ROOT / "bench" / "results"
+TEAM = "bakery"
+
+
+def in_process_runs(stack, job: str, executor: str, repeat: int) -> list[float]:
+    env = {**stack.team_env(TEAM), "BENCH_JOB": job, "BENCH_EXECUTOR": executor}
+    seconds = []
+    for _ in range(repeat):
+        result = subprocess.run(
+            [
+                str(config.team_bin(TEAM, "python")),
+                str(config.REPO_ROOT / "bench" / "in_process.py"),
+            ],
+            env=env,
+            cwd=config.team_dir(TEAM),
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        seconds.append(json.loads(result.stdout.strip().splitlines()[-1])["run_seconds"])
+    return seconds
+
+
+def run_seconds(timings: list[RunTiming]) -> float:
+    """Median time from the run process starting to the run's success."""
+    return round(statistics.median(t.execution + t.lag for t in timings), 3)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--runs", type=int, default=10, help="1-step runs per configuration")
+    parser.add_argument("--shape-runs", type=int, default=3, help="fan-out/chain runs each")
+    parser.add_argument("--multiprocess-runs", type=int, default=1)
+    parser.add_argument("--wandb-size-mb", type=int, default=100)
+    parser.add_argument("--containers", action="store_true", help="also time the compose stack")
+    args = parser.parse_args()
+    began = time.monotonic()
+    state_root = config.REPO_ROOT / ".devstack" / "bench"
+    results: dict = {
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        "settings": vars(args),
+    }
+
+    stacks = {}
+    try:
+        for kind in (PlatformStack, VanillaStack):
+            stacks[kind.label] = start(kind, kind.label, state_root)
+        results["cold_start_local_seconds"] = {
+            label: round(stack.startup_seconds, 2) for label, stack in stacks.items()
+        }
+        clients = {label: PlatformClient(stack.webserver_url) for label, stack in stacks.items()}
+        for label, client in clients.items():
+            wait_for_loaded_locations(client, stacks[label].teams, timeout=180)
+            timed_run(client, TEAM, "probe_ping")  # warm-up, not recorded
+
+        one_step: dict[str, list[RunTiming]] = {label: [] for label in stacks}
+        for _ in range(args.runs):
+            for label, client in clients.items():
+                one_step[label].append(timed_run(client, TEAM, "probe_ping"))
+        results["one_step"] = {label: summarize(t) for label, t in one_step.items()}
+
+        shapes: dict[str, dict[str, list[RunTiming]]] = {
+            label: {"fan_out": [], "chain": []} for label in stacks
+        }
+        for _ in range(args.shape_runs):
+            for label, client in clients.items():
+                shapes[label]["fan_out"].append(timed_run(client, TEAM, "probe_fan_out"))
+                shapes[label]["chain"].append(timed_run(client, TEAM, "probe_chain"))
+        platform_stack = stacks["platform"]
+        results["shapes"] = {
+            "celery": {
+                label: {shape: run_seconds(t) for shape, t in by_shape.items()}
+                for label, by_shape in shapes.items()
+            },
+            "in_process": {
+                "fan_out": statistics.median(
+                    in_process_runs(platform_stack, "probe_fan_out", "in_process", args.shape_runs)
+                ),
+                "chain": statistics.median(
+                    in_process_runs(platform_stack, "probe_chain", "in_process", args.shape_runs)
+                ),
+            },
+            "multiprocess": {
+                "fan_out": statistics.median(
+                    in_process_runs(
+                        platform_stack, "probe_fan_out", "multiprocess", args.multiprocess_runs
+                    )
+                ),
+                "chain": statistics.median(
+                    in_process_runs(
+                        platform_stack, "probe_chain", "multiprocess", args.multiprocess_runs
+                    )
+                ),
+            },
+            "fan_out_width": FAN_OUT_WIDTH,
+        }
+
+        time.sleep(10)  # let pools and caches settle into their idle state
+        results["idle_pss_mib"] = {
+            label: footprint.local_footprint(stack) for label, stack in stacks.items()
+        }
+    finally:
+        for stack in stacks.values():
+            stack.stop()
+
+    results["wandb_io"] = {
+        "package": wandb_io.package_benchmark(args.wandb_size_mb, repeat=5),
+        "cross_team": wandb_io.cross_team_read(args.wandb_size_mb),
+    }
+    if args.containers:
+        from bench import containers
+
+        results["containers"] = containers.cold_start()
+
+    results["bench_seconds"] = round(time.monotonic() - began, 1)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    stem = RESULTS / datetime.date.today().isoformat()
+    Path(f"{stem}.json").write_text(json.dumps(results, indent=2) + "\n")
+    table = report.markdown(results)
+    Path(f"{stem}.md").write_text(table)
+    print(table)
+    print(f"\nwrote {stem}.json and {stem}.md in {results['bench_seconds']:.0f}s")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,105 @@
+"""The side-by-side table, with ratios and the goals of issue [bench]."""
+
+GOALS = {
+    "one_step_p50_seconds": 3.0,
+    "fan_out_over_in_process": 2.0,
+    "team_pss_mib": 400,
+    "cache_hit_over_raw_load": 1.2,
+    "write_peak_rss_over_object": 1.3,
+    "local_cold_start_seconds": 10.0,
+}
+
+
+def ratio(ours: float, theirs: float) -> str:
+    return f"{ours / theirs:.2f}x" if theirs else "-"
+
+
+def verdict(value: float, goal: float) -> str:
+    return "met" if value <= goal else f"missed by {value - goal:.2f}"
+
+
+def markdown(results: dict) -> str:
+    lines = [
+        f"Benchmark of {results['date']} ({results['machine']['cpus']} cores); platform vs "
+        "vanilla Dagster 1.13.27 + dagster-celery 0.29.27, alternating, medians unless noted.",
+        "",
+        "| measure | platform | vanilla | platform / vanilla | goal |",
+        "|---|---|---|---|---|",
+    ]
+    one = results["one_step"]
+    for phase in ("total", "queue", "launch", "execution", "lag"):
+        ours, theirs = one["platform"][phase], one["vanilla"][phase]
+        goal = ""
+        if phase == "total":
+            goal = f"p50 <= 3.0 s: {verdict(ours['p50'], GOALS['one_step_p50_seconds'])}"
+        lines.append(
+            f"| 1-step run, {phase} (p50 / p90 s) | {ours['p50']} / {ours['p90']} | "
+            f"{theirs['p50']} / {theirs['p90']} | {ratio(ours['p50'], theirs['p50'])} | {goal} |"
+        )
+    shapes = results["shapes"]
+    in_process = shapes["in_process"]
+    for shape, label in (
+        ("fan_out", f"{shapes['fan_out_width']}-step fan-out"),
+        ("chain", "3-step chain"),
+    ):
+        ours, theirs = shapes["celery"]["platform"][shape], shapes["celery"]["vanilla"][shape]
+        over = ours / in_process[shape]
+        goal = ""
+        if shape == "fan_out":
+            goal = (
+                f"<= 2x in-process: {over:.2f}x, {verdict(over, GOALS['fan_out_over_in_process'])}"
+            )
+        lines.append(
+            f"| {label} on Celery (s) | {ours} | {theirs} | {ratio(ours, theirs)} | {goal} |"
+        )
+        lines.append(
+            f"| {label}, in-process / multiprocess (s) | {in_process[shape]} / "
+            f"{shapes['multiprocess'][shape]} | | | |"
+        )
+    pss = results["idle_pss_mib"]
+    for team, ours in pss["platform"]["teams"].items():
+        theirs = pss["vanilla"]["teams"][team]
+        lines.append(
+            f"| idle PSS, team {team} (code server + worker, MiB) | {ours} | {theirs} | "
+            f"{ratio(ours, theirs)} | <= 400: {verdict(ours, GOALS['team_pss_mib'])} |"
+        )
+    for service in ("webserver", "daemon", "postgres", "redis"):
+        ours, theirs = pss["platform"]["services"][service], pss["vanilla"]["services"][service]
+        lines.append(f"| idle PSS, {service} (MiB) | {ours} | {theirs} | {ratio(ours, theirs)} | |")
+    cold = results["cold_start_local_seconds"]
+    lines.append(
+        f"| local cold start to all healthy (s) | {cold['platform']} | {cold['vanilla']} | "
+        f"{ratio(cold['platform'], cold['vanilla'])} | <= 10 s: "
+        f"{verdict(cold['platform'], GOALS['local_cold_start_seconds'])} |"
+    )
+    if "containers" in results:
+        lines.append(
+            f"| container cold start to all healthy, images prebuilt (s) | "
+            f"{results['containers']['seconds_to_healthy']} | | | |"
+        )
+    lines += [
+        "",
+        "W&B IO manager, one object of about 100 MB:",
+        "",
+        "| object | write MB/s | write peak RSS / object | cache-hit read / raw pickle.load | "
+        "disk bytes per artifact byte |",
+        "|---|---|---|---|---|",
+    ]
+    for row in results["wandb_io"]["package"]["results"]:
+        rss = row["write_peak_rss_over_object"]
+        hit = row["cache_hit_over_raw_pickle_load"]
+        lines.append(
+            f"| {row['kind']} | {row['write_MBps']} | "
+            f"{rss} ({verdict(rss, GOALS['write_peak_rss_over_object'])}) | "
+            f"{hit} ({verdict(hit, GOALS['cache_hit_over_raw_load'])}) | "
+            f"{row['disk_bytes_per_artifact_byte']} |"
+        )
+    cross = results["wandb_io"]["cross_team"]
+    lines += [
+        "",
+        f"Cross-team read of a {cross['artifact_bytes'] // 2**20} MiB artifact (online path, "
+        f"fake W&B cloud): {cross['bytes_fetched_digest_cached']} bytes fetched with the digest "
+        f"in the shared cache, {cross['bytes_fetched_cold_cache']} from a cold cache.",
+        "",
+    ]
+    return "\n".join(lines)

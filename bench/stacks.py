@@ -1,0 +1,82 @@
+"""The two stacks the benchmarks compare: the platform, and vanilla Dagster + dagster-celery.
+
+Vanilla means the same versions with no tuning: the default 5 s dequeue interval, the stock
+DefaultRunLauncher, dagster-celery's own executor with nothing but the team's queue, and
+workers started the stock way (`dagster-celery worker start -A dagster_celery.app`).
+"""
+
+from pathlib import Path
+
+import yaml
+from celery import Celery
+
+from devstack import config
+from devstack.processes import Service
+from devstack.stack import LocalStack, StackSettings
+
+VANILLA_LAUNCHER = {"module": "dagster._core.launcher", "class": "DefaultRunLauncher"}
+TUNED_COORDINATOR_KEYS = ("dequeue_interval_seconds", "dequeue_use_threads", "dequeue_num_workers")
+
+
+class PlatformStack(LocalStack):
+    label = "platform"
+
+
+class VanillaStack(LocalStack):
+    label = "vanilla"
+
+    def instance_yaml(self) -> str:
+        instance = yaml.safe_load(config.local_instance_yaml(self.root))
+        instance["run_launcher"] = VANILLA_LAUNCHER
+        coordinator = instance["run_coordinator"]["config"]
+        for key in TUNED_COORDINATOR_KEYS:
+            coordinator.pop(key, None)
+        return yaml.safe_dump(instance, sort_keys=False)
+
+    def team_env(self, team: str) -> dict[str, str]:
+        return {**super().team_env(team), "DAGSTER_CELERY_EXECUTOR_LOOP": "vanilla"}
+
+    def _worker(self, team: str) -> Service:
+        env = self.team_env(team)
+        worker_config = self.state / f"{team}-celery.yaml"
+        worker_config.write_text(
+            yaml.safe_dump(
+                {
+                    "execution": {
+                        "config": {
+                            "broker": env["DAGSTER_CELERY_BROKER_URL"],
+                            "backend": env["DAGSTER_CELERY_BACKEND_URL"],
+                        }
+                    }
+                }
+            )
+        )
+        app = Celery(broker=env["DAGSTER_CELERY_BROKER_URL"])
+
+        def ready() -> bool:
+            queues = app.control.inspect(timeout=1.0).active_queues() or {}
+            return any(q["name"] == team for worker in queues.values() for q in worker)
+
+        return self._service(
+            f"{team}-worker",
+            [
+                config.team_bin(team, "dagster-celery", self.root),
+                "worker",
+                "start",
+                "-A",
+                "dagster_celery.app",
+                "-q",
+                team,
+                "-y",
+                worker_config,
+            ],
+            env,
+            ready=ready,
+            cwd=config.team_dir(team, self.root),
+        )
+
+
+def start(kind: type[LocalStack], name: str, state_root: Path) -> LocalStack:
+    stack = kind(StackSettings(name=name, fresh=True, state_root=state_root, flower=False))
+    stack.start(timeout=300)
+    return stack

@@ -1,0 +1,73 @@
+"""The W&B IO manager on a 100 MB object: the package's own benchmark, plus the cross-team
+read in online mode against the fake cloud (the one fake allowed: W&B's API is unreachable)."""
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from devstack.config import REPO_ROOT
+
+PACKAGE = REPO_ROOT / "packages" / "dagster-wandb-io"
+
+
+def package_benchmark(size_mb: int, repeat: int) -> dict:
+    with tempfile.TemporaryDirectory() as scratch:
+        out = Path(scratch) / "io.json"
+        subprocess.run(
+            [
+                sys.executable,
+                str(PACKAGE / "bench" / "bench_io.py"),
+                "--out",
+                str(out),
+                "--size-mb",
+                str(size_mb),
+                "--repeat",
+                str(repeat),
+            ],
+            check=True,
+            capture_output=True,
+            cwd=scratch,
+        )
+        return json.loads(out.read_text())
+
+
+def cross_team_read(size_mb: int) -> dict:
+    """The bakery writes online; the ML team reads it. With the digest already in the shared
+    cache the read fetches nothing; a cold cache fetches the whole artifact once."""
+    sys.path.insert(0, str(PACKAGE / "tests"))
+    from helpers import FakeCloud, run_spec
+
+    from dagster_wandb_io.config import Selection, WriteConfig
+    from dagster_wandb_io.store import ArtifactStore, StoreSettings
+
+    os.environ.setdefault("DAGSTER_WANDB_IO_SIGNING_KEY", "benchmark-signing-key-0123456789")
+    os.environ.setdefault("WANDB_SILENT", "true")
+    payload = os.urandom(size_mb * 1024 * 1024)
+    cloud = FakeCloud()
+    with tempfile.TemporaryDirectory() as shared, tempfile.TemporaryDirectory() as cold:
+        os.environ["WANDB_DIR"] = shared
+
+        def store(base: str, entity: str) -> ArtifactStore:
+            settings = StoreSettings(
+                base_dir=Path(base),
+                mode="online",
+                entity=entity,
+                project="p",
+                host="https://api.wandb.ai",
+                api_key="k" * 40,
+            )
+            return ArtifactStore(settings, cloud)
+
+        store(shared, "bakery").write(payload, name="baked", config=WriteConfig(), run=run_spec())
+        warm = store(shared, "ml")
+        assert warm.read("baked", Selection(), entity="bakery", project="p") == payload
+        cold_reader = store(cold, "ml")
+        assert cold_reader.read("baked", Selection(), entity="bakery", project="p") == payload
+    return {
+        "artifact_bytes": len(payload),
+        "bytes_fetched_digest_cached": warm.stats.bytes_downloaded,
+        "bytes_fetched_cold_cache": cold_reader.stats.bytes_downloaded,
+    }
