@@ -9,13 +9,14 @@ import datetime
 import json
 import os
 import platform
+import re
 import statistics
 import subprocess
 import time
 from pathlib import Path
 
 from bench import footprint, report, wandb_io
-from bench.runs import RunTiming, summarize, timed_run
+from bench.runs import RunTiming, percentile, summarize, timed_run
 from bench.stacks import PlatformStack, VanillaStack, start
 from dagster_team_celery.probes import FAN_OUT_WIDTH
 from devstack import config
@@ -45,6 +46,17 @@ def in_process_runs(stack, job: str, executor: str, repeat: int) -> list[float]:
     return seconds
 
 
+def task_durations(stack) -> dict[str, float]:
+    """p50/p90 of the Celery task per step, as the bakery worker logged them."""
+    log = stack.services[f"{TEAM}-worker"].log_path.read_text(errors="replace")
+    seconds = [float(match) for match in re.findall(r"succeeded in ([0-9.]+)s", log)]
+    return {
+        "tasks": len(seconds),
+        "p50": round(statistics.median(seconds), 3),
+        "p90": round(percentile(seconds, 0.9), 3),
+    }
+
+
 def run_seconds(timings: list[RunTiming]) -> float:
     """Median time from the run process starting to the run's success."""
     return round(statistics.median(t.execution + t.lag for t in timings), 3)
@@ -53,7 +65,7 @@ def run_seconds(timings: list[RunTiming]) -> float:
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--runs", type=int, default=10, help="1-step runs per configuration")
-    parser.add_argument("--shape-runs", type=int, default=3, help="fan-out/chain runs each")
+    parser.add_argument("--shape-runs", type=int, default=2, help="fan-out/chain runs each")
     parser.add_argument("--multiprocess-runs", type=int, default=1)
     parser.add_argument("--wandb-size-mb", type=int, default=100)
     parser.add_argument("--containers", action="store_true", help="also time the compose stack")
@@ -66,8 +78,26 @@ def main() -> int:
         "settings": vars(args),
     }
 
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    stem = RESULTS / datetime.date.today().isoformat()
+    sections: dict[str, float] = {}
+    results["section_seconds"] = sections
+
+    def checkpoint(section: str, started: float) -> None:
+        """Record how long a section took and save what is measured so far."""
+        sections[section] = round(time.monotonic() - started, 1)
+        Path(f"{stem}.json").write_text(json.dumps(results, indent=2) + "\n")
+
+    started = time.monotonic()
+    results["wandb_io"] = {
+        "cross_team": wandb_io.cross_team_read(args.wandb_size_mb),
+        "package": wandb_io.package_benchmark(args.wandb_size_mb, repeat=3),
+    }
+    checkpoint("wandb_io", started)
+
     stacks = {}
     try:
+        started = time.monotonic()
         for kind in (PlatformStack, VanillaStack):
             stacks[kind.label] = start(kind, kind.label, state_root)
         results["cold_start_local_seconds"] = {
@@ -77,12 +107,16 @@ def main() -> int:
         for label, client in clients.items():
             wait_for_loaded_locations(client, stacks[label].teams, timeout=180)
             timed_run(client, TEAM, "probe_ping")  # warm-up, not recorded
+        checkpoint("cold_start_and_warm_up", started)
+        started = time.monotonic()
 
         one_step: dict[str, list[RunTiming]] = {label: [] for label in stacks}
         for _ in range(args.runs):
             for label, client in clients.items():
                 one_step[label].append(timed_run(client, TEAM, "probe_ping"))
         results["one_step"] = {label: summarize(t) for label, t in one_step.items()}
+        checkpoint("one_step", started)
+        started = time.monotonic()
 
         shapes: dict[str, dict[str, list[RunTiming]]] = {
             label: {"fan_out": [], "chain": []} for label in stacks
@@ -119,7 +153,11 @@ def main() -> int:
             },
             "fan_out_width": FAN_OUT_WIDTH,
         }
+        checkpoint("shapes", started)
 
+        results["worker_task_seconds"] = {
+            label: task_durations(stack) for label, stack in stacks.items()
+        }
         time.sleep(10)  # let pools and caches settle into their idle state
         results["idle_pss_mib"] = {
             label: footprint.local_footprint(stack) for label, stack in stacks.items()
@@ -128,18 +166,12 @@ def main() -> int:
         for stack in stacks.values():
             stack.stop()
 
-    results["wandb_io"] = {
-        "package": wandb_io.package_benchmark(args.wandb_size_mb, repeat=5),
-        "cross_team": wandb_io.cross_team_read(args.wandb_size_mb),
-    }
     if args.containers:
         from bench import containers
 
         results["containers"] = containers.cold_start()
 
     results["bench_seconds"] = round(time.monotonic() - began, 1)
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    stem = RESULTS / datetime.date.today().isoformat()
     Path(f"{stem}.json").write_text(json.dumps(results, indent=2) + "\n")
     table = report.markdown(results)
     Path(f"{stem}.md").write_text(table)

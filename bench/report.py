@@ -56,6 +56,12 @@ def markdown(results: dict) -> str:
             f"| {label}, in-process / multiprocess (s) | {in_process[shape]} / "
             f"{shapes['multiprocess'][shape]} | | | |"
         )
+    if "worker_task_seconds" in results:
+        ours, theirs = (results["worker_task_seconds"][k] for k in ("platform", "vanilla"))
+        lines.append(
+            f"| Celery task per step, in the worker (p50 / p90 s) | {ours['p50']} / {ours['p90']} "
+            f"| {theirs['p50']} / {theirs['p90']} | {ratio(ours['p50'], theirs['p50'])} | |"
+        )
     pss = results["idle_pss_mib"]
     for team, ours in pss["platform"]["teams"].items():
         theirs = pss["vanilla"]["teams"][team]

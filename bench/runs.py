@@ -7,7 +7,8 @@ from dataclasses import asdict, dataclass
 from devstack.client import PlatformClient
 
 PHASE_EVENTS = {
-    "RunDequeuedEvent": "dequeued",
+    # The daemon records RUN_STARTING when it dequeues and launches the run.
+    "RunStartingEvent": "dequeued",
     "RunStartEvent": "started",
     "ExecutionStepSuccessEvent": "last_step_succeeded",
     "RunSuccessEvent": "succeeded",

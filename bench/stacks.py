@@ -5,6 +5,7 @@ DefaultRunLauncher, dagster-celery's own executor with nothing but the team's qu
 workers started the stock way (`dagster-celery worker start -A dagster_celery.app`).
 """
 
+import os
 from pathlib import Path
 
 import yaml
@@ -37,7 +38,9 @@ class VanillaStack(LocalStack):
         return {**super().team_env(team), "DAGSTER_CELERY_EXECUTOR_LOOP": "vanilla"}
 
     def _worker(self, team: str) -> Service:
-        env = self.team_env(team)
+        # The stock wrapper runs `celery` from PATH, as in an image whose venv is on PATH.
+        team_bin = config.team_bin(team, "celery", self.root).parent
+        env = {**self.team_env(team), "PATH": f"{team_bin}:{os.environ['PATH']}"}
         worker_config = self.state / f"{team}-celery.yaml"
         worker_config.write_text(
             yaml.safe_dump(

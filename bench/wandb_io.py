@@ -38,9 +38,10 @@ def cross_team_read(size_mb: int) -> dict:
     """The bakery writes online; the ML team reads it. With the digest already in the shared
     cache the read fetches nothing; a cold cache fetches the whole artifact once."""
     sys.path.insert(0, str(PACKAGE / "tests"))
-    from helpers import FakeCloud, run_spec
+    from helpers import FakeCloud
 
     from dagster_wandb_io.config import Selection, WriteConfig
+    from dagster_wandb_io.runs import build_run_spec
     from dagster_wandb_io.store import ArtifactStore, StoreSettings
 
     os.environ.setdefault("DAGSTER_WANDB_IO_SIGNING_KEY", "benchmark-signing-key-0123456789")
@@ -61,7 +62,14 @@ def cross_team_read(size_mb: int) -> dict:
             )
             return ArtifactStore(settings, cloud)
 
-        store(shared, "bakery").write(payload, name="baked", config=WriteConfig(), run=run_spec())
+        bakery_run = build_run_spec(
+            entity="bakery",
+            project="p",
+            dagster_run_id="0ab2e48b-6d63-4ff5-b160-662cc60145f4",
+            host="https://api.wandb.ai",
+            api_key=None,
+        )
+        store(shared, "bakery").write(payload, name="baked", config=WriteConfig(), run=bakery_run)
         warm = store(shared, "ml")
         assert warm.read("baked", Selection(), entity="bakery", project="p") == payload
         cold_reader = store(cold, "ml")

@@ -611,7 +611,10 @@ class LocalStack:
             "startup_seconds": round(self.startup_seconds, 2),
             "ready_seconds": self.ready_seconds,
         }
-        (self.state / "status.json").write_text(json.dumps(status, indent=2))
+        # Written whole and renamed: `make redeploy` reads it while the supervisor rewrites it.
+        pending = self.state / "status.json.tmp"
+        pending.write_text(json.dumps(status, indent=2))
+        os.replace(pending, self.state / "status.json")
 
     def stop(self) -> None:
         self._stopping.set()

@@ -4,6 +4,7 @@ import shutil
 import pytest
 
 from devstack.client import PlatformClient
+from devstack.processes import wait_until
 from tests.stacks import start_stack, stop_stack, wait_for_loaded_locations
 
 
@@ -33,3 +34,16 @@ def client(local_stack) -> PlatformClient:
     platform = PlatformClient(local_stack.webserver_url)
     wait_for_loaded_locations(platform, local_stack.teams)
     return platform
+
+
+@pytest.fixture(autouse=True)
+def starts_from_a_healthy_stack(request):
+    """A test that left the shared stack half-restarted (a redeploy cut short, say) must fail
+    alone, not take the tests after it down too."""
+    if "local_stack" not in request.fixturenames:
+        return
+    stack = request.getfixturevalue("local_stack")
+    services = stack.services.values()
+    if not wait_until(lambda: all(service.is_ready() for service in services), 180):
+        pytest.fail(f"local stack unhealthy: {[s.name for s in services if not s.is_ready()]}")
+    wait_for_loaded_locations(request.getfixturevalue("client"), stack.teams)

@@ -50,6 +50,8 @@ from kombu.exceptions import OperationalError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from dagster_team_celery.tasks import use_pooled_connections
+
 CONNECTION_ERRORS = (OperationalError, RedisConnectionError, RedisTimeoutError, ConnectionError)
 # One unanswered inspection may only mean a busy machine; two in a row mean the task is gone.
 MISSED_CHECKS_BEFORE_LOST = 2
@@ -358,6 +360,9 @@ def team_celery_execution_loop(
             "(the default fs_io_manager on the shared volume does)."
         )
     _warn_on_priority_misuse(job_context, execution_plan)
+    # The run process records an event per submission and per step; pooled connections spare
+    # it a new Postgres connection for each (see tasks.instance_for).
+    use_pooled_connections(job_context.instance)
     orchestrator = StepOrchestrator(job_context, settings)
     with (
         InstanceConcurrencyContext(job_context.instance, job_context.dagster_run) as concurrency,

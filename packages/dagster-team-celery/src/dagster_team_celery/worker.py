@@ -9,6 +9,7 @@ import logging
 import os
 
 from celery import bootsteps
+from dagster._core.definitions.reconstruct import ReconstructableRepository
 from dagster_celery.config import dict_wrapper
 from dagster_celery.make_app import make_app
 
@@ -20,7 +21,7 @@ from dagster_team_celery.settings import (
     celery_settings,
     team_name,
 )
-from dagster_team_celery.tasks import create_execute_plan_task
+from dagster_team_celery.tasks import create_execute_plan_task, preload_repository
 
 TEAM_MODULE_ENV = "DAGSTER_TEAM_MODULE"
 
@@ -30,12 +31,10 @@ logger = logging.getLogger(__name__)
 def import_team_code(team: str) -> None:
     module_name = os.environ.get(TEAM_MODULE_ENV) or f"{team}.definitions"
     try:
-        module = importlib.import_module(module_name)
-        # `@dg.definitions` loaders build the defs folder only when called; call it here so a
-        # broken asset module fails the worker now, and forked pool processes inherit it warm.
-        definitions = getattr(module, "defs", None)
-        if callable(definitions):
-            definitions()
+        importlib.import_module(module_name)
+        # Load the definitions as the code server does (same pointer), so a broken asset
+        # module fails the worker now, and every forked pool process starts with them loaded.
+        preload_repository(ReconstructableRepository.for_module(module_name, "defs", os.getcwd()))
     except Exception as error:
         raise PlatformConfigError(
             f"Worker for team {team!r} cannot import its code module {module_name!r}: "
