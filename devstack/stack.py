@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from devstack import config
+from devstack import config, config_check
 from devstack.processes import Service, wait_until
 
 POSTGRES_BIN_DIRS = [Path("/usr/lib/postgresql/15/bin"), Path("/usr/lib/postgresql/16/bin")]
@@ -547,6 +547,13 @@ class LocalStack:
             raise StackError(f"dagster instance migrate failed:\n{result.stdout}{result.stderr}")
 
     def start(self, timeout: float = 180.0) -> "LocalStack":
+        try:
+            # Before the state folder is touched: a config mistake must cost nothing.
+            config_check.check(self.root)
+        except config_check.ConfigProblem as problems:
+            raise StackError(
+                f"Nothing was started; fix the configuration first:\n{problems}"
+            ) from None
         self._check_team_venvs()
         self._prepare_state()
         self._allocate_ports()

@@ -22,6 +22,8 @@ COPY pyproject.toml uv.lock ./
 RUN uv sync --frozen --no-dev --no-install-project
 
 COPY dagster.yaml workspace.yaml /opt/dagster/home/
+# The init service checks both files with it before migrating (devstack runs it too).
+COPY devstack/config_check.py /opt/dagster/platform/
 
 # The webserver and the daemon override this with root in docker-compose.yml, because they
 # talk to the engine socket; the migration and Flower keep it.

@@ -64,6 +64,14 @@ def main() -> int:
         failed = [row for row in rows if row[3]]
         if failed:
             show(rows)
+            for service, *_ in failed:
+                # The reason is in the log (a config check names the fix): show it right here.
+                logs = subprocess.run(
+                    [*compose, "logs", "--no-color", "--tail", "30", service],
+                    capture_output=True,
+                    text=True,
+                )
+                print(f"--- last lines of {service}:\n{logs.stdout}{logs.stderr}")
             print(f"failed: {', '.join(row[0] for row in failed)}; see `make logs`")
             return 1
         if rows and all(row[2] for row in rows):

@@ -16,6 +16,8 @@ from dagster import (
     Definitions,
     In,
     Out,
+    Output,
+    RetryPolicy,
     asset,
     job,
     materialize,
@@ -287,6 +289,53 @@ def test_multi_asset_with_pickled_outputs():
 
     assert _run([pair, both]).success
     assert seen["v"] == [1, 2]
+
+
+def test_a_step_that_runs_twice_in_one_run_publishes_its_artifact_once():
+    """At-least-once delivery: a step re-executed in the same run (a redelivered Celery task, a
+    retry after a partial failure) must not publish a second, different version."""
+    attempts = []
+
+    @multi_asset(
+        outs={
+            "model": AssetOut(io_manager_key="wandb_artifacts_manager"),
+            "report": AssetOut(io_manager_key="wandb_artifacts_manager"),
+        },
+        retry_policy=RetryPolicy(max_retries=1),
+    )
+    def training():
+        attempts.append(len(attempts))
+        # Non-deterministic, as training is: each attempt makes a different model.
+        yield Output({"weights": [len(attempts)]}, "model")
+        if len(attempts) == 1:
+            raise RuntimeError("worker lost after the model was published")
+        yield Output("fine", "report")
+
+    seen = {}
+
+    @asset(ins={"model": AssetIn(input_manager_key="wandb_artifacts_manager")})
+    def evaluation(model):
+        seen["model"] = model
+
+    first_run = _run([training, evaluation])
+    assert first_run.success and attempts == [0, 1]
+    published = {
+        (
+            entry.metadata["wandb_artifact_version"].value,
+            entry.metadata["wandb_artifact_digest"].value,
+        )
+        for entry in (
+            event.materialization
+            for event in first_run.get_asset_materialization_events()
+            if event.materialization.asset_key == AssetKey("model")
+        )
+    }
+    assert published == {("v0", _meta(first_run, "model")["wandb_artifact_digest"])}
+    assert seen["model"] == {"weights": [1]}, "readers see the first publication"
+
+    second_run = _run([training, evaluation])
+    assert _meta(second_run, "model")["wandb_artifact_version"] == "v1"
+    assert seen["model"] == {"weights": [3]}, "a new run publishes a new version"
 
 
 def test_multi_part_asset_keys_do_not_collide():

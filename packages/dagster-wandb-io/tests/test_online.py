@@ -260,3 +260,25 @@ def test_store_level_online_round_trip_counts(fake, base_dir):
     reader = ArtifactStore(settings, fake)
     assert reader.read("blob", Selection(version="v0")) == b"x" * 100_000
     assert reader.stats.bytes_downloaded == 0
+
+
+def test_online_store_knows_what_a_run_already_published(fake, base_dir):
+    from dagster_wandb_io.store import ArtifactStore, StoreSettings
+
+    settings = StoreSettings(
+        base_dir=base_dir,
+        mode="online",
+        entity=ENTITY,
+        project=PROJECT,
+        host="https://api.wandb.ai",
+    )
+    store = ArtifactStore(settings, fake)
+    this_run, other_run = run_spec(), run_spec("5e0f3c1a-0000-4000-8000-000000000000")
+    assert store.published_in_run("model", this_run) is None
+
+    written = store.write({"w": 1}, name="model", config=WriteConfig(), run=this_run)
+    again = store.published_in_run("model", this_run)
+
+    assert again is not None
+    assert (again.version, again.digest, again.id) == (written.version, written.digest, written.id)
+    assert store.published_in_run("model", other_run) is None

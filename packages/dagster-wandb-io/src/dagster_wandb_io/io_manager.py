@@ -217,17 +217,21 @@ class WandbArtifactsIOManager(ConfigurableIOManager):
         name = self._output_name(context, config)
         store = self.get_store()
         run_id = _step_run_id(context)
-        result = store.write(
-            obj,
-            name=name,
-            config=config,
-            run=self._run_spec(run_id),
-            log=context.log.warning,
-        )
-        context.log.info(
-            f"Wrote W&B artifact {result.entity}/{result.project}/{result.name}:"
-            f"{result.version} ({'offline' if result.offline else 'online'})"
-        )
+        run = self._run_spec(run_id)
+        result = store.published_in_run(name, run)
+        if result is not None:
+            context.log.warning(
+                f"This run already published W&B artifact {result.entity}/{result.project}/"
+                f"{result.name}:{result.version}; the step ran again (a redelivered Celery task"
+                " or a retry), and its new value is not published: every reader of this run"
+                " sees the first one."
+            )
+        else:
+            result = store.write(obj, name=name, config=config, run=run, log=context.log.warning)
+            context.log.info(
+                f"Wrote W&B artifact {result.entity}/{result.project}/{result.name}:"
+                f"{result.version} ({'offline' if result.offline else 'online'})"
+            )
         context.add_output_metadata(output_metadata(result, run_id or result.run.id))
 
     # ----------------------------------------------------------------- reading

@@ -149,6 +149,57 @@ class ArtifactStore:
 
     # ------------------------------------------------------------------ writing
 
+    def published_in_run(self, name: str, run: RunSpec) -> WriteResult | None:
+        """The version of ``name`` this Dagster run already published, if any.
+
+        A step can execute twice in one run: Celery redelivers a step whose worker died before
+        the step's success was recorded, and a retry policy re-runs a step that failed after
+        some of its outputs were written. The IO manager keeps the first publication so that
+        every reader (downstream steps, other teams) sees one content per run and name.
+        """
+        s = self.settings
+        alias = run_alias(run.dagster_run_id)
+        if self.offline:
+            indexed = self.index.resolve(s.entity, s.project, name, alias)
+            if indexed is None or indexed.info.get("dagster_run_id") != run.dagster_run_id:
+                return None
+            digest, version, type_, size = (
+                indexed.digest,
+                indexed.version,
+                indexed.type,
+                indexed.size,
+            )
+            aliases, artifact_id, metadata = list(indexed.aliases), None, {}
+            url = f"{app_url(s.host)}/{s.entity}/{s.project}/artifacts/{type_}/{name}/{version}"
+        else:
+            remote = self.client.resolve(s.entity, s.project, name, alias)
+            if remote is None or remote.metadata.get("source_dagster_run_id") != run.dagster_run_id:
+                return None
+            digest, version, type_, size = remote.digest, remote.version, remote.type, remote.size
+            aliases, artifact_id, metadata = list(remote.aliases), remote.id, remote.metadata
+            url = remote.url
+        return WriteResult(
+            entity=s.entity,
+            project=s.project,
+            name=name,
+            version=version,
+            digest=digest,
+            type=type_,
+            size=size,
+            id=artifact_id,
+            url=url,
+            aliases=aliases,
+            run=RunInfo(
+                id=run.run_id,
+                name=run.name,
+                path=f"{s.entity}/{s.project}/{run.run_id}",
+                url=f"{app_url(s.host)}/{s.entity}/{s.project}/runs/{run.run_id}",
+            ),
+            offline=self.offline,
+            wandb_metadata=dict(metadata),
+            cache_path=str(self.cache.entry(s.entity, s.project, name, digest).path),
+        )
+
     def write(
         self,
         obj: Any,
