@@ -1,5 +1,6 @@
 """A worker process loads a team's definitions once, not once per step as dagster-celery does."""
 
+import gc
 import sys
 import textwrap
 
@@ -78,3 +79,12 @@ def test_a_pointer_with_load_data_is_never_served_from_the_cache(team_module):
     with_load_data = team_module._replace(repository_load_data=object())
     assert tasks.repository_key(with_load_data) is None
     assert tasks.repository_key(team_module) is not None
+
+
+def test_preloading_imports_what_steps_need_and_freezes_it_for_the_pool(team_module):
+    try:
+        tasks.preload_repository(team_module)
+        assert all(name in sys.modules for name in tasks.STEP_MODULES)
+        assert gc.get_freeze_count() > 0, "objects loaded before the fork must be frozen"
+    finally:
+        gc.unfreeze()

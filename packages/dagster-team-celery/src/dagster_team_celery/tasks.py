@@ -19,8 +19,11 @@ dagster-celery's own ``_submit_task``) and adds one check before executing:
 """
 
 import functools
+import gc
+import importlib
 import logging
 import os
+import sys
 from typing import Any, NamedTuple
 
 import sqlalchemy
@@ -101,11 +104,36 @@ def cached_repository(repository: ReconstructableRepository, key: str) -> Reposi
     return _repositories[key]
 
 
+# What a step imports on first use beyond the team's own code, measured in a pool process: the
+# instance's Postgres storage, the fs IO manager's UPath, the compute log manager, and W&B for
+# teams that use the shared IO manager (which imports wandb only when it reads or writes).
+STEP_MODULES = (
+    "dagster_postgres",
+    "dagster._core.storage.upath_io_manager",
+    "dagster._core.storage.local_compute_log_manager",
+)
+WANDB_STEP_MODULES = ("wandb", "wandb.sdk.artifacts.artifact")
+
+
 def preload_repository(repository: ReconstructableRepository) -> None:
-    """Load a repository once, before the pool forks, so every pool process starts warm."""
+    """Load a repository once, before the pool forks, so every pool process starts warm.
+
+    The modules its steps import are loaded here too, so they are shared by the pool processes
+    instead of loaded again by each, and no first step pays for them. gc.freeze() then keeps
+    the collector from writing to those objects in the children, which would copy their pages.
+    """
     key = repository_key(repository)
     if key is not None:
         cached_repository(repository, key)
+    step_modules = STEP_MODULES
+    if "dagster_wandb_io" in sys.modules:
+        step_modules += WANDB_STEP_MODULES
+    for name in step_modules:
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            logger.info("Not preloading %s: not installed", name)
+    gc.freeze()
 
 
 class CachedReconstructableJob(ReconstructableJob):
