@@ -66,7 +66,7 @@ test: venvs ## Everything: static, packages, teams, local stack, faults, browser
 	for team in $(TEAMS); do \
 		code_locations/$$team/.venv/bin/python -m pytest code_locations/$$team/tests -q || exit 1; \
 	done
-	$(PYTHON) -m pytest tests -v -rP
+	$(PYTHON) -m pytest tests -v -rP --durations=25
 
 test-static: venvs ## Fast checks of the compose file, configs and locks
 	$(PYTHON) -m pytest tests/test_compose_static.py tests/test_consistency.py -q

@@ -125,8 +125,13 @@ def test_scaffolded_teams_sample_job_runs_green_on_its_own_worker(scaffolded, re
     try:
         client = PlatformClient(stack.webserver_url)
         wait_for_loaded_locations(client, [NEW_TEAM])
+        submitted = time.monotonic()
         run_id = client.submit_job(NEW_TEAM, "sample_job")
         assert client.wait_for_run(run_id, timeout=240) == "SUCCESS"
+        print(
+            f"\n{NEW_TEAM}: its stack healthy in {stack.startup_seconds:.1f}s, sample_job "
+            f"SUCCESS {time.monotonic() - submitted:.1f}s after submit, with no edits"
+        )
         workers = client.step_workers(run_id)
         assert set(workers) == {"raw_numbers", "squared_numbers"}
         assert all(worker.startswith(f"{NEW_TEAM}@") for worker in workers.values())
