@@ -196,6 +196,12 @@ def offline_store(base_dir: Path, **overrides: Any) -> Any:
     return ArtifactStore(StoreSettings(**settings))
 
 
+def online_store(base_dir: Path, cloud: Any) -> Any:
+    from dagster_wandb_io.store import ArtifactStore
+
+    return ArtifactStore(offline_store(base_dir, mode="online").settings, cloud)
+
+
 def run_spec(dagster_run_id: str = "0ab2e48b-6d63-4ff5-b160-662cc60145f4") -> RunSpec:
     from dagster_wandb_io.runs import build_run_spec
 

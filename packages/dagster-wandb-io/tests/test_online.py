@@ -18,7 +18,7 @@ from dagster_wandb_io.client import WandbCloudClient, WandbSdkClient
 from dagster_wandb_io.config import Selection, WriteConfig
 
 from fake_resource import FakeWandbResource
-from helpers import CURRENT_FAKE, ENTITY, PROJECT, FakeCloud, run_spec
+from helpers import CURRENT_FAKE, ENTITY, PROJECT, FakeCloud, online_store, run_spec
 
 
 @pytest.fixture
@@ -245,34 +245,16 @@ def test_missing_api_key_online(fake, monkeypatch):
 
 
 def test_store_level_online_round_trip_counts(fake, base_dir):
-    from dagster_wandb_io.store import ArtifactStore, StoreSettings
-
-    settings = StoreSettings(
-        base_dir=base_dir,
-        mode="online",
-        entity=ENTITY,
-        project=PROJECT,
-        host="https://api.wandb.ai",
-    )
-    writer = ArtifactStore(settings, fake)
+    writer = online_store(base_dir, fake)
     res = writer.write(b"x" * 100_000, name="blob", config=WriteConfig(), run=run_spec())
     assert res.version == "v0" and not res.offline
-    reader = ArtifactStore(settings, fake)
+    reader = online_store(base_dir, fake)
     assert reader.read("blob", Selection(version="v0")) == b"x" * 100_000
     assert reader.stats.bytes_downloaded == 0
 
 
 def test_online_store_knows_what_a_run_already_published(fake, base_dir):
-    from dagster_wandb_io.store import ArtifactStore, StoreSettings
-
-    settings = StoreSettings(
-        base_dir=base_dir,
-        mode="online",
-        entity=ENTITY,
-        project=PROJECT,
-        host="https://api.wandb.ai",
-    )
-    store = ArtifactStore(settings, fake)
+    store = online_store(base_dir, fake)
     this_run, other_run = run_spec(), run_spec("5e0f3c1a-0000-4000-8000-000000000000")
     assert store.published_in_run("model", this_run) is None
 

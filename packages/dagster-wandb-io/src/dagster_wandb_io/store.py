@@ -170,7 +170,7 @@ class ArtifactStore:
                 indexed.size,
             )
             aliases, artifact_id, metadata = list(indexed.aliases), None, {}
-            url = f"{app_url(s.host)}/{s.entity}/{s.project}/artifacts/{type_}/{name}/{version}"
+            url = _artifact_url(s, type_, name, version)
         else:
             remote = self.client.resolve(s.entity, s.project, name, alias)
             if remote is None or remote.metadata.get("source_dagster_run_id") != run.dagster_run_id:
@@ -283,10 +283,7 @@ class ArtifactStore:
                 )
                 version = indexed.version
                 artifact_id = None
-                url = (
-                    f"{app_url(s.host)}/{s.entity}/{s.project}/artifacts/{artifact.type}"
-                    f"/{name}/{version}"
-                )
+                url = _artifact_url(s, artifact.type, name, version)
             else:
                 remove_tree(staging_dir)
                 version, artifact_id, url = logged.version, logged.id, logged.url
@@ -792,6 +789,14 @@ class ArtifactStore:
                     raise
                 log(f"The cached {payload} is corrupt ({exc}); fetching it again.")
         raise SerializationError("unreachable")  # pragma: no cover
+
+
+def _artifact_url(settings: StoreSettings, type_: str, name: str, version: str) -> str:
+    """Where an offline artifact will be once `wandb sync` uploads it."""
+    return (
+        f"{app_url(settings.host)}/{settings.entity}/{settings.project}/artifacts/{type_}"
+        f"/{name}/{version}"
+    )
 
 
 def _payload_metadata(payload: serialization.WrittenPayload) -> dict[str, Any]:
