@@ -57,6 +57,13 @@ def task_durations(stack) -> dict[str, float]:
     }
 
 
+def engine_answers() -> bool:
+    try:
+        return subprocess.run(["docker", "info"], capture_output=True, timeout=20).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
 def run_seconds(timings: list[RunTiming]) -> float:
     """Median time from the run process starting to the run's success."""
     return round(statistics.median(t.execution + t.lag for t in timings), 3)
@@ -68,7 +75,12 @@ def main() -> int:
     parser.add_argument("--shape-runs", type=int, default=2, help="fan-out/chain runs each")
     parser.add_argument("--multiprocess-runs", type=int, default=1)
     parser.add_argument("--wandb-size-mb", type=int, default=100)
-    parser.add_argument("--containers", action="store_true", help="also time the compose stack")
+    parser.add_argument(
+        "--containers",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="also time the compose stack (default: when a container engine answers)",
+    )
     args = parser.parse_args()
     began = time.monotonic()
     state_root = config.REPO_ROOT / ".devstack" / "bench"
@@ -91,7 +103,7 @@ def main() -> int:
     started = time.monotonic()
     results["wandb_io"] = {
         "cross_team": wandb_io.cross_team_read(args.wandb_size_mb),
-        "package": wandb_io.package_benchmark(args.wandb_size_mb, repeat=3),
+        "package": wandb_io.package_benchmark(args.wandb_size_mb, repeat=7),
     }
     checkpoint("wandb_io", started)
 
@@ -166,6 +178,8 @@ def main() -> int:
         for stack in stacks.values():
             stack.stop()
 
+    if args.containers is None:
+        args.containers = engine_answers()
     if args.containers:
         from bench import containers
 

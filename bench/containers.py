@@ -16,6 +16,12 @@ from devstack.stack import free_port
 SECRETS = ("POSTGRES_PASSWORD", "REDIS_PASSWORD", "FLOWER_PASSWORD", "WANDB_IO_SIGNING_KEY")
 
 
+def compose_command() -> list[str]:
+    """Compose v2 when present, else docker-compose 1.29, as the Makefile chooses."""
+    v2 = subprocess.run(["docker", "compose", "version"], capture_output=True)
+    return ["docker", "compose"] if v2.returncode == 0 else ["docker-compose"]
+
+
 def cold_start() -> dict:
     name = f"mlp-bench-{os.getpid()}"
     with tempfile.TemporaryDirectory() as scratch:
@@ -28,7 +34,7 @@ def cold_start() -> dict:
             "DOCKER_SOCKET": os.environ.get("DOCKER_SOCKET", "/var/run/docker.sock"),
         }
         env_file.write_text("".join(f"{k}={v}\n" for k, v in settings.items()))
-        compose = ["docker", "compose", "-p", name, "--env-file", str(env_file)]
+        compose = [*compose_command(), "-p", name, "--env-file", str(env_file)]
         subprocess.run(
             [*compose, "build", "init", *(f"{t}-code" for t in teams())],
             cwd=REPO_ROOT,

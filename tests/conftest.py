@@ -4,8 +4,7 @@ import shutil
 import pytest
 
 from devstack.client import PlatformClient
-from devstack.processes import wait_until
-from tests.stacks import start_stack, stop_stack, wait_for_loaded_locations
+from tests.stacks import start_stack, stop_stack, wait_for_loaded_locations, wait_until_healthy
 
 
 def pytest_collection_modifyitems(config, items):
@@ -38,12 +37,7 @@ def client(local_stack) -> PlatformClient:
 
 @pytest.fixture(autouse=True)
 def starts_from_a_healthy_stack(request):
-    """A test that left the shared stack half-restarted (a redeploy cut short, say) must fail
-    alone, not take the tests after it down too."""
-    if "local_stack" not in request.fixturenames:
-        return
-    stack = request.getfixturevalue("local_stack")
-    services = stack.services.values()
-    if not wait_until(lambda: all(service.is_ready() for service in services), 180):
-        pytest.fail(f"local stack unhealthy: {[s.name for s in services if not s.is_ready()]}")
-    wait_for_loaded_locations(request.getfixturevalue("client"), stack.teams)
+    if "local_stack" in request.fixturenames:
+        wait_until_healthy(
+            request.getfixturevalue("local_stack"), request.getfixturevalue("client")
+        )

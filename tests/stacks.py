@@ -7,6 +7,7 @@ import time
 import pytest
 
 from devstack.client import PlatformClient
+from devstack.processes import wait_until
 from devstack.stack import LocalStack, StackError, StackSettings
 
 
@@ -38,3 +39,12 @@ def wait_for_loaded_locations(client: PlatformClient, teams: list[str], timeout:
         if time.monotonic() > deadline:
             pytest.fail(f"code locations not all LOADED after {timeout:.0f}s: {statuses}")
         time.sleep(0.5)
+
+
+def wait_until_healthy(stack: LocalStack, client: PlatformClient) -> None:
+    """Every service ready and every location LOADED, so a test that left the shared stack
+    half-restarted (a redeploy cut short, say) fails alone instead of failing the next ones."""
+    services = stack.services.values()
+    if not wait_until(lambda: all(service.is_ready() for service in services), 180):
+        pytest.fail(f"local stack unhealthy: {[s.name for s in services if not s.is_ready()]}")
+    wait_for_loaded_locations(client, stack.teams)

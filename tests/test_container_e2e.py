@@ -39,6 +39,8 @@ class ComposeStack:
         }
         env_file.write_text("".join(f"{key}={value}\n" for key, value in settings.items()))
         self.secrets = {settings[name] for name in SECRET_VARIABLES}
+        self.flower_password = settings["FLOWER_PASSWORD"]
+        self.flower_url = f"http://127.0.0.1:{self.flower_port}"
         self.compose = ["docker", "compose", "-p", self.name, "--env-file", str(env_file)]
         self.webserver_url = f"http://127.0.0.1:{self.webserver_port}"
 
@@ -141,6 +143,29 @@ def test_scaffolded_teams_sample_job_runs_green(compose_client):
     workers = compose_client.step_workers(run_id)
     assert set(workers) == {"raw_numbers", "squared_numbers"}
     assert all(worker.startswith(f"{NEW_TEAM}@") for worker in workers.values())
+
+
+def test_the_browser_suite_passes_against_the_container_stack(compose_stack, compose_client):
+    """tests/ui, in Chromium, against the containers: code locations, cross-team lineage, a
+    materialization from the UI in its own run container, and Flower behind its login."""
+    started = time.monotonic()
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "tests/ui", "-m", "ui", "-q", "-p", "no:cacheprovider"],
+        cwd=REPO_ROOT,
+        env={
+            **os.environ,
+            "UI_TEST_WEBSERVER_URL": compose_stack.webserver_url,
+            "UI_TEST_FLOWER_URL": compose_stack.flower_url,
+            "UI_TEST_FLOWER_PASSWORD": compose_stack.flower_password,
+        },
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    summary = result.stdout.strip().splitlines()[-1] if result.stdout.strip() else ""
+    print(f"\nbrowser suite on containers in {time.monotonic() - started:.0f}s: {summary}")
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    assert "4 passed, 1 skipped" in summary, "only the code-breaking test may skip"
 
 
 def test_redeploying_one_team_leaves_another_teams_run_in_flight_untouched(

@@ -1,7 +1,9 @@
-"""A real Chromium, driven by Playwright, pointed at the local process stack."""
+"""A real Chromium, driven by Playwright, pointed at the local process stack, or at a stack
+that is already up (containers: `make up`, or the container end-to-end test) when
+UI_TEST_WEBSERVER_URL, UI_TEST_FLOWER_URL and UI_TEST_FLOWER_PASSWORD name it."""
 
+import os
 import re
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,6 +12,7 @@ from playwright.sync_api import Browser, BrowserContext, Page, Playwright, expec
 
 from devstack.client import PlatformClient
 from devstack.stack import LocalStack
+from tests.stacks import wait_for_loaded_locations, wait_until_healthy
 from tests.ui.browser import (
     ACTION_TIMEOUT_MS,
     CHROMIUM,
@@ -17,6 +20,7 @@ from tests.ui.browser import (
     SCREENSHOTS,
     new_context,
 )
+from tests.ui.target import UiTarget
 
 expect.set_options(timeout=ACTION_TIMEOUT_MS)
 
@@ -49,19 +53,52 @@ def browser(playwright: Playwright) -> Iterator[Browser]:
 
 
 @pytest.fixture(scope="session")
-def screenshots() -> Path:
-    shutil.rmtree(SCREENSHOTS, ignore_errors=True)
-    SCREENSHOTS.mkdir(parents=True)
-    return SCREENSHOTS
+def ui_target(request: pytest.FixtureRequest) -> UiTarget:
+    if url := os.environ.get("UI_TEST_WEBSERVER_URL"):
+        client = PlatformClient(url)
+        teams = sorted(client.locations())
+        wait_for_loaded_locations(client, teams, timeout=180)
+        flower = os.environ["UI_TEST_FLOWER_URL"]
+        credentials = (
+            os.environ.get("UI_TEST_FLOWER_USER", "admin"),
+            os.environ["UI_TEST_FLOWER_PASSWORD"],
+        )
+        target = UiTarget(url, flower, credentials, teams, client, None, SCREENSHOTS / "running")
+    else:
+        stack: LocalStack = request.getfixturevalue("local_stack")
+        client = request.getfixturevalue("client")
+        target = UiTarget(
+            stack.webserver_url,
+            stack.flower_url,
+            stack.flower_credentials,
+            stack.teams,
+            client,
+            stack,
+            SCREENSHOTS,
+        )
+    # The "Join the Dagster community" dialog covers the page on 127.0.0.1 until dismissed;
+    # this is the mutation its Skip button sends.
+    target.client.query("mutation { setNuxSeen }")
+    return target
+
+
+@pytest.fixture(autouse=True)
+def starts_from_a_healthy_target(ui_target: UiTarget) -> None:
+    if ui_target.local_stack is not None:
+        wait_until_healthy(ui_target.local_stack, ui_target.client)
 
 
 @pytest.fixture(scope="session")
-def dagster_ui(local_stack: LocalStack, client: PlatformClient) -> str:
-    """The webserver's URL, once every team's code location has loaded."""
-    # The "Join the Dagster community" dialog covers the page on 127.0.0.1 until dismissed;
-    # this is the mutation its Skip button sends.
-    client.query("mutation { setNuxSeen }")
-    return local_stack.webserver_url
+def screenshots(ui_target: UiTarget) -> Path:
+    ui_target.screenshots.mkdir(parents=True, exist_ok=True)
+    for old in ui_target.screenshots.glob("*.png"):
+        old.unlink()
+    return ui_target.screenshots
+
+
+@pytest.fixture(scope="session")
+def dagster_ui(ui_target: UiTarget) -> str:
+    return ui_target.webserver_url
 
 
 @pytest.fixture

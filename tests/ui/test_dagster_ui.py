@@ -13,9 +13,9 @@ import pytest
 from playwright.sync_api import Locator, Page, expect
 
 from devstack.client import PlatformClient
-from devstack.stack import LocalStack
 from tests.stacks import wait_for_loaded_locations
 from tests.ui.browser import REPO_ROOT
+from tests.ui.target import UiTarget
 
 pytestmark = pytest.mark.ui
 
@@ -55,25 +55,25 @@ def asset_location(client: PlatformClient, asset: str) -> str | None:
 
 
 def test_deployment_page_lists_every_team_location_as_loaded(
-    page: Page, dagster_ui: str, local_stack: LocalStack, screenshots: Path
+    page: Page, dagster_ui: str, ui_target: UiTarget, screenshots: Path
 ) -> None:
     page.goto(dagster_ui)
     page.get_by_role("link", name="Deployment").click()
     locations_tab = page.get_by_role("tab", name="Code locations")
     locations_tab.click()
     expect(locations_tab).to_have_attribute("aria-selected", "true")
-    expect(page.get_by_text(f"{len(local_stack.teams)} code locations")).to_be_visible()
-    for team in local_stack.teams:
+    expect(page.get_by_text(f"{len(ui_target.teams)} code locations")).to_be_visible()
+    for team in ui_target.teams:
         expect(location_row(page, team)).to_contain_text("Loaded")
     page.screenshot(path=screenshots / "code-locations.png")
 
 
 def test_global_lineage_shows_the_bakery_to_ml_edge(
-    page: Page, dagster_ui: str, client: PlatformClient, screenshots: Path
+    page: Page, dagster_ui: str, ui_target: UiTarget, screenshots: Path
 ) -> None:
     (upstream_team, upstream), (downstream_team, downstream) = UPSTREAM, DOWNSTREAM
-    assert asset_location(client, upstream) == upstream_team
-    assert asset_location(client, downstream) == downstream_team
+    assert asset_location(ui_target.client, upstream) == upstream_team
+    assert asset_location(ui_target.client, downstream) == downstream_team
 
     # Only these two assets: any edge drawn is one between them (neighbours outside the
     # selection are hidden by default).
@@ -134,27 +134,28 @@ def test_materialize_button_runs_the_asset_on_the_teams_celery_worker(
 
 
 @pytest.fixture
-def broken_module_removed_afterwards(
-    client: PlatformClient, local_stack: LocalStack
-) -> Iterator[Path]:
+def broken_module_removed_afterwards(ui_target: UiTarget) -> Iterator[Path]:
     """Whatever happens, the broken module goes and every location is loaded again after."""
+    if ui_target.local_stack is None:
+        pytest.skip("breaks a team's code in this checkout, which only the local stack runs")
+    client = ui_target.client
     try:
         yield BROKEN_MODULE
     finally:
         BROKEN_MODULE.unlink(missing_ok=True)
         if not client.locations()[BROKEN_TEAM].healthy:
             client.reload_location(BROKEN_TEAM)
-        wait_for_loaded_locations(client, local_stack.teams, timeout=RELOAD_TIMEOUT_MS / 1000)
+        wait_for_loaded_locations(client, ui_target.teams, timeout=RELOAD_TIMEOUT_MS / 1000)
 
 
 def test_a_team_whose_code_fails_to_import_shows_the_error_and_reload_recovers(
     page: Page,
     dagster_ui: str,
-    local_stack: LocalStack,
+    ui_target: UiTarget,
     screenshots: Path,
     broken_module_removed_afterwards: Path,
 ) -> None:
-    other_teams = [team for team in local_stack.teams if team != BROKEN_TEAM]
+    other_teams = [team for team in ui_target.teams if team != BROKEN_TEAM]
     page.goto(f"{dagster_ui}/locations")
     broken_row = location_row(page, BROKEN_TEAM)
     expect(broken_row).to_contain_text("Loaded")

@@ -6,17 +6,17 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, expect
 
-from devstack.stack import LocalStack
 from tests.ui.browser import new_context
+from tests.ui.target import UiTarget
 
 pytestmark = pytest.mark.ui
 
 
 def test_flower_lists_every_team_worker_behind_its_login(
-    browser: Browser, local_stack: LocalStack, screenshots: Path
+    browser: Browser, ui_target: UiTarget, screenshots: Path
 ) -> None:
-    workers_url = f"{local_stack.flower_url}/workers"
-    user, password = local_stack.flower_credentials
+    workers_url = f"{ui_target.flower_url}/workers"
+    user, password = ui_target.flower_credentials
 
     # Without credentials the server answers with the challenge that makes a browser prompt
     # for a login (headless Chromium has nobody to prompt, so ask over its request API).
@@ -35,7 +35,7 @@ def test_flower_lists_every_team_worker_behind_its_login(
         page = admin.new_page()
         response = page.goto(workers_url)
         assert response is not None and response.status == 200
-        for team in local_stack.teams:
+        for team in ui_target.teams:
             worker = page.get_by_role("link", name=re.compile(rf"(^|\s){team}@\S+$"))
             expect(page.get_by_role("row").filter(has=worker)).to_contain_text("Online")
         page.screenshot(path=screenshots / "flower-workers.png")
