@@ -40,7 +40,9 @@ def test_redis_restart_mid_run(fault_stack, fault_client):
     status, _ = wait_for_terminal(fault_client, run_id, timeout=600)
     print(f"\nredis restart: services answering {recovered_after:.1f}s later; run {status}")
     if status != "SUCCESS":
-        assert "broker" in failure_messages(fault_client, run_id)
+        messages = failure_messages(fault_client, run_id)
+        print(f"why the run failed:\n{messages[-3000:]}")
+        assert "broker" in messages
     follow_up = fault_client.submit_job("ml", "probe_ping")
     assert fault_client.wait_for_run(follow_up, timeout=180) == "SUCCESS"
 

@@ -1,4 +1,8 @@
+import threading
+import time
+
 import pytest
+from celery import Celery, states
 
 from dagster_team_celery import settings
 from dagster_team_celery.executor import team_celery_executor
@@ -52,3 +56,28 @@ def test_team_executor_reads_the_broker_url_at_run_time_not_definition_time(monk
     resolved = team_celery_executor("ml").config_schema.resolve_config({})
     assert not resolved.success
     assert "DAGSTER_CELERY_BROKER_URL" in str(resolved.errors[0].message)
+
+
+def test_a_result_stored_while_redis_restarts_is_kept_not_turned_into_a_failure(
+    monkeypatch, redis_server
+):
+    """A step that finishes while Redis restarts: its result waits for Redis instead of the
+    connection error being recorded as the step's failure."""
+    monkeypatch.setenv(settings.BROKER_URL_ENV, f"{redis_server.url}/0")
+    monkeypatch.setenv(settings.BACKEND_URL_ENV, f"{redis_server.url}/1")
+    app = Celery(broker=settings.broker_url(), backend=settings.backend_url())
+    app.conf.update(settings.celery_settings("bakery"))
+    app.backend.store_result("warm-up", "ok", states.SUCCESS)  # the connection is now pooled
+
+    redis_server.stop()
+    restarted = threading.Timer(1.5, redis_server.start)
+    restarted.start()
+    started = time.monotonic()
+    try:
+        app.backend.store_result("finished-during-restart", ["events"], states.SUCCESS)
+    finally:
+        restarted.join()  # so the fixture stops the restarted server, pass or fail
+
+    assert time.monotonic() - started >= 1.0, "the store waited for Redis to come back"
+    result = app.AsyncResult("finished-during-restart")
+    assert (result.state, result.result) == (states.SUCCESS, ["events"])

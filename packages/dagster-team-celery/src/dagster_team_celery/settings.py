@@ -88,6 +88,13 @@ def celery_settings(queue: str) -> dict[str, Any]:
         "worker_prefetch_multiplier": 1,
         "broker_transport_options": transport_options,
         "result_backend_transport_options": {"retry_policy": {"timeout": 5.0}},
+        # A step that finished while Redis restarts must still store its result: without
+        # retries Celery records the connection error as the task's failure (raised "outside
+        # body", after the step succeeded) and the run fails. Up to about 4 minutes.
+        "result_backend_always_retry": True,
+        "result_backend_base_sleep_between_retries_ms": 100,
+        "result_backend_max_sleep_between_retries_ms": 5000,
+        "result_backend_max_retries": 60,
         "broker_connection_retry_on_startup": True,
         "broker_connection_max_retries": None,
         # Flower shows task progress from these events.
