@@ -64,7 +64,7 @@ def test_steps_alternating_between_jobs_load_the_definitions_once(team_module):
 
 
 def test_a_preloaded_repository_is_not_loaded_again_by_any_job_or_subset(team_module):
-    tasks.preload_repository(team_module)
+    tasks.warm_up_before_fork(team_module)
     whole = tasks.job_for(executable_dict(team_module)).get_definition()
     subset = tasks.job_for(
         executable_dict(team_module, asset_selection={dg.AssetKey("second")})
@@ -83,7 +83,7 @@ def test_a_pointer_with_load_data_is_never_served_from_the_cache(team_module):
 
 def test_preloading_imports_what_steps_need_and_freezes_it_for_the_pool(team_module):
     try:
-        tasks.preload_repository(team_module)
+        tasks.warm_up_before_fork(team_module)
         assert all(name in sys.modules for name in tasks.STEP_MODULES)
         assert gc.get_freeze_count() > 0, "objects loaded before the fork must be frozen"
     finally:

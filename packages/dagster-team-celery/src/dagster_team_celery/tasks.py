@@ -24,7 +24,7 @@ import importlib
 import logging
 import os
 import sys
-from typing import Any, NamedTuple
+from typing import Any
 
 import sqlalchemy
 import sqlalchemy.exc
@@ -45,9 +45,11 @@ from dagster_celery.executor import CeleryExecutor
 
 logger = logging.getLogger(__name__)
 
-_instances: dict[str, DagsterInstance] = {}
 POOL_RECYCLE_SECONDS = 3600
 POOL_OVERFLOW = 5
+
+# Per worker process: what dagster-celery would otherwise rebuild for every step.
+_instances: dict[str, DagsterInstance] = {}
 _repositories: dict[str, RepositoryDefinition] = {}
 _jobs: dict["CachedReconstructableJob", JobDefinition] = {}
 
@@ -115,7 +117,7 @@ STEP_MODULES = (
 WANDB_STEP_MODULES = ("wandb", "wandb.sdk.artifacts.artifact")
 
 
-def preload_repository(repository: ReconstructableRepository) -> None:
+def warm_up_before_fork(repository: ReconstructableRepository) -> None:
     """Load a repository once, before the pool forks, so every pool process starts warm.
 
     The modules its steps import are loaded here too, so they are shared by the pool processes
@@ -158,8 +160,7 @@ class CachedReconstructableJob(ReconstructableJob):
 
 
 def job_for(executable_dict: dict[str, Any]) -> CachedReconstructableJob:
-    job: NamedTuple = ReconstructableJob.from_dict(executable_dict)
-    return CachedReconstructableJob(**job._asdict())
+    return CachedReconstructableJob(**ReconstructableJob.from_dict(executable_dict)._asdict())
 
 
 def recorded_step_events(instance: DagsterInstance, run_id: str, step_keys: list[str]) -> list[str]:

@@ -21,7 +21,7 @@ from dagster_team_celery.settings import (
     celery_settings,
     team_name,
 )
-from dagster_team_celery.tasks import create_execute_plan_task, preload_repository
+from dagster_team_celery.tasks import create_execute_plan_task, warm_up_before_fork
 
 TEAM_MODULE_ENV = "DAGSTER_TEAM_MODULE"
 
@@ -34,7 +34,7 @@ def import_team_code(team: str) -> None:
         importlib.import_module(module_name)
         # Load the definitions as the code server does (same pointer), so a broken asset
         # module fails the worker now, and every forked pool process starts with them loaded.
-        preload_repository(ReconstructableRepository.for_module(module_name, "defs", os.getcwd()))
+        warm_up_before_fork(ReconstructableRepository.for_module(module_name, "defs", os.getcwd()))
     except Exception as error:
         raise PlatformConfigError(
             f"Worker for team {team!r} cannot import its code module {module_name!r}: "
