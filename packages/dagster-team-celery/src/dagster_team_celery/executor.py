@@ -43,6 +43,12 @@ LOOP_CONFIG = {
         default_value=LoopSettings.broker_outage_timeout_seconds,
         description="How long the run rides out an unreachable broker or result backend.",
     ),
+    "termination_timeout_seconds": Field(
+        float,
+        default_value=LoopSettings.termination_timeout_seconds,
+        description="After Terminate, how long the run waits for workers to confirm that its "
+        "steps stopped before it ends CANCELED.",
+    ),
 }
 
 

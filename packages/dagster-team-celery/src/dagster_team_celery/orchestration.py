@@ -18,6 +18,13 @@ loop's structure and task format (steps are still submitted by dagster-celery's
    no worker consumes fail the same way.
 3. **A broker or backend outage is ridden out** for up to ``broker_outage_timeout_seconds``,
    instead of failing the run at the first connection error.
+4. **Terminate stops running steps.** dagster-celery revokes in-flight tasks without
+   ``terminate=True`` (core_execution_loop.py), which only drops tasks not yet started, and
+   then waits for every running step to finish: a terminated run's steps run to the end and,
+   when they succeed, so does the run. Here queued steps are revoked, running ones get SIGTERM
+   (the worker escalates to SIGKILL, see termination.py), and the loop waits only until the
+   workers confirm, at most ``termination_timeout_seconds``; the unfinished plan then ends the
+   run CANCELED.
 """
 
 import sys
@@ -63,6 +70,7 @@ class LoopSettings:
     worker_check_interval_seconds: float = 5.0
     lost_worker_timeout_seconds: float = 120.0
     broker_outage_timeout_seconds: float = 120.0
+    termination_timeout_seconds: float = 15.0
 
 
 @dataclass
@@ -119,6 +127,7 @@ class StepOrchestrator:
         self.unsubmitted: list[ExecutionStep] = []
         self.errors: dict[str, SerializableErrorInfo] = {}
         self.stopping = False
+        self.stop_deadline = 0.0
         self.outage_since: float | None = None
         self.last_worker_check = time.monotonic()
         self.unserved_since: float | None = None
@@ -135,8 +144,10 @@ class StepOrchestrator:
 
     @property
     def running(self) -> bool:
+        if self.stopping:
+            return bool(self.in_flight) and time.monotonic() < self.stop_deadline
         # After a worker-side error nothing new is submitted; in-flight steps drain first.
-        return bool(self.in_flight) or not (self.stopping or self.errors or self.active.is_complete)
+        return bool(self.in_flight) or not (self.errors or self.active.is_complete)
 
     def run(self, active_execution: ActiveExecution) -> Iterator[DagsterEvent]:
         self.active = active_execution
@@ -161,6 +172,12 @@ class StepOrchestrator:
                 length, self.outage_since = time.monotonic() - self.outage_since, None
                 yield self.engine_event(f"Reconnected to the Celery broker after {length:.1f}s.")
             time.sleep(self.settings.poll_interval_seconds)
+        if self.stopping and self.in_flight:
+            yield self.engine_event(
+                f"No worker confirmed the termination of step(s) {', '.join(self.in_flight)} "
+                f"within {self.settings.termination_timeout_seconds:.0f}s; their tasks stay "
+                "revoked, and a worker that receives one later skips it because the run ended."
+            )
         if self.errors:
             raise DagsterSubprocessError(
                 "During celery execution errors occurred in workers:\n"
@@ -171,13 +188,25 @@ class StepOrchestrator:
     def stop(self) -> Iterator[DagsterEvent]:
         yield DagsterEvent.engine_event(
             self.context,
-            "Celery executor: received termination signal - revoking active tasks from workers",
+            "Celery executor: received termination signal - terminating running steps "
+            f"(SIGTERM, then SIGKILL after the workers' grace period) and revoking queued ones: "
+            f"{', '.join(self.in_flight) or 'none in flight'}.",
             EngineEventData.interrupted(list(self.in_flight)),
         )
         self.stopping = True
+        self.stop_deadline = time.monotonic() + self.settings.termination_timeout_seconds
         self.active.mark_interrupted()
-        for flight in self.in_flight.values():
-            self.app.control.revoke(flight.task_id)
+        self.unsubmitted.clear()
+        if not self.in_flight:
+            return
+        task_ids = [flight.task_id for flight in self.in_flight.values()]
+        try:
+            self.app.control.revoke(task_ids, terminate=True, signal="SIGTERM")
+        except CONNECTION_ERRORS as error:
+            yield self.engine_event(
+                f"Could not reach the Celery broker to terminate the running steps ({error}); "
+                "they may run to the end, but their results are ignored."
+            )
 
     def ride_out_outage(self, error: Exception) -> Iterator[DagsterEvent]:
         timeout = self.settings.broker_outage_timeout_seconds
@@ -210,6 +239,12 @@ class StepOrchestrator:
             if status not in states.READY_STATES:
                 continue
             del self.in_flight[step_key]
+            if self.stopping and status != states.SUCCESS:
+                # Terminated: the plan keeps the step unfinished, so the run ends CANCELED.
+                yield self.engine_event(
+                    f'Step "{step_key}" was terminated ({status}).', flight.step
+                )
+                continue
             if status == states.SUCCESS:
                 for serialized in meta["result"]:
                     event = deserialize_value(serialized, DagsterEvent)

@@ -43,6 +43,8 @@ from dagster_celery.config import TASK_EXECUTE_PLAN_NAME
 from dagster_celery.core_execution_loop import DELEGATE_MARKER
 from dagster_celery.executor import CeleryExecutor
 
+from dagster_team_celery.termination import TerminableStepRequest, exit_after_interrupted_step
+
 logger = logging.getLogger(__name__)
 
 POOL_RECYCLE_SECONDS = 3600
@@ -181,7 +183,7 @@ def recorded_step_events(instance: DagsterInstance, run_id: str, step_keys: list
 
 
 def create_execute_plan_task(app: Celery) -> Task:
-    @app.task(bind=True, name=TASK_EXECUTE_PLAN_NAME)
+    @app.task(bind=True, name=TASK_EXECUTE_PLAN_NAME, Request=TerminableStepRequest)
     def execute_plan(
         self: Task, execute_step_args_packed: dict[str, Any], executable_dict: dict[str, Any]
     ) -> list[str]:
@@ -228,16 +230,17 @@ def create_execute_plan_task(app: Celery) -> Task:
             step_key=execution_plan.step_handle_for_single_step_plans().to_key(),  # type: ignore[union-attr]
         )
         events = [engine_event]
-        events.extend(
-            execute_plan_iterator(
-                execution_plan=execution_plan,
-                job=recon_job,
-                dagster_run=dagster_run,
-                instance=instance,
-                retry_mode=args.retry_mode,
-                run_config=dagster_run.run_config,
+        with exit_after_interrupted_step():
+            events.extend(
+                execute_plan_iterator(
+                    execution_plan=execution_plan,
+                    job=recon_job,
+                    dagster_run=dagster_run,
+                    instance=instance,
+                    retry_mode=args.retry_mode,
+                    run_config=dagster_run.run_config,
+                )
             )
-        )
         return [serialize_value(event) for event in events]
 
     return execute_plan

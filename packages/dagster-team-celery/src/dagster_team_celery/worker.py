@@ -22,6 +22,7 @@ from dagster_team_celery.settings import (
     team_name,
 )
 from dagster_team_celery.tasks import create_execute_plan_task, warm_up_before_fork
+from dagster_team_celery.termination import terminate_grace_seconds
 
 TEAM_MODULE_ENV = "DAGSTER_TEAM_MODULE"
 
@@ -68,6 +69,7 @@ class LivenessFile(bootsteps.StartStopStep):
 
 
 TEAM = team_name()
+terminate_grace_seconds()  # a malformed setting stops the worker now, not at the first cancel
 import_team_code(TEAM)
 
 app = make_app(

@@ -1,0 +1,184 @@
+"""A team on a real Redis and a real Celery worker, with runs started as their own processes.
+
+The worker is the platform's (``dagster-team-worker``); the run process calls
+``execute_job`` on the team's job, so the platform's execution loop orchestrates it exactly as
+in a run launched by the daemon. The instance is SQLite in a temporary DAGSTER_HOME, which
+every process of the test shares.
+"""
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import dagster as dg
+
+from dagster_team_celery.worker_cli import celery_worker_argv
+
+TEAM = "stopteam"
+
+TEAM_CODE = """
+import os
+import time
+
+import dagster as dg
+
+from dagster_team_celery.executor import team_celery_executor
+from dagster_team_celery.probes import build_probe_jobs
+
+
+class SleepConfig(dg.Config):
+    seconds: float = 60.0
+    pid_file: str = ""
+    # Swallow Dagster's interrupt, as user code stuck in C or catching everything would.
+    ignore_terminate: bool = False
+
+
+@dg.op
+def sleeper(config: SleepConfig) -> int:
+    if config.pid_file:
+        with open(config.pid_file, "w") as pid_file:
+            pid_file.write(str(os.getpid()))
+    deadline = time.monotonic() + config.seconds
+    while time.monotonic() < deadline:
+        try:
+            time.sleep(0.05)
+        except BaseException:
+            if not config.ignore_terminate:
+                raise
+    return 1
+
+
+executor = team_celery_executor("stopteam")
+
+
+@dg.job(executor_def=executor)
+def sleep_job():
+    sleeper()
+
+
+@dg.definitions
+def defs():
+    return dg.Definitions(jobs=[sleep_job, *build_probe_jobs(executor)])
+"""
+
+RUN_SCRIPT = """
+import json, sys
+import dagster as dg
+from dagster._core.definitions.reconstruct import ReconstructableJob, ReconstructableRepository
+
+repository = ReconstructableRepository.for_module("stopteam_code", "defs", sys.argv[1])
+job = ReconstructableJob(repository, sys.argv[2])
+with dg.DagsterInstance.get() as instance:
+    result = dg.execute_job(job, instance, run_config=json.loads(sys.argv[3]), raise_on_error=False)
+    print("STATUS", instance.get_run_by_id(result.run_id).status.value, flush=True)
+"""
+
+
+@dataclass
+class CeleryTeam:
+    root: Path
+    redis_url: str
+    worker: subprocess.Popen | None = None
+    runs: list[subprocess.Popen] = field(default_factory=list)
+
+    @property
+    def home(self) -> Path:
+        return self.root / "home"
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {
+            **os.environ,
+            "DAGSTER_HOME": str(self.home),
+            "DAGSTER_TEAM": TEAM,
+            "DAGSTER_TEAM_MODULE": "stopteam_code",
+            "DAGSTER_CELERY_BROKER_URL": f"{self.redis_url}/0",
+            "DAGSTER_CELERY_BACKEND_URL": f"{self.redis_url}/1",
+            "DAGSTER_CELERY_LIVENESS_FILE": str(self.root / "alive"),
+            "PYTHONPATH": str(self.root),
+        }
+
+    def write_code(self) -> None:
+        self.home.mkdir(parents=True, exist_ok=True)
+        (self.home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+        (self.root / "stopteam_code.py").write_text(TEAM_CODE)
+        (self.root / "run_job.py").write_text(textwrap.dedent(RUN_SCRIPT))
+
+    def start_worker(self, **env: str) -> None:
+        alive = self.root / "alive"
+        alive.unlink(missing_ok=True)
+        log = (self.root / "worker.log").open("ab")
+        self.worker = subprocess.Popen(
+            celery_worker_argv(TEAM, []),
+            env={**self.env, **env},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        wait_for(alive.exists, 90, lambda: f"worker never became ready:\n{self.worker_log()}")
+
+    def stop_worker(self) -> None:
+        if self.worker is not None and self.worker.poll() is None:
+            self.worker.send_signal(signal.SIGQUIT)  # cold shutdown: tests leave no step behind
+            self.worker.wait(30)
+
+    def worker_log(self) -> str:
+        return (self.root / "worker.log").read_text(errors="replace")[-4000:]
+
+    def start_run(self, job: str, run_config: dict) -> subprocess.Popen:
+        import json
+
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                str(self.root / "run_job.py"),
+                str(self.root),
+                job,
+                json.dumps(run_config),
+            ],
+            env=self.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        self.runs.append(process)
+        return process
+
+    def instance(self) -> dg.DagsterInstance:
+        return dg.DagsterInstance.from_config(str(self.home))
+
+    def terminate_run(self, process: subprocess.Popen) -> None:
+        """What DefaultRunLauncher.terminate does: mark the run CANCELING, then interrupt it."""
+        with self.instance() as instance:
+            run = wait_for(lambda: next(iter(instance.get_runs(limit=1)), None), 30)
+            instance.report_run_canceling(run)
+        process.send_signal(signal.SIGINT)
+
+    def cleanup(self) -> None:
+        for process in self.runs:
+            if process.poll() is None:
+                process.kill()
+                process.wait(10)
+        self.stop_worker()
+
+
+def wait_for(predicate, timeout: float, describe=lambda: "condition never held"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"after {timeout:.0f}s: {describe()}")
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
