@@ -97,6 +97,17 @@ query OutputMetadata($runId: ID!) {
 }
 """
 
+TERMINATE_MUTATION = """
+mutation Terminate($runId: String!, $policy: TerminateRunPolicy) {
+  terminateRun(runId: $runId, terminatePolicy: $policy) {
+    __typename
+    ... on TerminateRunFailure { message }
+    ... on PythonError { message }
+    ... on RunNotFoundError { message }
+  }
+}
+"""
+
 LOCATIONS_QUERY = """
 query Locations {
   workspaceOrError {
@@ -188,6 +199,15 @@ class PlatformClient:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"run {run_id} still {status} after {timeout:.0f}s")
             time.sleep(poll)
+
+    def terminate_run(self, run_id: str, force: bool = False) -> None:
+        """What the UI's Terminate button sends; ``force`` is its "Force termination
+        immediately" box, the only way Dagster cancels a run that is still STARTING."""
+        policy = "MARK_AS_CANCELED_IMMEDIATELY" if force else "SAFE_TERMINATE"
+        variables = {"runId": run_id, "policy": policy}
+        result = self.query(TERMINATE_MUTATION, variables)["terminateRun"]
+        if result["__typename"] != "TerminateRunSuccess":
+            raise RuntimeError(f"terminating run {run_id}: {result}")
 
     def run_events(self, run_id: str) -> list[dict[str, Any]]:
         events: list[dict[str, Any]] = []

@@ -18,6 +18,8 @@ RUN pip install --no-cache-dir "uv==${UV_VERSION}" \
     && chown dagster:dagster /opt/dagster/shared
 
 WORKDIR /opt/dagster/platform
+# The platform's own package (run launcher, executor loop) is a path dependency of the lock.
+COPY packages/dagster-team-celery packages/dagster-team-celery
 COPY pyproject.toml uv.lock ./
 RUN uv sync --frozen --no-dev --no-install-project
 

@@ -29,6 +29,7 @@ import dagster as dg
 
 from dagster_team_celery.executor import team_celery_executor
 from dagster_team_celery.probes import build_probe_jobs
+from dagster_wandb_io import WandbArtifactsIOManager, WandbResource
 
 
 class SleepConfig(dg.Config):
@@ -38,8 +39,7 @@ class SleepConfig(dg.Config):
     ignore_terminate: bool = False
 
 
-@dg.op
-def sleeper(config: SleepConfig) -> int:
+def sleep_for(config: SleepConfig) -> int:
     if config.pid_file:
         with open(config.pid_file, "w") as pid_file:
             pid_file.write(str(os.getpid()))
@@ -53,6 +53,22 @@ def sleeper(config: SleepConfig) -> int:
     return 1
 
 
+@dg.op
+def sleeper(config: SleepConfig) -> int:
+    return sleep_for(config)
+
+
+@dg.op(
+    out=dg.Out(
+        io_manager_key="wandb_artifacts_manager",
+        metadata={"wandb_artifact_configuration": {"name": "model"}},
+    )
+)
+def model(config: SleepConfig) -> dict:
+    # Published as a W&B artifact when it returns, after the sleep.
+    return {"weights": sleep_for(config), "pid": os.getpid()}
+
+
 executor = team_celery_executor("stopteam")
 
 
@@ -61,9 +77,21 @@ def sleep_job():
     sleeper()
 
 
+@dg.job(executor_def=executor)
+def publish_job():
+    model()
+
+
 @dg.definitions
 def defs():
-    return dg.Definitions(jobs=[sleep_job, *build_probe_jobs(executor)])
+    return dg.Definitions(
+        jobs=[sleep_job, publish_job, *build_probe_jobs(executor)],
+        resources={
+            "wandb_artifacts_manager": WandbArtifactsIOManager(
+                wandb_resource=WandbResource(), entity="stopteam", project="models"
+            )
+        },
+    )
 """
 
 RUN_SCRIPT = """
@@ -101,6 +129,10 @@ class CeleryTeam:
             "DAGSTER_CELERY_BACKEND_URL": f"{self.redis_url}/1",
             "DAGSTER_CELERY_LIVENESS_FILE": str(self.root / "alive"),
             "PYTHONPATH": str(self.root),
+            "DAGSTER_WANDB_IO_BASE_DIR": str(self.root / "artifact-cache"),
+            "DAGSTER_WANDB_IO_SIGNING_KEY": "test-signing-key-of-sufficient-length-0123456789",
+            "WANDB_MODE": "offline",
+            "WANDB_SILENT": "true",
         }
 
     def write_code(self) -> None:
@@ -147,6 +179,12 @@ class CeleryTeam:
         )
         self.runs.append(process)
         return process
+
+    def published_artifacts(self) -> list[str]:
+        from dagster_wandb_io.cache import Layout
+        from dagster_wandb_io.index import OfflineIndex
+
+        return OfflineIndex(Layout(self.root / "artifact-cache")).names("stopteam", "models")
 
     def instance(self) -> dg.DagsterInstance:
         return dg.DagsterInstance.from_config(str(self.home))

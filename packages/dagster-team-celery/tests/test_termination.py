@@ -68,6 +68,22 @@ def test_terminate_stops_the_running_step_and_the_run_ends_canceled(team, tmp_pa
     assert run_status(team.start_run("probe_ping", {}), timeout=120) == "SUCCESS"
 
 
+def test_a_terminated_step_publishes_no_artifact_and_a_later_run_does(team, tmp_path):
+    team.start_worker()
+    config = {
+        "ops": {"model": {"config": {"seconds": 120.0, "pid_file": str(tmp_path / "step.pid")}}}
+    }
+    run = team.start_run("publish_job", config)
+    step_pid(tmp_path)
+    team.terminate_run(run)
+    assert run_status(run, timeout=60) == "CANCELED"
+    assert team.published_artifacts() == []
+
+    config["ops"]["model"]["config"]["seconds"] = 0.1
+    assert run_status(team.start_run("publish_job", config), timeout=120) == "SUCCESS"
+    assert team.published_artifacts() == ["model"]
+
+
 def test_a_step_that_swallows_sigterm_is_killed_after_the_grace_period(team, tmp_path):
     team.start_worker(**{TERMINATE_GRACE_ENV: "2"})
     run = team.start_run("sleep_job", sleep_config(tmp_path, ignore_terminate=True))

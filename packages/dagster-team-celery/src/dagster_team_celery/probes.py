@@ -86,7 +86,11 @@ class SleepConfig(dg.Config):
 
 
 @dg.op
-def sleep_then_report(config: SleepConfig) -> dict[str, Any]:
+def sleep_then_report(context: dg.OpExecutionContext, config: SleepConfig) -> dict[str, Any]:
+    # Named in the run's log, so an operator (and the terminate tests) can find the process.
+    context.log.info(
+        f"Sleeping {config.seconds:g}s in process {os.getpid()} on {socket.gethostname()}"
+    )
     time.sleep(config.seconds)
     return runtime_report()
 

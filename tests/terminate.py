@@ -1,0 +1,65 @@
+"""Terminate a run as the UI's button does, and measure what follows, in either mode."""
+
+import re
+import time
+from dataclasses import dataclass
+
+import pytest
+from celery import Celery
+
+from devstack.client import PlatformClient
+
+SLEEPING = re.compile(r"Sleeping \S+s in process (\d+) on (\S+)")
+
+
+@dataclass
+class Termination:
+    status: str
+    request_seconds: float  # until terminateRun answered
+    canceled_seconds: float  # from the click until the run was CANCELED
+
+
+def wait_for_event(client: PlatformClient, run_id: str, pattern: re.Pattern, timeout=120):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for event in client.run_events(run_id):
+            found = pattern.search(event.get("message") or "")
+            if found:
+                return found
+        time.sleep(0.3)
+    pytest.fail(f"run {run_id} never logged {pattern.pattern!r}")
+
+
+def step_successes(client: PlatformClient, run_id: str) -> int:
+    events = client.run_events(run_id)
+    return sum(event["__typename"] == "ExecutionStepSuccessEvent" for event in events)
+
+
+def terminate(
+    client: PlatformClient, run_id: str, timeout: float = 90, force: bool = False
+) -> Termination:
+    clicked = time.monotonic()
+    client.terminate_run(run_id, force=force)
+    request_seconds = time.monotonic() - clicked
+    status = client.wait_for_run(run_id, timeout=timeout, poll=0.1)
+    return Termination(status, request_seconds, time.monotonic() - clicked)
+
+
+def active_tasks(broker_url: str) -> dict[str, list]:
+    """Every worker's running tasks, as `celery inspect active` reports them."""
+    app = Celery(broker=broker_url)
+    try:
+        return app.control.inspect(timeout=3.0).active() or {}
+    finally:
+        app.close()
+
+
+def terminate_unfinished(client: PlatformClient, run_ids: list[str]) -> None:
+    for run_id in run_ids:
+        status = client.run(run_id)["status"]
+        if status not in ("SUCCESS", "FAILURE", "CANCELED"):
+            terminate(client, run_id, force=status in ("STARTING", "NOT_STARTED"))
+
+
+def sleep_config(seconds: float) -> dict:
+    return {"ops": {"sleep_then_report": {"config": {"seconds": seconds}}}}
