@@ -11,7 +11,7 @@ TEAMS = $(shell sed -n 's/^ *location_name: *//p' workspace.yaml)
 export UV_PYTHON_DOWNLOADS := never
 
 .PHONY: help env build up down clean ps logs venvs dev lock lint format test test-static \
-	test-teams test-local test-faults test-ui test-container new-team redeploy bench
+	test-teams test-local test-faults test-ui test-container new-team redeploy bench dev-stop
 
 help: ## List the commands
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -48,6 +48,9 @@ venvs: ## Create .venv (platform and tools) and code_locations/<team>/.venv from
 
 dev: venvs ## Run the same platform as local processes; Ctrl-C stops everything
 	$(PYTHON) -m devstack $(ARGS)
+
+dev-stop: ## Stop a `make dev` stack whose terminal is gone (ARGS="--name <state folder>")
+	$(PYTHON) -m devstack stop $(ARGS)
 
 lock: ## Re-resolve the platform's and every team's lock file
 	uv lock

@@ -1,6 +1,7 @@
 """`python -m devstack`: run the platform as local processes until Ctrl-C."""
 
 import argparse
+import contextlib
 import signal
 import sys
 import threading
@@ -27,6 +28,23 @@ def redeploy_main(argv: list[str]) -> int:
     return 0
 
 
+def stop_main(argv: list[str]) -> int:
+    from devstack.stack_lock import stop_stack
+
+    parser = argparse.ArgumentParser(prog="python -m devstack stop")
+    parser.add_argument("--name", default="dev", help="the stack's state folder")
+    args = parser.parse_args(argv)
+    say(stop_stack(StackSettings().state_root / args.name))
+    return 0
+
+
+def say(message: str, stream=None) -> None:
+    """Print, unless the terminal or pipe is gone: a closed terminal (EIO) or a dead `tee`
+    (EPIPE) must never cut the cleanup short."""
+    with contextlib.suppress(OSError):
+        print(message, file=stream or sys.stdout, flush=True)
+
+
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m devstack", description=__doc__)
     parser.add_argument("--name", default="dev", help="state folder under .devstack/")
@@ -36,6 +54,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--redis-url", help="use this Redis instead of starting one")
     parser.add_argument("--fresh", action="store_true", help="wipe the state folder first")
     parser.add_argument("--no-flower", action="store_true")
+    parser.add_argument(
+        "--teams", nargs="+", metavar="TEAM", help="run only these teams (default: all)"
+    )
     parser.add_argument("--timeout", type=float, default=180.0)
     return parser.parse_args(argv)
 
@@ -44,6 +65,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["redeploy"]:
         return redeploy_main(argv[1:])
+    if argv[:1] == ["stop"]:
+        return stop_main(argv[1:])
     args = parse_args(argv)
     stack = LocalStack(
         StackSettings(
@@ -54,28 +77,47 @@ def main(argv: list[str] | None = None) -> int:
             redis_url=args.redis_url,
             fresh=args.fresh,
             flower=not args.no_flower,
+            teams=args.teams,
         )
     )
     stop_requested = threading.Event()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda *_: stop_requested.set())
-    print(f"Starting the local stack ({', '.join(stack.teams)}); logs in {stack.logs}")
+
+    def request_stop(*_) -> None:
+        # Still starting: unwind start(), which stops what it began. Only once, so a second
+        # signal cannot cut that cleanup short.
+        unwind = not (stack.startup_seconds or stop_requested.is_set())
+        stop_requested.set()
+        if unwind:
+            raise KeyboardInterrupt
+
+    # A closed terminal sends SIGHUP; `make dev-stop` and `kill` send SIGTERM.
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, request_stop)
+    say(f"Starting the local stack ({', '.join(stack.teams)}); logs in {stack.logs}")
     try:
-        stack.start(timeout=args.timeout)
-    except StackError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    print(f"All services healthy in {stack.startup_seconds:.1f}s.")
-    print(f"  Dagster UI  {stack.webserver_url}")
-    if not args.no_flower:
-        user, password = stack.flower_credentials
-        print(f"  Flower      {stack.flower_url}  ({user} / {password})")
-    print(f"  Status      {Path(stack.state, 'status.json')}")
-    print("Ctrl-C stops everything.")
-    stop_requested.wait()
-    print("Stopping...")
-    stack.stop()
-    print("Stopped.")
+        try:
+            stack.start(timeout=args.timeout)
+        except StackError as error:
+            say(f"error: {error}", sys.stderr)
+            return 1
+        except KeyboardInterrupt:
+            say("Interrupted while starting; stopping what was started.")
+            return 130
+        if stack.leftovers_killed:
+            say(f"Stopped {stack.leftovers_killed} service(s) an earlier stack had left running.")
+        say(f"All services healthy in {stack.startup_seconds:.1f}s.")
+        say(f"  Dagster UI  {stack.webserver_url}")
+        if not args.no_flower:
+            user, password = stack.flower_credentials
+            say(f"  Flower      {stack.flower_url}  ({user} / {password})")
+        say(f"  Status      {Path(stack.state, 'status.json')}")
+        say("Ctrl-C stops everything (or `make dev-stop` from another terminal).")
+        stop_requested.wait()
+        say("Stopping...")
+    finally:
+        # Whatever happened above (a signal during start-up included), nothing is left running.
+        stack.stop()
+    say("Stopped.")
     return 0
 
 

@@ -17,8 +17,17 @@ from pathlib import Path
 
 import psutil
 
-# coreutils `env` resets the signal dispositions a non-interactive parent shell left ignored.
-DEFAULT_SIGNALS = ["env", "--default-signal=INT,TERM,HUP,QUIT"]
+# setpriv: a service gets SIGTERM when the supervisor thread that started it dies, even by
+# SIGKILL, so a crashed `make dev` leaves nothing running. coreutils `env` then resets the
+# signal dispositions a non-interactive parent shell left ignored.
+SERVICE_WRAPPER = [
+    "setpriv",
+    "--pdeathsig",
+    "TERM",
+    "--",
+    "env",
+    "--default-signal=INT,TERM,HUP,QUIT",
+]
 
 
 @dataclass
@@ -43,7 +52,7 @@ class Service:
             log.write(f"\n==== starting {self.name}: {' '.join(self.argv)}\n".encode())
             log.flush()
             self.process = subprocess.Popen(
-                [*DEFAULT_SIGNALS, *self.argv],
+                [*SERVICE_WRAPPER, *self.argv],
                 env=self.env,
                 cwd=self.cwd,
                 stdin=subprocess.DEVNULL,
@@ -68,11 +77,6 @@ class Service:
             return self.ready()
         except Exception:
             return False
-
-    def signal(self, signum: int) -> None:
-        if self.is_running():
-            assert self.process is not None
-            os.killpg(self.process.pid, signum)
 
     def stop(self) -> None:
         if self.process is None:

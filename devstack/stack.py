@@ -19,14 +19,15 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import psutil
+
 from devstack import config, config_check
 from devstack.processes import Service, wait_until
+from devstack.stack_lock import StackRunning, SupervisorLock, kill_leftovers
 
 POSTGRES_BIN_DIRS = [Path("/usr/lib/postgresql/15/bin"), Path("/usr/lib/postgresql/16/bin")]
 POSTGRES_USER = "dagster"
@@ -97,6 +98,35 @@ def worker_alive(liveness_file: Path, since: float = 0.0) -> bool:
     return age is not None and age < STALE_AFTER_SECONDS and time.time() - age >= since
 
 
+def process_start_time(pid: int) -> float | None:
+    try:
+        return psutil.Process(pid).create_time()
+    except psutil.NoSuchProcess:
+        return None
+
+
+def check_postgres_lock_file(data_dir: Path) -> None:
+    """A crashed stack can leave postmaster.pid behind. Postgres refuses to start while the
+    pid in it runs, with a log line that does not say what to do; say it here instead."""
+    lock_file = data_dir / "postmaster.pid"
+    try:
+        pid = int(lock_file.read_text().split()[0])
+    except (FileNotFoundError, IndexError, ValueError):
+        return
+    try:
+        running = psutil.Process(pid).name().startswith("postgres")
+    except psutil.NoSuchProcess:
+        running = False
+    if running:
+        raise StackError(
+            f"Postgres (pid {pid}) from an earlier local stack still runs on {data_dir}. Stop "
+            f"that stack with `make dev-stop`, or `kill {pid}`, then start again."
+        )
+    # The process that wrote it is gone: the file is stale, and Postgres would trip over a pid
+    # that another process reused.
+    lock_file.unlink()
+
+
 def liveness_file(state: Path, team: str) -> Path:
     return state / "run" / f"{team}-worker.alive"
 
@@ -126,6 +156,9 @@ class LocalStack:
         self.ports: dict[str, int] = {}
         self.secrets: dict[str, str] = {}
         self.ready_seconds: dict[str, float] = {}  # per service, from its own start
+        self.lock = SupervisorLock(self.state)
+        self.startup_seconds = 0.0  # set once every service is healthy
+        self.leftovers_killed = 0  # services a crashed earlier supervisor had left running
 
     # ---- folders, secrets and ports -------------------------------------------------------
 
@@ -304,6 +337,7 @@ class LocalStack:
                 ) from error
             finally:
                 password_file.unlink(missing_ok=True)
+        check_postgres_lock_file(data_dir)
         socket_dir = self.state / "run"
         socket_dir.mkdir(parents=True, exist_ok=True)
         if as_postgres_user:
@@ -555,6 +589,11 @@ class LocalStack:
                 f"Nothing was started; fix the configuration first:\n{problems}"
             ) from None
         self._check_team_venvs()
+        try:
+            self.lock.acquire()
+        except StackRunning as running:
+            raise StackError(str(running)) from None
+        self.leftovers_killed = kill_leftovers(self.state)
         self._prepare_state()
         self._allocate_ports()
         (self.home / "dagster.yaml").write_text(self.instance_yaml())
@@ -613,7 +652,14 @@ class LocalStack:
             "webserver": self.webserver_url,
             "flower": self.flower_url if self.settings.flower else None,
             "ports": self.ports,
+            "supervisor_pid": os.getpid(),
             "pids": {name: service.pid for name, service in self.services.items()},
+            # With start times, so `make dev-stop` never kills a process that reused a pid.
+            "processes": {
+                name: {"pid": service.pid, "started": process_start_time(service.pid)}
+                for name, service in self.services.items()
+                if service.pid is not None
+            },
             "logs": str(self.logs),
             "startup_seconds": round(self.startup_seconds, 2),
             "ready_seconds": self.ready_seconds,
@@ -637,6 +683,7 @@ class LocalStack:
             thread.join()
         for service in infrastructure:
             service.stop()
+        self.lock.release()
 
     def restart_service(self, name: str, timeout: float = 60.0) -> None:
         service = self.services[name]
@@ -650,13 +697,3 @@ class LocalStack:
 
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
-
-
-@contextmanager
-def running_stack(settings: StackSettings | None = None) -> Iterator[LocalStack]:
-    stack = LocalStack(settings)
-    stack.start()
-    try:
-        yield stack
-    finally:
-        stack.stop()

@@ -1,5 +1,6 @@
 """The real images and docker-compose.yml, up on a container engine (containerlab in CI)."""
 
+import json
 import os
 import secrets
 import shlex
@@ -9,11 +10,13 @@ import time
 
 import pytest
 
+from dagster_team_celery.probes import FAN_OUT_WIDTH, fan_out_run_config
 from devstack import config
 from devstack.client import PlatformClient
 from devstack.stack import free_port
 from tests.repo import REPO_ROOT, SECRET_VARIABLES, copy_checkout
 from tests.stacks import wait_for_loaded_locations
+from tests.terminate import SLEEPING, sleep_config, step_successes, terminate, wait_for_event
 
 pytestmark = pytest.mark.container
 
@@ -249,3 +252,71 @@ def test_no_secret_is_baked_into_any_image(compose_stack):
             text=True,
         ).stdout
         assert env_files.strip() == "", f"{image} contains {env_files}"
+
+
+def in_worker(compose_stack: ComposeStack, team: str, code: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [*compose_stack.compose, "exec", "-T", f"{team}-worker", "python", "-c", code],
+        cwd=compose_stack.checkout,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_terminate_stops_a_running_step_and_cancels_the_run(compose_stack, compose_client):
+    run_id = compose_client.submit_job("bakery", "probe_sleep", run_config=sleep_config(120))
+    pid = int(wait_for_event(compose_client, run_id, SLEEPING, timeout=180).group(1))
+
+    result = terminate(compose_client, run_id)
+    clicked = time.monotonic() - result.canceled_seconds
+    alive = f"import os; os.kill({pid}, 0)"
+    deadline = time.monotonic() + 30
+    while in_worker(compose_stack, "bakery", alive).returncode == 0:
+        assert time.monotonic() < deadline, f"step process {pid} still alive in bakery-worker"
+        time.sleep(0.5)
+    step_gone = time.monotonic() - clicked
+    output = f"/opt/dagster/shared/storage/{run_id}/sleep_then_report/result"
+    written = in_worker(compose_stack, "bakery", f"import os; print(os.path.exists({output!r}))")
+
+    print(
+        f"\ncontainer terminate: request {result.request_seconds:.2f}s, {result.status} after "
+        f"{result.canceled_seconds:.2f}s, step process gone within {step_gone:.2f}s"
+    )
+    assert result.status == "CANCELED"
+    assert result.canceled_seconds < 30
+    assert result.request_seconds < 2
+    assert written.stdout.strip() == "False", written
+
+
+def test_terminate_stops_a_fan_out_midway_in_containers(compose_stack, compose_client):
+    run_id = compose_client.submit_job(
+        "bakery", "probe_fan_out", run_config=fan_out_run_config(2.0)
+    )
+    deadline = time.monotonic() + 180
+    while step_successes(compose_client, run_id) < 2:
+        assert time.monotonic() < deadline, "the fan-out never got going"
+        time.sleep(0.5)
+
+    result = terminate(compose_client, run_id)
+    done = step_successes(compose_client, run_id)
+    active = (
+        "import json, os; from celery import Celery; "
+        "app = Celery(broker=os.environ['DAGSTER_CELERY_BROKER_URL']); "
+        "print(json.dumps(app.control.inspect(timeout=3).active() or {}))"
+    )
+    deadline = time.monotonic() + 30
+    while any(json.loads(in_worker(compose_stack, "bakery", active).stdout or "{}").values()):
+        assert time.monotonic() < deadline, "bakery steps still running after the cancel"
+        time.sleep(1)
+    time.sleep(3)
+
+    print(
+        f"\ncontainer fan-out terminate: request {result.request_seconds:.2f}s, {result.status} "
+        f"after {result.canceled_seconds:.2f}s with {done}/{FAN_OUT_WIDTH} steps done"
+    )
+    assert result.status == "CANCELED"
+    assert result.canceled_seconds < 30
+    assert result.request_seconds < 2
+    assert done < FAN_OUT_WIDTH
+    assert step_successes(compose_client, run_id) == done

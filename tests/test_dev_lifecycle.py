@@ -1,0 +1,242 @@
+"""`make dev` never leaves a stack behind: a closed terminal, a dead `tee`, a crashed
+supervisor, or a second `make dev` on the same state folder.
+
+Before the fix, closing the terminal left about 21 processes running (the supervisor did not
+handle SIGHUP and its services ran in their own sessions), and `make dev | tee` died on the
+broken pipe before stopping anything.
+"""
+
+import os
+import pty
+import select
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from devstack.stack import StackSettings
+from devstack.stack_lock import read_status
+from tests.repo import REPO_ROOT
+
+pytestmark = pytest.mark.local_stack
+
+HEALTHY = "All services healthy"
+STATE_ROOT = StackSettings().state_root
+
+
+def dev_args(name: str) -> str:
+    # One team and no Flower: these tests are about processes, not about what they serve.
+    return (
+        f"ARGS=--name {name} --fresh --webserver-port 0 --flower-port 0 --no-flower --teams bakery"
+    )
+
+
+def stack_processes(name: str) -> list[psutil.Process]:
+    """Every process of the stack: the supervisor, each service and all their descendants."""
+    status = read_status(STATE_ROOT / name)
+    assert status, f"no status.json for stack {name}"
+    leaders = [status["supervisor_pid"], *(p["pid"] for p in status["processes"].values())]
+    found = []
+    for pid in leaders:
+        try:
+            process = psutil.Process(pid)
+            found.extend([process, *process.children(recursive=True)])
+        except psutil.NoSuchProcess:
+            pass
+    return found
+
+
+def survivors(processes: list[psutil.Process], timeout: float) -> list[str]:
+    _, alive = psutil.wait_procs(processes, timeout=timeout)
+    described = []
+    for process in alive:
+        try:
+            if process.status() != psutil.STATUS_ZOMBIE:
+                described.append(f"{process.pid} {' '.join(process.cmdline())[:120]}")
+        except psutil.NoSuchProcess:
+            pass
+    return described
+
+
+def wait_for_text(read, text: str, timeout: float = 240) -> str:
+    seen = ""
+    deadline = time.monotonic() + timeout
+    while text not in seen:
+        assert time.monotonic() < deadline, f"{text!r} never appeared:\n{seen[-3000:]}"
+        seen += read()
+    return seen
+
+
+def cleanup(name: str) -> None:
+    subprocess.run(["make", "dev-stop", f"ARGS=--name {name}"], cwd=REPO_ROOT, check=False)
+    shutil.rmtree(STATE_ROOT / name, ignore_errors=True)
+    (STATE_ROOT / f"{name}.lock").unlink(missing_ok=True)
+
+
+@pytest.fixture
+def stack_name(request):
+    name = f"lifecycle-{request.node.name[5:30]}-{os.getpid()}"
+    yield name
+    cleanup(name)
+
+
+def test_closing_the_terminal_stops_every_process(stack_name):
+    pid, terminal = pty.fork()
+    if pid == 0:  # the child: a shell on the pseudo-terminal running `make dev`, as a window
+        os.chdir(REPO_ROOT)
+        # The trailing command keeps bash as the session leader instead of exec-ing make.
+        os.execvp("bash", ["bash", "-c", f"make dev '{dev_args(stack_name)}'; echo ended"])
+
+    def read() -> str:
+        ready, _, _ = select.select([terminal], [], [], 1.0)
+        try:
+            return os.read(terminal, 65536).decode(errors="replace") if ready else ""
+        except OSError:
+            return ""
+
+    try:
+        wait_for_text(read, HEALTHY)
+        processes = stack_processes(stack_name)
+        closed = time.monotonic()
+        os.close(terminal)  # the window closes: the kernel sends SIGHUP
+        left = survivors(processes, timeout=15)
+        print(
+            f"\nterminal closed: {len(processes)} processes, all gone in "
+            f"{time.monotonic() - closed:.1f}s"
+            if not left
+            else f"\nleft: {left}"
+        )
+        assert not left, f"still running 15s after the terminal closed: {left}"
+    finally:
+        with_timeout_reap(pid)
+
+
+def with_timeout_reap(pid: int) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            done, _ = os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if done:
+            return
+        time.sleep(0.2)
+    os.kill(pid, signal.SIGKILL)
+
+
+def test_ctrl_c_through_tee_stops_every_process_and_a_second_dev_is_refused(stack_name, tmp_path):
+    log = tmp_path / "dev.log"
+    shell = subprocess.Popen(
+        ["bash", "-c", f"make dev '{dev_args(stack_name)}' | tee {log}"],
+        cwd=REPO_ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,  # its own process group, as a terminal's foreground job
+    )
+    try:
+        wait_for_text(
+            lambda: (time.sleep(0.5), log.read_text())[1] if log.exists() else "", HEALTHY
+        )
+        status = read_status(STATE_ROOT / stack_name)
+
+        started = time.monotonic()
+        second = subprocess.run(
+            ["make", "dev", dev_args(stack_name).replace(" --fresh", "")],
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        refused_after = time.monotonic() - started
+        print(f"\nsecond `make dev` refused after {refused_after:.1f}s")
+        assert second.returncode != 0
+        assert "already running" in second.stderr, second.stderr[-2000:]
+        assert status["webserver"] in second.stderr
+        assert "make dev-stop" in second.stderr
+        assert refused_after < 30, "the refusal must come before anything starts"
+        assert read_status(STATE_ROOT / stack_name) == status, "the running stack was touched"
+
+        processes = stack_processes(stack_name)
+        os.killpg(shell.pid, signal.SIGINT)  # Ctrl-C reaches make, the supervisor and tee
+        left = survivors(processes, timeout=15)
+        assert not left, f"still running 15s after Ctrl-C through tee: {left}"
+    finally:
+        if shell.poll() is None:
+            os.killpg(shell.pid, signal.SIGKILL)
+        shell.wait(30)
+
+
+def test_dev_stop_stops_a_stack_whose_terminal_is_gone_and_a_crashed_one(stack_name, tmp_path):
+    log = (tmp_path / "dev.log").open("w")
+    supervisor = subprocess.Popen(
+        ["make", "dev", dev_args(stack_name)],
+        cwd=REPO_ROOT,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    wait_for_text(lambda: (time.sleep(0.5), Path(log.name).read_text())[1], HEALTHY)
+    processes = stack_processes(stack_name)
+    stopped = subprocess.run(
+        ["make", "dev-stop", f"ARGS=--name {stack_name}"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert "Stopped the local stack" in stopped.stdout, stopped.stdout + stopped.stderr
+    assert not survivors(processes, timeout=15)
+    supervisor.wait(30)
+
+    # A supervisor killed outright (SIGKILL: no handler runs) takes its services with it.
+    crashed = subprocess.Popen(
+        ["make", "dev", dev_args(stack_name)],
+        cwd=REPO_ROOT,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    wait_for_text(
+        lambda: (time.sleep(0.5), Path(log.name).read_text())[1].split("Stopped.")[-1], HEALTHY
+    )
+    processes = stack_processes(stack_name)
+    os.kill(read_status(STATE_ROOT / stack_name)["supervisor_pid"], signal.SIGKILL)
+    left = survivors(processes, timeout=15)
+    assert not left, f"a crashed supervisor left these running: {left}"
+    crashed.wait(30)
+
+
+def test_a_stale_postgres_lock_file_is_removed_and_a_live_one_is_explained(tmp_path):
+    from devstack.stack import StackError, check_postgres_lock_file
+
+    data_dir = tmp_path / "postgres"
+    data_dir.mkdir()
+    lock_file = data_dir / "postmaster.pid"
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    lock_file.write_text(f"{dead.pid}\n{data_dir}\n")
+    check_postgres_lock_file(data_dir)
+    assert not lock_file.exists(), "a lock file whose process is gone must be removed"
+
+    # A live process named postgres (PR_SET_NAME) holds the file.
+    impostor = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import ctypes, time; ctypes.CDLL(None).prctl(15, b'postgres', 0, 0, 0); "
+            "time.sleep(30)",
+        ]
+    )
+    time.sleep(1)
+    try:
+        lock_file.write_text(f"{impostor.pid}\n")
+        with pytest.raises(StackError, match="make dev-stop"):
+            check_postgres_lock_file(data_dir)
+        assert lock_file.exists()
+    finally:
+        impostor.kill()
