@@ -108,6 +108,26 @@ mutation Terminate($runId: String!, $policy: TerminateRunPolicy) {
 }
 """
 
+SET_POOL_LIMIT_MUTATION = """
+mutation SetPoolLimit($pool: String!, $limit: Int!) {
+  setConcurrencyLimit(concurrencyKey: $pool, limit: $limit)
+}
+"""
+
+POOL_QUERY = """
+query Pool($pool: String!) {
+  instance {
+    concurrencyLimit(concurrencyKey: $pool) {
+      limit
+      activeSlotCount
+      pendingStepCount
+      claimedSlots { runId stepKey }
+      pendingSteps { runId stepKey }
+    }
+  }
+}
+"""
+
 LOCATIONS_QUERY = """
 query Locations {
   workspaceOrError {
@@ -208,6 +228,14 @@ class PlatformClient:
         result = self.query(TERMINATE_MUTATION, variables)["terminateRun"]
         if result["__typename"] != "TerminateRunSuccess":
             raise RuntimeError(f"terminating run {run_id}: {result}")
+
+    def set_pool_limit(self, pool: str, limit: int) -> None:
+        """What the UI's Pools page does (or `dagster instance concurrency set`)."""
+        self.query(SET_POOL_LIMIT_MUTATION, {"pool": pool, "limit": limit})
+
+    def pool(self, pool: str) -> dict[str, Any]:
+        """A pool's limit, who holds its slots and which steps wait for one."""
+        return self.query(POOL_QUERY, {"pool": pool})["instance"]["concurrencyLimit"]
 
     def run_events(self, run_id: str) -> list[dict[str, Any]]:
         events: list[dict[str, Any]] = []

@@ -1,8 +1,9 @@
 """`make new-team NAME=x`: scaffold a team and register it everywhere the platform looks.
 
 Creates code_locations/<name>/ from templates/team/ and locks its dependencies, then adds
-its code server and worker to docker-compose.yml, its code location to workspace.yaml, and
-its run concurrency limit to dagster.yaml. If any step fails, every file is put back.
+its code server and worker to docker-compose.yml and its code location to workspace.yaml.
+(dagster.yaml's run limit applies to every team by itself.) If any step fails, every file is
+put back.
 """
 
 import argparse
@@ -23,7 +24,6 @@ PLACEHOLDER = "__TEAM__"
 # compose service and a host name, and underscores are not valid in host names.
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9]{1,29}$")
 RESERVED = {"dagster", "celery", "platform", "devstack", "scripts", "tests", "bench", "packages"}
-DEFAULT_RUN_LIMIT = 4
 
 REGISTRY_TEMPLATES = "templates/registry"
 
@@ -105,11 +105,6 @@ def register_in_compose(name: str, compose: str, root: Path) -> str:
     return compose[: marker.start()] + block + compose[marker.start() :]
 
 
-def register_in_instance(name: str, instance: str, limit: int, root: Path) -> str:
-    limit_entry = registry_snippet(root, "concurrency-limit.yml", team=name, limit=str(limit))
-    return insert_after_block(instance, r"^\s+tag_concurrency_limits:", limit_entry)
-
-
 def register_in_workspace(name: str, workspace: str, root: Path) -> str:
     entry = registry_snippet(root, "workspace-entry.yml", team=name)
     return workspace.rstrip("\n") + "\n" + entry
@@ -121,21 +116,17 @@ def run(command: list[str], cwd: Path) -> None:
         raise ScaffoldError(f"`{' '.join(command)}` failed:\n{result.stderr or result.stdout}")
 
 
-def scaffold(
-    name: str, root: Path = REPO_ROOT, sync: bool = True, run_limit: int = DEFAULT_RUN_LIMIT
-) -> Path:
+def scaffold(name: str, root: Path = REPO_ROOT, sync: bool = True) -> Path:
     validate_name(name, root)
     registry = {
-        path: path.read_text()
-        for path in (root / "docker-compose.yml", root / "dagster.yaml", root / "workspace.yaml")
+        path: path.read_text() for path in (root / "docker-compose.yml", root / "workspace.yaml")
     }
     target = root / "code_locations" / name
     try:
         copy_template(name, root)
-        compose, instance, workspace = registry.values()
+        compose, workspace = registry.values()
         updated = {
             root / "docker-compose.yml": register_in_compose(name, compose, root),
-            root / "dagster.yaml": register_in_instance(name, instance, run_limit, root),
             root / "workspace.yaml": register_in_workspace(name, workspace, root),
         }
         for path, text in updated.items():
@@ -160,19 +151,17 @@ def main() -> int:
     parser.add_argument("name")
     parser.add_argument("--root", type=Path, default=REPO_ROOT, help="the checkout to change")
     parser.add_argument("--no-sync", action="store_true", help="lock, but create no venv")
-    parser.add_argument("--run-limit", type=int, default=DEFAULT_RUN_LIMIT)
     args = parser.parse_args()
     started = time.monotonic()
     try:
-        target = scaffold(args.name, args.root, sync=not args.no_sync, run_limit=args.run_limit)
+        target = scaffold(args.name, args.root, sync=not args.no_sync)
     except ScaffoldError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     print(
         f"Created team {args.name!r} in {target.relative_to(args.root)} "
         f"({time.monotonic() - started:.1f}s) and registered it in workspace.yaml, "
-        f"docker-compose.yml ({args.name}-code, {args.name}-worker) and dagster.yaml "
-        f"(run limit {args.run_limit}).\n"
+        f"docker-compose.yml ({args.name}-code, {args.name}-worker).\n"
         f"Next: `make dev` or `make up`, then launch `sample_job` in the {args.name} location."
     )
     return 0

@@ -55,10 +55,10 @@ def test_misspelled_instance_entry_is_named_with_the_valid_ones(home):
 
 
 def test_bad_value_in_a_classes_config_names_the_entry(home):
-    edit(home / "dagster.yaml", "max_concurrent_runs: 20", "max_concurrent_runs: lots")
+    edit(home / "dagster.yaml", "dequeue_interval_seconds: 1", "dequeue_interval_seconds: soon")
     message = problems(home)
     assert "run_coordinator (QueuedRunCoordinator)" in message
-    assert "max_concurrent_runs" in message and "Fix `run_coordinator.config`" in message
+    assert "dequeue_interval_seconds" in message and "Fix `run_coordinator.config`" in message
 
 
 def test_unknown_run_launcher_module_says_where_to_add_it(home):

@@ -71,15 +71,24 @@ def test_webserver_and_daemon_wait_for_the_team_code_server(team):
         assert depends_on[f"{team}-code"] == {"condition": "service_healthy"}
 
 
-@pytest.mark.parametrize("team", workspace_teams())
-def test_team_has_a_run_concurrency_limit(team):
-    limits = instance()["run_coordinator"]["config"]["tag_concurrency_limits"]
-    matching = [
+def test_every_team_has_a_run_limit_in_one_entry():
+    # One entry for every team, present and future: nothing to add when a team is created.
+    limits = instance()["concurrency"]["runs"]["tag_concurrency_limits"]
+    per_team = [
         limit
         for limit in limits
-        if limit["key"] == "dagster/code_location" and limit.get("value") == team
+        if limit["key"] == "dagster/code_location"
+        and limit.get("value") == {"applyLimitPerUniqueValue": True}
     ]
-    assert len(matching) == 1 and matching[0]["limit"] >= 1
+    assert len(per_team) == 1 and per_team[0]["limit"] >= 1
+    assert "tag_concurrency_limits" not in instance()["run_coordinator"]["config"]
+
+
+def test_pools_are_enforced_per_step_with_a_default_limit():
+    pools = instance()["concurrency"]["pools"]
+    assert pools["granularity"] == "op"
+    assert pools["default_limit"] >= 1
+    assert instance()["run_monitoring"]["free_slots_after_run_end_seconds"] > 0
 
 
 @pytest.mark.parametrize("team", workspace_teams())

@@ -94,6 +94,15 @@ def defs():
     )
 """
 
+INSTANCE_YAML = """
+telemetry:
+  enabled: false
+concurrency:
+  pools:
+    granularity: op
+    default_limit: 1
+"""
+
 RUN_SCRIPT = """
 import json, sys
 import dagster as dg
@@ -137,7 +146,7 @@ class CeleryTeam:
 
     def write_code(self) -> None:
         self.home.mkdir(parents=True, exist_ok=True)
-        (self.home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+        (self.home / "dagster.yaml").write_text(INSTANCE_YAML)
         (self.root / "stopteam_code.py").write_text(TEAM_CODE)
         (self.root / "run_job.py").write_text(textwrap.dedent(RUN_SCRIPT))
 
@@ -195,6 +204,17 @@ class CeleryTeam:
             run = wait_for(lambda: next(iter(instance.get_runs(limit=1)), None), 30)
             instance.report_run_canceling(run)
         process.send_signal(signal.SIGINT)
+
+    def active_tasks(self) -> list[dict]:
+        """The worker's running tasks, each with the pid of the pool process running it."""
+        from celery import Celery
+
+        app = Celery(broker=f"{self.redis_url}/0")
+        try:
+            replies = app.control.inspect(timeout=2.0).active() or {}
+        finally:
+            app.close()
+        return [task for tasks in replies.values() for task in tasks]
 
     def cleanup(self) -> None:
         for process in self.runs:

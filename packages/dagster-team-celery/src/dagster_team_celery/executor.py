@@ -49,6 +49,12 @@ LOOP_CONFIG = {
         description="After Terminate, how long the run waits for workers to confirm that its "
         "steps stopped before it ends CANCELED.",
     ),
+    "pool_recheck_seconds": Field(
+        float,
+        default_value=LoopSettings.pool_recheck_seconds,
+        description="Longest wait between attempts to claim a concurrency pool slot for a "
+        "blocked step (Dagster backs off up to 15 s).",
+    ),
 }
 
 

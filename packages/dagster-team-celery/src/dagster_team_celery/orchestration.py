@@ -25,6 +25,9 @@ loop's structure and task format (steps are still submitted by dagster-celery's
    (the worker escalates to SIGKILL, see termination.py), and the loop waits only until the
    workers confirm, at most ``termination_timeout_seconds``; the unfinished plan then ends the
    run CANCELED.
+5. **Concurrency pools hold.** A step's pool slot is claimed before it is submitted and freed
+   whenever it leaves the loop, whatever the reason; blocked steps are reported as such and
+   retried at least every ``pool_recheck_seconds`` (pools.py).
 """
 
 import sys
@@ -39,7 +42,6 @@ from dagster._core.errors import DagsterSubprocessError
 from dagster._core.events import EngineEventData
 from dagster._core.execution.context.system import PlanOrchestrationContext
 from dagster._core.execution.plan.active import ActiveExecution
-from dagster._core.execution.plan.instance_concurrency_context import InstanceConcurrencyContext
 from dagster._core.execution.plan.plan import ExecutionPlan
 from dagster._core.execution.plan.step import ExecutionStep
 from dagster._utils.error import SerializableErrorInfo, serializable_error_info_from_exc_info
@@ -57,6 +59,7 @@ from kombu.exceptions import OperationalError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from dagster_team_celery.pools import PoolSlots
 from dagster_team_celery.tasks import use_pooled_connections
 
 CONNECTION_ERRORS = (OperationalError, RedisConnectionError, RedisTimeoutError, ConnectionError)
@@ -71,6 +74,7 @@ class LoopSettings:
     lost_worker_timeout_seconds: float = 120.0
     broker_outage_timeout_seconds: float = 120.0
     termination_timeout_seconds: float = 15.0
+    pool_recheck_seconds: float = 0.5
 
 
 @dataclass
@@ -117,9 +121,12 @@ def start_command(queue: str) -> str:
 class StepOrchestrator:
     active: ActiveExecution
 
-    def __init__(self, job_context: PlanOrchestrationContext, settings: LoopSettings) -> None:
+    def __init__(
+        self, job_context: PlanOrchestrationContext, settings: LoopSettings, slots: PoolSlots
+    ) -> None:
         self.context = job_context
         self.settings = settings
+        self.slots = slots
         self.app = make_app(job_context.executor.app_args())
         self.default_priority = self.app.conf.task_default_priority
         self.default_queue = self.app.conf.task_default_queue
@@ -157,6 +164,8 @@ class StepOrchestrator:
             try:
                 yield from self.collect_finished_steps()
                 yield from self.active.plan_events_iterator(self.context)
+                # "Step blocked by limit for pool ...": the UI shows which steps wait for a slot.
+                yield from self.active.concurrency_event_iterator(self.context)
                 if (
                     time.monotonic() - self.last_worker_check
                     >= self.settings.worker_check_interval_seconds
@@ -172,6 +181,8 @@ class StepOrchestrator:
                 length, self.outage_since = time.monotonic() - self.outage_since, None
                 yield self.engine_event(f"Reconnected to the Celery broker after {length:.1f}s.")
             time.sleep(self.settings.poll_interval_seconds)
+        for step_key in self.in_flight:
+            self.slots.release(step_key)
         if self.stopping and self.in_flight:
             yield self.engine_event(
                 f"No worker confirmed the termination of step(s) {', '.join(self.in_flight)} "
@@ -196,6 +207,8 @@ class StepOrchestrator:
         self.stopping = True
         self.stop_deadline = time.monotonic() + self.settings.termination_timeout_seconds
         self.active.mark_interrupted()
+        for step in self.unsubmitted:  # claimed a slot, never submitted
+            self.slots.release(step.key)
         self.unsubmitted.clear()
         if not self.in_flight:
             return
@@ -238,7 +251,7 @@ class StepOrchestrator:
                 continue
             if status not in states.READY_STATES:
                 continue
-            del self.in_flight[step_key]
+            self.leave_flight(step_key)
             if self.stopping and status != states.SUCCESS:
                 # Terminated: the plan keeps the step unfinished, so the run ends CANCELED.
                 yield self.engine_event(
@@ -259,6 +272,13 @@ class StepOrchestrator:
             else:
                 self.errors[step_key] = self.task_failure(flight.task_id, meta)
             self.active.verify_complete(self.context, step_key)
+
+    def leave_flight(self, step_key: str) -> None:
+        """Every way a step stops being in flight ends here, so its pool slot is always freed:
+        a step that failed in Celery, was revoked or terminated, or lost its worker returns no
+        events, and Dagster frees slots only on events (see pools.py)."""
+        del self.in_flight[step_key]
+        self.slots.release(step_key)
 
     def task_failure(self, task_id: str, meta: dict[str, Any]) -> SerializableErrorInfo:
         try:
@@ -347,7 +367,7 @@ class StepOrchestrator:
                 marker_start=DELEGATE_MARKER,
             )
         elif now - flight.lost_since > timeout:
-            del self.in_flight[flight.step.key]
+            self.leave_flight(flight.step.key)
             self.errors[flight.step.key] = SerializableErrorInfo(
                 f"Celery worker {flight.worker} was lost while running step "
                 f'"{flight.step.key}", and no worker consumed queue "{flight.queue}" for '
@@ -375,7 +395,7 @@ class StepOrchestrator:
         if now - self.unserved_since <= timeout:
             return
         for flight in unserved:
-            del self.in_flight[flight.step.key]
+            self.leave_flight(flight.step.key)
             self.app.control.revoke(flight.task_id)
             self.errors[flight.step.key] = SerializableErrorInfo(
                 f'No Celery worker consumed queue "{flight.queue}" for {timeout:.0f}s, so step '
@@ -398,13 +418,13 @@ def team_celery_execution_loop(
     # The run process records an event per submission and per step; pooled connections spare
     # it a new Postgres connection for each (see tasks.instance_for).
     use_pooled_connections(job_context.instance)
-    orchestrator = StepOrchestrator(job_context, settings)
-    with (
-        InstanceConcurrencyContext(job_context.instance, job_context.dagster_run) as concurrency,
-        execution_plan.start(
+    with PoolSlots(
+        job_context.instance, job_context.dagster_run, settings.pool_recheck_seconds
+    ) as slots:
+        orchestrator = StepOrchestrator(job_context, settings, slots)
+        with execution_plan.start(
             retry_mode=job_context.executor.retries,
             sort_key_fn=orchestrator.sort_key,
-            instance_concurrency_context=concurrency,
-        ) as active_execution,
-    ):
-        yield from orchestrator.run(active_execution)
+            instance_concurrency_context=slots,
+        ) as active_execution:
+            yield from orchestrator.run(active_execution)

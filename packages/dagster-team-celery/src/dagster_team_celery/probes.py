@@ -3,7 +3,9 @@
 ``probe_ping`` is one step that reports which worker, interpreter and library pins ran it.
 ``probe_fan_out`` is 50 independent steps, ``probe_chain`` three steps in a row: the shapes
 the benchmarks compare against in-process execution. ``probe_sleep`` keeps a worker busy for
-a while, for tests of redeploys and faults while a run is in flight.
+a while, for tests of redeploys, faults and Terminate while a run is in flight.
+``probe_pool`` is four independent steps in the concurrency pool ``probe``, for tests of
+shared limits across runs and teams.
 """
 
 import importlib.metadata
@@ -16,6 +18,8 @@ from typing import Any
 import dagster as dg
 
 FAN_OUT_WIDTH = 50
+POOL_WIDTH = 4
+PROBE_POOL = "probe"
 REPORTED_DISTRIBUTIONS = ("dagster", "dagster-celery", "celery", "pandas", "numpy", "wandb")
 
 
@@ -95,8 +99,26 @@ def sleep_then_report(context: dg.OpExecutionContext, config: SleepConfig) -> di
     return runtime_report()
 
 
+def _pool_op(index: int) -> dg.OpDefinition:
+    @dg.op(name=f"pooled_{index}", pool=PROBE_POOL)
+    def pooled(config: LeafConfig) -> int:
+        if config.seconds:
+            time.sleep(config.seconds)
+        return index
+
+    return pooled
+
+
+def pool_run_config(seconds: float) -> dict[str, Any]:
+    """Run config that makes every probe_pool step hold its slot for ``seconds``."""
+    return {
+        "ops": {f"pooled_{index}": {"config": {"seconds": seconds}} for index in range(POOL_WIDTH)}
+    }
+
+
 def build_probe_jobs(executor_def: dg.ExecutorDefinition) -> list[dg.JobDefinition]:
     leaves = [_leaf_op(index) for index in range(FAN_OUT_WIDTH)]
+    pooled = [_pool_op(index) for index in range(POOL_WIDTH)]
 
     # Computed where the definitions load: in the code server, this shows the code server's own
     # interpreter and pins in the UI (and in GraphQL), beside what the step reports.
@@ -122,4 +144,9 @@ def build_probe_jobs(executor_def: dg.ExecutorDefinition) -> list[dg.JobDefiniti
     def probe_sleep() -> None:
         sleep_then_report()
 
-    return [probe_ping, probe_fan_out, probe_chain, probe_sleep]
+    @dg.job(name="probe_pool", executor_def=executor_def, tags={"probe": "pool"})
+    def probe_pool() -> None:
+        for step in pooled:
+            step()
+
+    return [probe_ping, probe_fan_out, probe_chain, probe_sleep, probe_pool]

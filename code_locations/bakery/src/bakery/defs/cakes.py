@@ -97,6 +97,9 @@ PUBLISHED_OBJECT = "Table"
     owners=OWNERS,
     kinds={"pandas", "wandb"},
     tags={"category": "process", "published": "wandb"},
+    # The bakery has one oven: one bake at a time across all of its runs (a concurrency pool;
+    # `dagster instance concurrency set oven 2` once a second oven arrives).
+    pool="oven",
     io_manager_key="wandb_artifacts_manager",
     metadata={
         "wandb_artifact_configuration": {

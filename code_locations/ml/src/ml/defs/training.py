@@ -13,6 +13,8 @@ from sklearn.model_selection import train_test_split
 
 OWNERS = ["team:ml"]
 WANDB = "wandb_artifacts_manager"
+# A concurrency pool (dagster.yaml: one slot unless set otherwise), shared by every run.
+GPU_POOL = "gpu"
 IRIS_TABLE = {"wandb_artifact_configuration": {"get": "Table"}}
 FEATURES = ["sepal length (cm)", "sepal width (cm)", "petal length (cm)", "petal width (cm)"]
 
@@ -31,6 +33,8 @@ def split(iris: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.nd
     group_name="training",
     owners=OWNERS,
     kinds={"sklearn", "wandb"},
+    # One training or export at a time across every run: they share the GPU node.
+    pool=GPU_POOL,
     io_manager_key=WANDB,
     ins={"iris_table": dg.AssetIn(input_manager_key=WANDB, metadata=IRIS_TABLE)},
     metadata={
@@ -48,6 +52,7 @@ def iris_model(iris_table) -> RandomForestClassifier:
 
 @dg.multi_asset(
     group_name="training",
+    pool=GPU_POOL,
     outs={
         "iris_onnx_model": dg.AssetOut(
             io_manager_key=WANDB,
