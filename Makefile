@@ -68,6 +68,7 @@ test: venvs ## Everything: static, packages, teams, local stack, faults, browser
 	$(PYTHON) -m pytest packages/dagster-team-celery/tests packages/dagster-wandb-io/tests -q
 	for team in $(TEAMS); do \
 		code_locations/$$team/.venv/bin/python -m pytest code_locations/$$team/tests -q || exit 1; \
+		(cd code_locations/$$team && VIRTUAL_ENV=$$PWD/.venv .venv/bin/dg check defs) || exit 1; \
 	done
 	$(PYTHON) -m pytest tests -v -rP --durations=25
 

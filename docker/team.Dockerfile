@@ -21,7 +21,8 @@ RUN pip install --no-cache-dir "uv==${UV_VERSION}" \
     && mkdir -p /opt/dagster/artifact-cache /opt/dagster/shared \
     && chown dagster:dagster /opt/dagster/artifact-cache /opt/dagster/shared
 
-# Third-party dependencies first: this layer is rebuilt only when the team's lock changes.
+# Third-party dependencies first: this layer is rebuilt only when the team's lock or the
+# platform packages (path dependencies of the lock) change, not when the team's code does.
 COPY packages /opt/dagster/app/packages
 WORKDIR /opt/dagster/app/code_locations/${TEAM}
 COPY code_locations/${TEAM}/pyproject.toml code_locations/${TEAM}/uv.lock ./

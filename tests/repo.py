@@ -26,7 +26,6 @@ SECRET_VARIABLES = (
     "FLOWER_PASSWORD",
     "WANDB_IO_SIGNING_KEY",
 )
-INFRASTRUCTURE_SERVICES = ("postgres", "redis", "init", "webserver", "daemon", "flower")
 
 
 @cache

@@ -162,6 +162,30 @@ class CeleryTeam:
         )
         wait_for(alive.exists, 90, lambda: f"worker never became ready:\n{self.worker_log()}")
 
+    def kill_worker(self) -> None:
+        """SIGKILL the worker and its pool, as when its container or host dies."""
+        import psutil
+
+        assert self.worker is not None
+        parent = psutil.Process(self.worker.pid)
+        for process in [*parent.children(recursive=True), parent]:
+            process.kill()
+        self.worker.wait(10)
+
+    def run_messages(self) -> str:
+        """Every message the latest run logged: engine events, failures, step logs."""
+        with self.instance() as instance:
+            run_id = instance.get_runs(limit=1)[0].run_id
+            lines = []
+            for entry in instance.all_logs(run_id):
+                lines.append(entry.message or "")
+                error = getattr(
+                    entry.dagster_event and entry.dagster_event.event_specific_data, "error", None
+                )
+                if error is not None:
+                    lines.append(error.to_string())
+            return "\n".join(lines)
+
     def stop_worker(self) -> None:
         if self.worker is not None and self.worker.poll() is None:
             self.worker.send_signal(signal.SIGQUIT)  # cold shutdown: tests leave no step behind

@@ -1,5 +1,6 @@
 """The executor every team job uses: dagster-celery, pinned to the team's own queue."""
 
+import logging
 import os
 
 from dagster import (
@@ -7,6 +8,7 @@ from dagster import (
     ExecutorDefinition,
     Field,
     executor,
+    in_process_executor,
     multiple_process_executor_requirements,
 )
 from dagster._core.execution.retries import RetryMode
@@ -20,6 +22,12 @@ from dagster_team_celery.settings import BACKEND_URL_ENV, BROKER_URL_ENV, celery
 # platform's ever misbehave; the tasks and workers are the same either way. `vanilla` is stock
 # dagster-celery with nothing but the team's queue: what the benchmarks compare against.
 EXECUTOR_LOOP_ENV = "DAGSTER_CELERY_EXECUTOR_LOOP"
+# For a team member iterating in the team's folder (`dg dev`): every step runs in the run's
+# own process, with no Redis and no workers. Only set by hand; the platform never sets it, and
+# a code server that has it says so in its log.
+IN_PROCESS_ENV = "DAGSTER_TEAM_IN_PROCESS"
+
+logger = logging.getLogger(__name__)
 
 LOOP_CONFIG = {
     "poll_interval_seconds": Field(
@@ -97,6 +105,14 @@ def team_celery_executor(team: str) -> ExecutorDefinition:
         "backend": {"env": BACKEND_URL_ENV},
         "config_source": celery_settings(queue=team),
     }
+    if os.environ.get(IN_PROCESS_ENV) == "1":
+        logger.warning(
+            "%s=1: team %r runs every step in-process, in the run's own process, not on its "
+            "Celery queue. For `dg dev` in the team's folder only; unset it in the platform.",
+            IN_PROCESS_ENV,
+            team,
+        )
+        return in_process_executor
     name = f"{team}_celery_executor"
     loop = os.environ.get(EXECUTOR_LOOP_ENV)
     if loop == "dagster-celery":

@@ -38,7 +38,7 @@ from typing import Any
 
 from celery import Celery, states
 from dagster import DagsterEvent
-from dagster._core.errors import DagsterSubprocessError
+from dagster._core.errors import DagsterError, DagsterSubprocessError
 from dagster._core.events import EngineEventData
 from dagster._core.execution.context.system import PlanOrchestrationContext
 from dagster._core.execution.plan.active import ActiveExecution
@@ -89,8 +89,8 @@ class InFlightStep:
     lost_since: float | None = None
 
 
-class BrokerUnreachable(DagsterSubprocessError):
-    pass
+class BrokerUnreachable(DagsterError):
+    """The broker stayed away longer than the loop rides out; the message names the fix."""
 
 
 def read_states(app: Celery, task_ids: list[str]) -> dict[str, dict[str, Any]]:

@@ -17,7 +17,6 @@ rename under the exclusive lock; files fetched later appear by atomic file renam
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import socket
 import time
@@ -366,7 +365,3 @@ def describe(entry: CacheEntry) -> dict[str, Any]:
         "ttl_minutes": ttl,
         "path": str(entry.path),
     }
-
-
-def dumps_json(obj: Any) -> str:
-    return json.dumps(obj, indent=1, sort_keys=True, default=str)

@@ -325,18 +325,6 @@ def verify(key: bytes, signature: Signature, payload: str, digests: ChunkDigests
         )
 
 
-def digest_file(path: Path, chunk_size: int = CHUNK_SIZE) -> ChunkDigests:
-    """Chunk digests of a file on disk, reading and hashing in parallel."""
-    digester = ChunkDigester(chunk_size)
-    with open(path, "rb", buffering=0) as f:
-        while True:
-            block = read_exact(f, chunk_size)
-            if not block:
-                break
-            digester.submit_parts([memoryview(block)])
-    return digester.finish()
-
-
 def read_exact(f: BinaryIO, n: int) -> bytes:
     """Read `n` bytes unless EOF comes first; chunk boundaries must not depend on short reads."""
     parts = []
