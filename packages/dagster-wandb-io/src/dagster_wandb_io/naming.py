@@ -20,16 +20,42 @@ from collections.abc import Sequence
 from .errors import ConfigurationError
 
 KEY_SEPARATOR = "--"
-_ALLOWED_NAME = re.compile(r"^[A-Za-z0-9_\-.]+$")
+# Matched whole (fullmatch): `$` would also match before a trailing newline.
+_ALLOWED_NAME = re.compile(r"[A-Za-z0-9_\-.]+")
 _ALLOWED_PARTITION_CHAR = re.compile(r"[A-Za-z0-9_\-]")
 MAX_NAME_LENGTH = 128
+# Names that are folders of their own in the cache, but mean "here" and "up" to a file system.
+_DOT_NAMES = (".", "..")
+
+
+def _is_safe(name: object) -> bool:
+    return (
+        isinstance(name, str)
+        and _ALLOWED_NAME.fullmatch(name) is not None
+        and name not in _DOT_NAMES
+    )
+
+
+def validate_path_component(value: str, *, what: str) -> str:
+    """An entity, project or run id: each becomes a folder under the shared cache, so one that
+    could climb out of it (``..``, ``a/b``, an absolute path) is refused before anything is
+    written."""
+    if not _is_safe(value) or len(value) > MAX_NAME_LENGTH:
+        raise ConfigurationError(
+            f"Invalid W&B {what} {value!r}: it names a folder in the shared artifact cache, so "
+            f"it may only contain letters, digits, '_', '-' and '.' (at most {MAX_NAME_LENGTH}),"
+            f" and may not be '.' or '..'. Fix the {what} in the IO manager's or the resource's"
+            " configuration."
+        )
+    return value
 
 
 def validate_artifact_name(name: str, *, what: str = "artifact name") -> str:
-    if not name or not _ALLOWED_NAME.match(name):
+    if not _is_safe(name):
         raise ConfigurationError(
             f"Invalid {what} {name!r}: W&B artifact names may only contain letters, digits,"
-            " '_', '-' and '.'. Rename it, or set `name` in `wandb_artifact_configuration`."
+            " '_', '-' and '.', and may not be '.' or '..'. Rename it, or set `name` in"
+            " `wandb_artifact_configuration`."
         )
     if len(name) > MAX_NAME_LENGTH:
         raise ConfigurationError(

@@ -24,6 +24,7 @@ from typing import Any
 
 from .cache import Layout
 from .locks import FileLock
+from .naming import validate_path_component
 
 INTEGRATION_TAG = "dagster_wandb"
 
@@ -39,6 +40,11 @@ class RunSpec:
     host: str
     api_key: str | None = None
     config: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        validate_path_component(self.entity, what="entity")
+        validate_path_component(self.project, what="project")
+        validate_path_component(self.run_id, what="run id")
 
 
 @dataclass(frozen=True)

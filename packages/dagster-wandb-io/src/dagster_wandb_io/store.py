@@ -43,7 +43,7 @@ from .fsutil import atomic_write_json, link_or_copy, read_json, remove_tree
 from .index import OfflineIndex
 from .local_artifact import LoadedArtifact
 from .locks import FileLock
-from .naming import run_alias
+from .naming import run_alias, validate_path_component
 from .runs import RunInfo, RunSpec, open_run, run_info, run_lock, scoped_env
 from .version import __version__
 
@@ -67,6 +67,12 @@ class StoreSettings:
     api_key: str | None = None
     ttl_minutes: int | None = None
     allow_unsigned: bool = False
+
+    def __post_init__(self) -> None:
+        # Checked on every construction, dataclasses.replace() included (a read that names
+        # another team's entity and project builds new settings).
+        validate_path_component(self.entity, what="entity")
+        validate_path_component(self.project, what="project")
 
 
 @dataclass

@@ -1,0 +1,53 @@
+"""`make env` never leaves secrets readable by other users of the host.
+
+Before the fix, .env was written with the process umask (0644 here) and chmod-ed afterwards,
+and an existing 0644 .env stayed 0644 while secrets were appended to it.
+"""
+
+import importlib.util
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from tests.repo import REPO_ROOT
+
+spec = importlib.util.spec_from_file_location("make_env", REPO_ROOT / "scripts" / "make_env.py")
+make_env = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(make_env)
+
+
+def mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+@pytest.fixture
+def permissive_umask():
+    previous = os.umask(0)
+    yield
+    os.umask(previous)
+
+
+def test_a_new_env_is_owner_only_from_its_creation(tmp_path, monkeypatch, permissive_umask):
+    # With chmod skipped, only the mode given at creation protects the secrets.
+    monkeypatch.setattr(Path, "chmod", lambda *args, **kwargs: None)
+    env = tmp_path / ".env"
+
+    make_env.main(env, REPO_ROOT / ".env.example")
+
+    assert mode(env) == 0o600
+    assert "REDIS_PASSWORD=" in env.read_text()
+
+
+def test_an_existing_world_readable_env_is_made_owner_only_before_secrets_are_added(tmp_path):
+    env = tmp_path / ".env"
+    env.write_text("POSTGRES_PASSWORD=kept\n")
+    env.chmod(0o644)
+
+    make_env.main(env, REPO_ROOT / ".env.example")
+
+    assert mode(env) == 0o600
+    text = env.read_text()
+    assert "POSTGRES_PASSWORD=kept" in text
+    assert "REDIS_PASSWORD=" in text
