@@ -405,16 +405,21 @@ class LocalStack:
             )
         data_dir = self.state / "redis"
         data_dir.mkdir(parents=True, exist_ok=True)
+        # The password goes in an owner-only config file, never on the command line (`ps`).
+        config_file = data_dir / "redis.conf"
+        config_file.unlink(missing_ok=True)
+        descriptor = os.open(config_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "w") as conf:
+            conf.write(f"requirepass {self.secrets['redis_password']}\n")
         return self._service(
             "redis",
             [
                 redis_server,
+                config_file,
                 "--bind",
                 config.LOCAL_HOST,
                 "--port",
                 self.ports["redis"],
-                "--requirepass",
-                self.secrets["redis_password"],
                 "--appendonly",
                 "yes",
                 "--dir",

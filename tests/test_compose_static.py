@@ -67,9 +67,18 @@ def test_healthcheck_commands_survive_the_podman_space_split():
 
 
 def test_redis_requires_a_password_and_keeps_an_append_only_file():
-    command = compose()["services"]["redis"]["command"]
-    assert "--requirepass" in command
-    assert command[command.index("--appendonly") + 1] == "yes"
+    command = " ".join(compose()["services"]["redis"]["command"])
+    assert "requirepass" in command
+    assert "--appendonly yes" in command
+
+
+def test_no_secret_is_interpolated_into_any_command_line():
+    # A value interpolated into `command` shows in `ps` and `docker inspect`; a secret must
+    # reach its process through the environment or a file ("$$X" stays literal for the shell).
+    for name, service in compose()["services"].items():
+        for part in [*(service.get("command") or []), *(service.get("entrypoint") or [])]:
+            for secret in SECRET_VARIABLES:
+                assert "${" + secret not in part, f"{name}'s command interpolates {secret}"
 
 
 def test_flower_asks_for_credentials():

@@ -320,3 +320,20 @@ def test_terminate_stops_a_fan_out_midway_in_containers(compose_stack, compose_c
     assert result.request_seconds < 2
     assert done < FAN_OUT_WIDTH
     assert step_successes(compose_client, run_id) == done
+
+
+def test_no_secret_appears_on_any_container_command_line(compose_stack):
+    # `docker inspect` and `ps` show command lines to anyone who can read them.
+    for service in compose_stack.services():
+        for container in compose_stack.container_ids(service):
+            inspected = subprocess.run(
+                ["docker", "inspect", "--format", "{{json .Path}} {{json .Args}}", container],
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout
+            assert not [s for s in compose_stack.secrets if s in inspected], service
+    # The process that really runs in the Redis container, after its entrypoint's execs.
+    running = compose_stack.run("exec", "-T", "redis", "cat", "/proc/1/cmdline")
+    assert "redis-server" in running
+    assert not [s for s in compose_stack.secrets if s in running]

@@ -53,3 +53,21 @@ def test_flower_lists_every_team_worker_behind_its_login(local_stack):
     assert response.status_code == 200
     names = {name.split("@")[0] for name in response.json()}
     assert names == set(local_stack.teams)
+
+
+def test_no_secret_appears_on_any_process_command_line(local_stack):
+    # `ps` shows every user's command lines; the Redis password used to be one of them.
+    import psutil
+
+    secrets = list(local_stack.secrets.values())
+    leaders = [service.pid for service in local_stack.services.values() if service.pid]
+    exposed = []
+    for pid in leaders:
+        try:
+            leader = psutil.Process(pid)
+            for process in [leader, *leader.children(recursive=True)]:
+                command_line = " ".join(process.cmdline())
+                exposed += [process.pid for secret in secrets if secret in command_line]
+        except psutil.NoSuchProcess:
+            continue
+    assert leaders and not exposed, f"processes with a secret on the command line: {exposed}"
