@@ -35,6 +35,21 @@ def step_successes(client: PlatformClient, run_id: str) -> int:
     return sum(event["__typename"] == "ExecutionStepSuccessEvent" for event in events)
 
 
+def wait_for_successes(client: PlatformClient, run_id: str, count: int, timeout: float = 180):
+    deadline = time.monotonic() + timeout
+    while step_successes(client, run_id) < count:
+        if time.monotonic() > deadline:
+            pytest.fail(f"run {run_id} did not finish {count} steps in {timeout:.0f}s")
+        time.sleep(0.3)
+
+
+def assert_canceled_promptly(result: "Termination") -> None:
+    """The bar: CANCELED within 30 s of the click, and the click answered within 2 s."""
+    assert result.status == "CANCELED"
+    assert result.canceled_seconds < 30
+    assert result.request_seconds < 2
+
+
 def terminate(
     client: PlatformClient, run_id: str, timeout: float = 90, force: bool = False
 ) -> Termination:

@@ -16,7 +16,15 @@ from devstack.client import PlatformClient
 from devstack.stack import free_port
 from tests.repo import REPO_ROOT, SECRET_VARIABLES, copy_checkout
 from tests.stacks import wait_for_loaded_locations
-from tests.terminate import SLEEPING, sleep_config, step_successes, terminate, wait_for_event
+from tests.terminate import (
+    SLEEPING,
+    assert_canceled_promptly,
+    sleep_config,
+    step_successes,
+    terminate,
+    wait_for_event,
+    wait_for_successes,
+)
 
 pytestmark = pytest.mark.container
 
@@ -283,9 +291,7 @@ def test_terminate_stops_a_running_step_and_cancels_the_run(compose_stack, compo
         f"\ncontainer terminate: request {result.request_seconds:.2f}s, {result.status} after "
         f"{result.canceled_seconds:.2f}s, step process gone within {step_gone:.2f}s"
     )
-    assert result.status == "CANCELED"
-    assert result.canceled_seconds < 30
-    assert result.request_seconds < 2
+    assert_canceled_promptly(result)
     assert written.stdout.strip() == "False", written
 
 
@@ -293,10 +299,7 @@ def test_terminate_stops_a_fan_out_midway_in_containers(compose_stack, compose_c
     run_id = compose_client.submit_job(
         "bakery", "probe_fan_out", run_config=fan_out_run_config(2.0)
     )
-    deadline = time.monotonic() + 180
-    while step_successes(compose_client, run_id) < 2:
-        assert time.monotonic() < deadline, "the fan-out never got going"
-        time.sleep(0.5)
+    wait_for_successes(compose_client, run_id, 2)
 
     result = terminate(compose_client, run_id)
     done = step_successes(compose_client, run_id)
@@ -315,9 +318,7 @@ def test_terminate_stops_a_fan_out_midway_in_containers(compose_stack, compose_c
         f"\ncontainer fan-out terminate: request {result.request_seconds:.2f}s, {result.status} "
         f"after {result.canceled_seconds:.2f}s with {done}/{FAN_OUT_WIDTH} steps done"
     )
-    assert result.status == "CANCELED"
-    assert result.canceled_seconds < 30
-    assert result.request_seconds < 2
+    assert_canceled_promptly(result)
     assert done < FAN_OUT_WIDTH
     assert step_successes(compose_client, run_id) == done
 

@@ -171,16 +171,22 @@ def test_ctrl_c_through_tee_stops_every_process_and_a_second_dev_is_refused(stac
         shell.wait(30)
 
 
+def start_dev_in_background(stack_name: str, log_path: Path) -> subprocess.Popen:
+    """`make dev` with no terminal at all, as after `nohup` or a closed SSH session."""
+    with log_path.open("w") as log:
+        process = subprocess.Popen(
+            ["make", "dev", dev_args(stack_name)],
+            cwd=REPO_ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    wait_for_text(lambda: (time.sleep(0.5), log_path.read_text())[1], HEALTHY)
+    return process
+
+
 def test_dev_stop_stops_a_stack_whose_terminal_is_gone_and_a_crashed_one(stack_name, tmp_path):
-    log = (tmp_path / "dev.log").open("w")
-    supervisor = subprocess.Popen(
-        ["make", "dev", dev_args(stack_name)],
-        cwd=REPO_ROOT,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    wait_for_text(lambda: (time.sleep(0.5), Path(log.name).read_text())[1], HEALTHY)
+    supervisor = start_dev_in_background(stack_name, tmp_path / "first.log")
     processes = stack_processes(stack_name)
     stopped = subprocess.run(
         ["make", "dev-stop", f"ARGS=--name {stack_name}"],
@@ -194,16 +200,7 @@ def test_dev_stop_stops_a_stack_whose_terminal_is_gone_and_a_crashed_one(stack_n
     supervisor.wait(30)
 
     # A supervisor killed outright (SIGKILL: no handler runs) takes its services with it.
-    crashed = subprocess.Popen(
-        ["make", "dev", dev_args(stack_name)],
-        cwd=REPO_ROOT,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    wait_for_text(
-        lambda: (time.sleep(0.5), Path(log.name).read_text())[1].split("Stopped.")[-1], HEALTHY
-    )
+    crashed = start_dev_in_background(stack_name, tmp_path / "second.log")
     processes = stack_processes(stack_name)
     os.kill(read_status(STATE_ROOT / stack_name)["supervisor_pid"], signal.SIGKILL)
     left = survivors(processes, timeout=15)

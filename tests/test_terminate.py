@@ -3,61 +3,50 @@
 Before the fix, a terminated `probe_sleep` slept on for its 120 s and the run ended SUCCESS.
 """
 
-import os
 import time
 
 import pytest
+from psutil import pid_exists
 
 from dagster_team_celery.probes import FAN_OUT_WIDTH, fan_out_run_config
 from devstack.processes import wait_until
 from tests.terminate import (
     SLEEPING,
     active_tasks,
+    assert_canceled_promptly,
     sleep_config,
     step_successes,
     terminate,
     terminate_unfinished,
     wait_for_event,
+    wait_for_successes,
 )
 
 pytestmark = pytest.mark.local_stack
 
 
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
-
-
 def test_terminate_stops_a_sleeping_step_and_cancels_the_run(local_stack, client):
     run_id = client.submit_job("bakery", "probe_sleep", run_config=sleep_config(120))
     pid = int(wait_for_event(client, run_id, SLEEPING).group(1))
-    assert pid_alive(pid)
+    assert pid_exists(pid)
 
     result = terminate(client, run_id)
     clicked = time.monotonic() - result.canceled_seconds
-    assert wait_until(lambda: not pid_alive(pid), 30), f"step process {pid} still alive"
+    assert wait_until(lambda: not pid_exists(pid), 30), f"step process {pid} still alive"
     step_gone = time.monotonic() - clicked
 
     print(
         f"\nlocal terminate: request {result.request_seconds:.2f}s, {result.status} after "
         f"{result.canceled_seconds:.2f}s, step process gone after {step_gone:.2f}s"
     )
-    assert result.status == "CANCELED"
-    assert result.canceled_seconds < 30
-    assert result.request_seconds < 2
+    assert_canceled_promptly(result)
     output = local_stack.shared / "storage" / run_id / "sleep_then_report" / "result"
     assert not output.exists(), "a terminated step wrote its output"
 
 
 def test_terminate_stops_a_fan_out_midway(local_stack, client):
     run_id = client.submit_job("bakery", "probe_fan_out", run_config=fan_out_run_config(2.0))
-    deadline = time.monotonic() + 120
-    while step_successes(client, run_id) < 2:
-        assert time.monotonic() < deadline, "the fan-out never got going"
-        time.sleep(0.3)
+    wait_for_successes(client, run_id, 2)
 
     result = terminate(client, run_id)
     done = step_successes(client, run_id)
@@ -69,9 +58,7 @@ def test_terminate_stops_a_fan_out_midway(local_stack, client):
         f"\nlocal fan-out terminate: request {result.request_seconds:.2f}s, {result.status} "
         f"after {result.canceled_seconds:.2f}s with {done}/{FAN_OUT_WIDTH} steps done"
     )
-    assert result.status == "CANCELED"
-    assert result.canceled_seconds < 30
-    assert result.request_seconds < 2
+    assert_canceled_promptly(result)
     assert done < FAN_OUT_WIDTH
     assert step_successes(client, run_id) == done, "a step finished after the run was canceled"
 

@@ -256,11 +256,3 @@ def wait_for(predicate, timeout: float, describe=lambda: "condition never held")
             return value
         time.sleep(0.05)
     raise AssertionError(f"after {timeout:.0f}s: {describe()}")
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True

@@ -70,3 +70,14 @@ def redis_server(tmp_path) -> RedisServer:
 @pytest.fixture
 def redis_url(redis_server) -> str:
     return redis_server.url
+
+
+@pytest.fixture
+def team(tmp_path, redis_url):
+    """A team on the throwaway Redis: its code written, a worker started by the test."""
+    from celery_team import CeleryTeam
+
+    celery_team = CeleryTeam(tmp_path, redis_url)
+    celery_team.write_code()
+    yield celery_team
+    celery_team.cleanup()

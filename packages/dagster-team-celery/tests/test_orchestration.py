@@ -6,20 +6,11 @@ same situations on the whole local stack.
 
 import time
 
-import pytest
 import redis
 from celery import Celery, states
-from celery_team import CeleryTeam, wait_for
+from celery_team import wait_for
 
 from dagster_team_celery.orchestration import read_states
-
-
-@pytest.fixture
-def team(tmp_path, redis_url):
-    celery_team = CeleryTeam(tmp_path, redis_url)
-    celery_team.write_code()
-    yield celery_team
-    celery_team.cleanup()
 
 
 def sleep_run_config(tmp_path, seconds: float, **loop_settings: float) -> dict:

@@ -9,19 +9,10 @@ import os
 import signal
 import threading
 
-import pytest
-from celery_team import CeleryTeam, wait_for
+from celery_team import wait_for
 from dagster._core.events import DagsterEventType
 
 from dagster_team_celery.probes import POOL_WIDTH, PROBE_POOL, pool_run_config
-
-
-@pytest.fixture
-def team(tmp_path, redis_url):
-    celery_team = CeleryTeam(tmp_path, redis_url)
-    celery_team.write_code()
-    yield celery_team
-    celery_team.cleanup()
 
 
 def test_a_redelivered_step_runs_again_under_its_one_slot(team):

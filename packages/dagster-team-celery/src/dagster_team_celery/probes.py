@@ -51,23 +51,36 @@ class LeafConfig(dg.Config):
     seconds: float = 0.0
 
 
-def _leaf_op(index: int) -> dg.OpDefinition:
-    @dg.op(name=f"leaf_{index:02d}")
-    def leaf(config: LeafConfig) -> int:
+def leaf_name(index: int) -> str:
+    return f"leaf_{index:02d}"
+
+
+def pooled_name(index: int) -> str:
+    return f"pooled_{index}"
+
+
+def _sleeping_op(name: str, index: int, pool: str | None = None) -> dg.OpDefinition:
+    @dg.op(name=name, pool=pool)
+    def sleeping(config: LeafConfig) -> int:
         if config.seconds:
             time.sleep(config.seconds)
         return index
 
-    return leaf
+    return sleeping
+
+
+def _sleep_config(op_names: list[str], seconds: float) -> dict[str, Any]:
+    return {"ops": {name: {"config": {"seconds": seconds}} for name in op_names}}
 
 
 def fan_out_run_config(seconds: float) -> dict[str, Any]:
     """Run config that makes every probe_fan_out step last ``seconds``."""
-    return {
-        "ops": {
-            f"leaf_{index:02d}": {"config": {"seconds": seconds}} for index in range(FAN_OUT_WIDTH)
-        }
-    }
+    return _sleep_config([leaf_name(index) for index in range(FAN_OUT_WIDTH)], seconds)
+
+
+def pool_run_config(seconds: float) -> dict[str, Any]:
+    """Run config that makes every probe_pool step hold its slot for ``seconds``."""
+    return _sleep_config([pooled_name(index) for index in range(POOL_WIDTH)], seconds)
 
 
 @dg.op
@@ -99,26 +112,9 @@ def sleep_then_report(context: dg.OpExecutionContext, config: SleepConfig) -> di
     return runtime_report()
 
 
-def _pool_op(index: int) -> dg.OpDefinition:
-    @dg.op(name=f"pooled_{index}", pool=PROBE_POOL)
-    def pooled(config: LeafConfig) -> int:
-        if config.seconds:
-            time.sleep(config.seconds)
-        return index
-
-    return pooled
-
-
-def pool_run_config(seconds: float) -> dict[str, Any]:
-    """Run config that makes every probe_pool step hold its slot for ``seconds``."""
-    return {
-        "ops": {f"pooled_{index}": {"config": {"seconds": seconds}} for index in range(POOL_WIDTH)}
-    }
-
-
 def build_probe_jobs(executor_def: dg.ExecutorDefinition) -> list[dg.JobDefinition]:
-    leaves = [_leaf_op(index) for index in range(FAN_OUT_WIDTH)]
-    pooled = [_pool_op(index) for index in range(POOL_WIDTH)]
+    leaves = [_sleeping_op(leaf_name(index), index) for index in range(FAN_OUT_WIDTH)]
+    pooled = [_sleeping_op(pooled_name(i), i, pool=PROBE_POOL) for i in range(POOL_WIDTH)]
 
     # Computed where the definitions load: in the code server, this shows the code server's own
     # interpreter and pins in the UI (and in GraphQL), beside what the step reports.
