@@ -179,6 +179,10 @@ class LocalStack:
         return self.state / "shared"
 
     @property
+    def postgres_socket_dir(self) -> Path:
+        return self.state / "postgres-socket"
+
+    @property
     def webserver_url(self) -> str:
         return f"http://{config.LOCAL_HOST}:{self.ports['webserver']}"
 
@@ -323,7 +327,8 @@ class LocalStack:
                         "--username",
                         POSTGRES_USER,
                         f"--pwfile={password_file}",
-                        "--auth-local=trust",
+                        # Password on the socket too: anyone who can reach it is not trusted.
+                        "--auth-local=scram-sha-256",
                         "--auth-host=scram-sha-256",
                         "--encoding=UTF8",
                         "--no-instructions",
@@ -338,8 +343,10 @@ class LocalStack:
             finally:
                 password_file.unlink(missing_ok=True)
         check_postgres_lock_file(data_dir)
-        socket_dir = self.state / "run"
+        socket_dir = self.postgres_socket_dir
         socket_dir.mkdir(parents=True, exist_ok=True)
+        # Only the server's own user may reach the socket.
+        socket_dir.chmod(0o700)
         if as_postgres_user:
             shutil.chown(socket_dir, "postgres", "postgres")
         return self._service(

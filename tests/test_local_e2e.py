@@ -71,3 +71,19 @@ def test_no_secret_appears_on_any_process_command_line(local_stack):
         except psutil.NoSuchProcess:
             continue
     assert leaders and not exposed, f"processes with a secret on the command line: {exposed}"
+
+
+def test_local_postgres_socket_is_private_and_asks_for_a_password(local_stack):
+    # Before: trust authentication on a socket directory with default permissions, so any
+    # local user could connect as the superuser without a password.
+    import stat
+
+    import psycopg2
+
+    socket_dir = local_stack.postgres_socket_dir
+    assert stat.S_IMODE(socket_dir.stat().st_mode) == 0o700
+    postgres = local_stack.postgres_parts()
+    with pytest.raises(psycopg2.OperationalError, match="password"):
+        psycopg2.connect(
+            host=str(socket_dir), port=postgres["port"], user=postgres["user"], dbname="postgres"
+        )
