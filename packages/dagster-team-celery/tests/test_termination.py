@@ -14,11 +14,8 @@ from dagster._core.errors import DagsterExecutionInterruptedError
 from psutil import pid_exists
 
 from dagster_team_celery.probes import fan_out_run_config
-from dagster_team_celery.termination import (
-    TERMINATE_GRACE_ENV,
-    exit_after_interrupted_step,
-    terminate_grace_seconds,
-)
+from dagster_team_celery.settings import TERMINATE_GRACE_ENV, terminate_grace_seconds
+from dagster_team_celery.termination import exit_after_interrupted_step
 
 
 def sleep_config(tmp_path, seconds: float = 120.0, **extra) -> dict:

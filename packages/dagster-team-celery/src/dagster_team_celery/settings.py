@@ -105,3 +105,23 @@ def celery_settings(queue: str) -> dict[str, Any]:
         # Dagster's step logs go to stdout; Celery would otherwise relabel them as warnings.
         "worker_redirect_stdouts_level": "INFO",
     }
+
+
+TERMINATE_GRACE_ENV = "DAGSTER_CELERY_TERMINATE_GRACE_SECONDS"
+DEFAULT_TERMINATE_GRACE_SECONDS = 10.0
+
+
+def terminate_grace_seconds() -> float:
+    raw = os.environ.get(TERMINATE_GRACE_ENV, "").strip()
+    if not raw:
+        return DEFAULT_TERMINATE_GRACE_SECONDS
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = -1.0
+    if seconds < 0:
+        raise PlatformConfigError(
+            f"{TERMINATE_GRACE_ENV}={raw!r} is not a number of seconds >= 0. Unset it to use "
+            f"the default ({DEFAULT_TERMINATE_GRACE_SECONDS:.0f})."
+        )
+    return seconds

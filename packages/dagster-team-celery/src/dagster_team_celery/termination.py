@@ -4,9 +4,10 @@ Celery's ``revoke(terminate=True)`` sends one signal to the pool process running
 forgets it: the request is marked REVOKED and acknowledged at once, whether or not the process
 stops. A Dagster step turns SIGTERM into ``DagsterExecutionInterruptedError`` inside user code,
 but user code stuck in C (a numpy kernel, a socket read) or catching the error runs on. So the
-worker's main process gives the step ``grace_seconds`` and then SIGKILLs the pool process if it
-is still inside that same job. The step's own process leaves the pool after an interruption
-(``exit_after_interrupted_step``), so nothing the step started lives on in it.
+worker's main process gives the step its grace (``terminate_grace_seconds()`` in settings.py)
+and then SIGKILLs the pool process if it is still inside that same job. The step's own process
+leaves the pool after an interruption (``exit_after_interrupted_step``), so nothing the step
+started lives on in it.
 """
 
 import logging
@@ -20,28 +21,9 @@ from typing import Any
 from celery.worker.request import Request
 from dagster._core.errors import DagsterExecutionInterruptedError
 
-from dagster_team_celery.settings import PlatformConfigError
+from dagster_team_celery.settings import terminate_grace_seconds
 
 logger = logging.getLogger(__name__)
-
-TERMINATE_GRACE_ENV = "DAGSTER_CELERY_TERMINATE_GRACE_SECONDS"
-DEFAULT_TERMINATE_GRACE_SECONDS = 10.0
-
-
-def terminate_grace_seconds() -> float:
-    raw = os.environ.get(TERMINATE_GRACE_ENV, "").strip()
-    if not raw:
-        return DEFAULT_TERMINATE_GRACE_SECONDS
-    try:
-        seconds = float(raw)
-    except ValueError:
-        seconds = -1.0
-    if seconds < 0:
-        raise PlatformConfigError(
-            f"{TERMINATE_GRACE_ENV}={raw!r} is not a number of seconds >= 0. Unset it to use "
-            f"the default ({DEFAULT_TERMINATE_GRACE_SECONDS:.0f})."
-        )
-    return seconds
 
 
 class TerminableStepRequest(Request):

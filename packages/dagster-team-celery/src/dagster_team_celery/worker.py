@@ -20,9 +20,9 @@ from dagster_team_celery.settings import (
     broker_url,
     celery_settings,
     team_name,
+    terminate_grace_seconds,
 )
 from dagster_team_celery.tasks import create_execute_plan_task, warm_up_before_fork
-from dagster_team_celery.termination import terminate_grace_seconds
 
 TEAM_MODULE_ENV = "DAGSTER_TEAM_MODULE"
 
