@@ -7,11 +7,15 @@ SHELL := /bin/bash
 PYTHON := .venv/bin/python
 # Docker Compose v2 when present, else docker-compose 1.29.
 COMPOSE ?= $(shell docker compose version >/dev/null 2>&1 && echo "docker compose" || echo docker-compose)
-TEAMS = $(shell sed -n 's/^ *location_name: *//p' workspace.yaml)
+# The team folders under code_locations/ are the one list of teams (registry/__init__.py);
+# BUILT_TEAMS leaves out teams deployed from a prebuilt image of their own repository.
+TEAMS = $(shell python3 -m registry list)
+BUILT_TEAMS = $(shell python3 -m registry list --built-here)
 export UV_PYTHON_DOWNLOADS := never
 
 .PHONY: help env build up down clean ps logs venvs dev lock lint format test test-static \
-	test-teams test-local test-faults test-ui test-container new-team redeploy bench dev-stop
+	test-teams test-local test-faults test-ui test-container new-team remove-team redeploy bench \
+	dev-stop generate platform-venv
 
 help: ## List the commands
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -19,13 +23,17 @@ help: ## List the commands
 env: ## Create .env with random secrets (an existing .env is kept)
 	@python3 scripts/make_env.py
 
-build: ## Build the platform image and one image per team
+build: generate ## Build the platform image and one image per team
 	# One service per image: services sharing an image would otherwise build it in parallel.
-	$(COMPOSE) build init $(addsuffix -code,$(TEAMS))
+	$(COMPOSE) build init $(addsuffix -code,$(BUILT_TEAMS))
 
 up: env build ## Build and start the platform in containers; wait until every service is healthy
-	$(COMPOSE) up -d
-	python3 scripts/wait_healthy.py --compose "$(COMPOSE)"
+	# Only what changed is recreated; --remove-orphans takes away a removed team's services.
+	$(COMPOSE) up -d --remove-orphans
+	python3 scripts/wait_healthy.py --compose "$(COMPOSE)" --reload-workspace
+
+generate: platform-venv ## Regenerate workspace.yaml and the compose team services from code_locations/
+	$(PYTHON) -m registry generate
 
 down: ## Stop the platform (volumes are kept)
 	python3 scripts/remove_run_containers.py
@@ -41,10 +49,12 @@ ps: ## Show each container's state and health
 logs: ## Follow every service's logs
 	$(COMPOSE) logs -f --tail=100
 
-venvs: ## Create .venv (platform and tools) and code_locations/<team>/.venv from the locks
+platform-venv:
 	command -v uv >/dev/null || pip install "uv==0.13.9"
 	uv sync --frozen --quiet
-	for team in $(TEAMS); do uv sync --frozen --quiet --project code_locations/$$team || exit 1; done
+
+venvs: platform-venv ## Create .venv (platform and tools) and code_locations/<team>/.venv from the locks
+	for team in $(BUILT_TEAMS); do uv sync --frozen --quiet --project code_locations/$$team || exit 1; done
 
 dev: venvs ## Run the same platform as local processes; Ctrl-C stops everything
 	$(PYTHON) -m devstack $(ARGS)
@@ -54,7 +64,7 @@ dev-stop: ## Stop a `make dev` stack whose terminal is gone (ARGS="--name <state
 
 lock: ## Re-resolve the platform's and every team's lock file
 	uv lock
-	for team in $(TEAMS); do (cd code_locations/$$team && uv lock) || exit 1; done
+	for team in $(BUILT_TEAMS); do (cd code_locations/$$team && uv lock) || exit 1; done
 
 lint: venvs ## ruff check and format check
 	$(PYTHON) -m ruff check .
@@ -65,8 +75,9 @@ format: venvs ## Format with ruff
 	$(PYTHON) -m ruff check --fix .
 
 test: venvs ## Everything: static, packages, teams, local stack, faults, browser, containers
+	$(PYTHON) -m registry generate --check
 	$(PYTHON) -m pytest packages/dagster-team-celery/tests packages/dagster-wandb-io/tests -q
-	for team in $(TEAMS); do \
+	for team in $(BUILT_TEAMS); do \
 		code_locations/$$team/.venv/bin/python -m pytest code_locations/$$team/tests -q || exit 1; \
 		(cd code_locations/$$team && VIRTUAL_ENV=$$PWD/.venv .venv/bin/dg check defs) || exit 1; \
 	done
@@ -87,12 +98,18 @@ test-ui: venvs ## The Dagster UI and Flower in a real (headless) Chromium
 test-container: venvs ## Build the images and run the compose stack end to end
 	$(PYTHON) -m pytest tests -m container -v
 
-new-team: venvs ## Scaffold a team: make new-team NAME=<identifier>
-	$(PYTHON) scripts/new_team.py "$(NAME)"
+new-team: venvs ## Scaffold a team from templates/team and register it: make new-team NAME=<identifier>
+	$(PYTHON) -m registry new "$(NAME)"
 
-redeploy: ## Rebuild and restart one team only: make redeploy TEAM=<team> [MODE=local]
-	if [ "$(MODE)" = local ]; then $(PYTHON) -m devstack redeploy "$(TEAM)"; \
-	else python3 scripts/redeploy.py --compose "$(COMPOSE)" "$(TEAM)"; fi
+remove-team: platform-venv ## Delete a team's folder and unregister it: make remove-team NAME=<team>
+	$(PYTHON) -m registry remove "$(NAME)"
+
+redeploy: ## Restart one team only: make redeploy TEAM=<team> [IMAGE=<ref>] [MODE=local]
+	if [ "$(MODE)" = local ]; then $(PYTHON) -m devstack redeploy "$(TEAM)"; exit; fi
+	# IMAGE= is for a team kept in its own repository: its manifest moves to the new tag.
+	if [ -n "$(IMAGE)" ]; then $(MAKE) --no-print-directory platform-venv; \
+		$(PYTHON) -m registry set-image "$(TEAM)" "$(IMAGE)"; fi
+	python3 scripts/redeploy.py --compose "$(COMPOSE)" "$(TEAM)"
 
 bench: venvs ## Benchmarks against vanilla Dagster + dagster-celery (writes bench/results/)
 	$(PYTHON) -m bench

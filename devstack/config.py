@@ -17,6 +17,8 @@ from typing import Any
 
 import yaml
 
+import registry
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 LOCAL_RUN_LAUNCHER: dict[str, Any] = {
@@ -39,19 +41,12 @@ def load_yaml(path: Path) -> dict[str, Any]:
 
 
 def teams(root: Path = REPO_ROOT) -> list[str]:
-    """The teams registered in workspace.yaml, in order: the platform's one team registry."""
-    workspace_yaml = root / "workspace.yaml"
-    entries = load_yaml(workspace_yaml).get("load_from") or []
-    names = []
-    for entry in entries:
-        server = (entry or {}).get("grpc_server")
-        if not server or "location_name" not in server:
-            raise SystemExit(
-                f"{workspace_yaml}: every load_from entry must be a grpc_server with a "
-                f"location_name (the team's name); found {entry!r}."
-            )
-        names.append(server["location_name"])
-    return names
+    """The teams local mode runs: every registered team whose code is in this checkout (a team
+    deployed from its own repository's image has nothing here to run)."""
+    try:
+        return [team.name for team in registry.teams(root) if team.built_here]
+    except registry.RegistryError as error:
+        raise SystemExit(f"error: {error}") from error
 
 
 def local_instance_yaml(root: Path = REPO_ROOT) -> str:

@@ -1,9 +1,14 @@
 # One image per team, built from this recipe with --build-arg TEAM=<team>. The team's code
 # server, its Celery workers and its run containers all run this image, so a worker imports
 # the team's code from the same absolute path the code server loaded it from.
+#
+# A team kept in its own repository builds the same recipe with TEAM_DIR pointing at its
+# folder (inside the build context, beside packages/), tags the image, and registers it with
+# a code_locations/<team>/team.toml naming that image.
 FROM python:3.11-slim
 
 ARG TEAM
+ARG TEAM_DIR=code_locations/${TEAM}
 ARG UV_VERSION=0.13.9
 RUN test -n "${TEAM}" || (echo "Build with --build-arg TEAM=<folder under code_locations/>" >&2; exit 1)
 
@@ -25,10 +30,10 @@ RUN pip install --no-cache-dir "uv==${UV_VERSION}" \
 # platform packages (path dependencies of the lock) change, not when the team's code does.
 COPY packages /opt/dagster/app/packages
 WORKDIR /opt/dagster/app/code_locations/${TEAM}
-COPY code_locations/${TEAM}/pyproject.toml code_locations/${TEAM}/uv.lock ./
+COPY ${TEAM_DIR}/pyproject.toml ${TEAM_DIR}/uv.lock ./
 RUN uv sync --frozen --no-dev --no-install-project
 
-COPY code_locations/${TEAM} ./
+COPY ${TEAM_DIR} ./
 RUN uv sync --frozen --no-dev && python -c "import ${TEAM}.definitions"
 
 USER dagster

@@ -6,41 +6,16 @@ containers, finish untouched.
 """
 
 import argparse
-import json
 import shlex
 import subprocess
 import sys
 import time
-import urllib.request
 
-from envfile import REPO_ROOT, setting
+from envfile import REPO_ROOT
 from wait_healthy import containers, describe
+from webserver import default_url, load_error, reload_location
 
-RELOAD_MUTATION = """
-mutation Reload($name: String!) {
-  reloadRepositoryLocation(repositoryLocationName: $name) {
-    __typename
-    ... on WorkspaceLocationEntry { name loadStatus
-      locationOrLoadError { __typename ... on PythonError { message } } }
-    ... on PythonError { message }
-  }
-}
-"""
-
-
-def registered_teams() -> list[str]:
-    lines = (REPO_ROOT / "workspace.yaml").read_text().splitlines()
-    return [line.split(":", 1)[1].strip() for line in lines if "location_name:" in line]
-
-
-def reload_location(webserver: str, team: str) -> dict:
-    request = urllib.request.Request(
-        f"{webserver}/graphql",
-        data=json.dumps({"query": RELOAD_MUTATION, "variables": {"name": team}}).encode(),
-        headers={"Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(request, timeout=120) as response:
-        return json.loads(response.read())["data"]["reloadRepositoryLocation"]
+from registry import RegistryError, find_team
 
 
 def main() -> int:
@@ -50,13 +25,16 @@ def main() -> int:
     parser.add_argument("--webserver", help="default: http://127.0.0.1:$WEBSERVER_PORT")
     parser.add_argument("--timeout", type=float, default=600)
     args = parser.parse_args()
-    if args.team not in registered_teams():
-        print(f"error: unknown team {args.team!r}; teams: {', '.join(registered_teams())}")
+    try:
+        team = find_team(args.team, REPO_ROOT)
+    except RegistryError as error:
+        print(f"error: {error}", file=sys.stderr)
         return 1
     compose = shlex.split(args.compose)
-    services = [f"{args.team}-code", f"{args.team}-worker"]
+    services = list(team.services)
     started = time.monotonic()
-    subprocess.run([*compose, "build", services[0]], cwd=REPO_ROOT, check=True)
+    if team.built_here:
+        subprocess.run([*compose, "build", services[0]], cwd=REPO_ROOT, check=True)
     subprocess.run(
         [*compose, "up", "-d", "--no-deps", "--force-recreate", *services],
         cwd=REPO_ROOT,
@@ -70,13 +48,16 @@ def main() -> int:
             print(f"error: {', '.join(services)} not healthy after {args.timeout:.0f}s: {states}")
             return 1
         time.sleep(1)
-    webserver = args.webserver or f"http://127.0.0.1:{setting('WEBSERVER_PORT', '3000')}"
-    entry = reload_location(webserver, args.team)
-    error = (entry.get("locationOrLoadError") or {}).get("message") or entry.get("message")
+    entry = reload_location(args.webserver or default_url(), team.name)
+    error = load_error(entry)
     if error:
-        print(f"error: {args.team} restarted but its code did not load:\n{error}")
+        print(f"error: {team.name} restarted but its code did not load:\n{error}")
         return 1
-    print(f"redeployed {args.team} in {time.monotonic() - started:.1f}s ({entry['loadStatus']})")
+    deployed = team.image or "its folder"
+    print(
+        f"redeployed {team.name} ({deployed}) in {time.monotonic() - started:.1f}s "
+        f"({entry['loadStatus']})"
+    )
     return 0
 
 

@@ -11,6 +11,11 @@ import subprocess
 import sys
 import time
 
+from envfile import REPO_ROOT
+from webserver import default_url, reload_workspace
+
+from registry import team_names
+
 ONE_SHOT_SERVICES = {"init"}
 
 
@@ -48,11 +53,35 @@ def show(rows: list[tuple[str, str, bool, bool]]) -> None:
         print(f"  {'ok ' if ready else '.. '} {service:<24} {state}")
 
 
+def reload_workspace_and_report(url: str | None) -> int:
+    locations = reload_workspace(url or default_url())
+    expected = set(team_names(REPO_ROOT))
+    broken = {name: error for name, error in locations.items() if error}
+    missing = expected - set(locations)
+    for name in sorted(locations):
+        print(f"  {'ok ' if not locations[name] else 'ERR'} code location {name}")
+    for name, error in broken.items():
+        print(f"--- {name} did not load:\n{error}")
+    if missing:
+        print(
+            f"the webserver does not serve {', '.join(sorted(missing))}: is workspace.yaml "
+            "mounted? `make generate`, then `make up` again"
+        )
+    return 1 if broken or missing else 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--compose", default="docker compose")
     parser.add_argument("--timeout", type=float, default=900)
     parser.add_argument("--once", action="store_true", help="print the states and exit")
+    parser.add_argument(
+        "--reload-workspace",
+        action="store_true",
+        help="then have the webserver reread workspace.yaml, so it serves teams added or "
+        "removed while it ran, and check that every team's code loaded",
+    )
+    parser.add_argument("--webserver", help="default: http://127.0.0.1:$WEBSERVER_PORT")
     args = parser.parse_args()
     compose = shlex.split(args.compose)
     started = time.monotonic()
@@ -77,7 +106,7 @@ def main() -> int:
         if rows and all(row[2] for row in rows):
             show(rows)
             print(f"all {len(rows)} services healthy after {time.monotonic() - started:.1f}s")
-            return 0
+            return reload_workspace_and_report(args.webserver) if args.reload_workspace else 0
         if time.monotonic() - started > args.timeout:
             show(rows)
             print(f"not healthy after {args.timeout:.0f}s; see `make logs`")

@@ -10,6 +10,8 @@ from typing import Any
 
 import yaml
 
+import registry
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 COMPOSE_FILE = REPO_ROOT / "docker-compose.yml"
 COMPOSE_SCHEMA = Path(
@@ -38,16 +40,9 @@ def instance() -> dict[str, Any]:
     return yaml.safe_load(INSTANCE_YAML.read_text())
 
 
-@cache
-def workspace_teams() -> list[str]:
-    entries = yaml.safe_load(WORKSPACE_YAML.read_text())["load_from"]
-    return [entry["grpc_server"]["location_name"] for entry in entries]
-
-
 def team_folders() -> list[str]:
-    return sorted(
-        path.name for path in CODE_LOCATIONS.iterdir() if (path / "pyproject.toml").exists()
-    )
+    """The teams whose code lives in this checkout, from the one registry."""
+    return [team.name for team in registry.teams(REPO_ROOT) if team.built_here]
 
 
 def lock_versions(lock_file: Path) -> dict[str, str]:

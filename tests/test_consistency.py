@@ -4,6 +4,7 @@ import re
 
 import pytest
 
+from registry import generate
 from tests.repo import (
     CODE_LOCATIONS,
     REPO_ROOT,
@@ -12,7 +13,6 @@ from tests.repo import (
     lock_files,
     lock_versions,
     team_folders,
-    workspace_teams,
 )
 
 DAGSTER_CORE = (
@@ -25,11 +25,13 @@ DAGSTER_CORE = (
 DAGSTER_LIBRARIES = ("dagster-celery", "dagster-postgres", "dagster-docker")
 
 
-def test_workspace_registers_exactly_the_team_folders():
-    assert sorted(workspace_teams()) == team_folders()
+def test_no_generated_file_is_stale():
+    """workspace.yaml and the compose team block match code_locations/ (`make generate`)."""
+    differences = generate.stale(REPO_ROOT)
+    assert not differences, "\n".join(differences.values())
 
 
-@pytest.mark.parametrize("team", workspace_teams())
+@pytest.mark.parametrize("team", team_folders())
 def test_team_has_a_code_server_serving_its_module(team):
     service = compose()["services"][f"{team}-code"]
     command = service["command"]
@@ -42,18 +44,19 @@ def test_team_has_a_code_server_serving_its_module(team):
     assert "DAGSTER_CONTAINER_CONTEXT" in service["environment"]
 
 
-@pytest.mark.parametrize("team", workspace_teams())
+@pytest.mark.parametrize("team", team_folders())
 def test_team_has_a_worker_built_from_its_own_image(team):
     code_server = compose()["services"][f"{team}-code"]
     worker = compose()["services"][f"{team}-worker"]
     assert worker["image"] == code_server["image"]
     assert worker["build"] == code_server["build"]
-    # The worker consumes the queue named by DAGSTER_TEAM, which the image bakes from TEAM.
+    # The worker consumes the queue named by DAGSTER_TEAM, set by the registry, not the image.
     assert worker["command"] == ["dagster-team-worker"]
-    assert "DAGSTER_TEAM" not in worker["environment"]
+    assert worker["environment"]["DAGSTER_TEAM"] == team
+    assert code_server["environment"]["DAGSTER_TEAM"] == team
 
 
-@pytest.mark.parametrize("team", workspace_teams())
+@pytest.mark.parametrize("team", team_folders())
 def test_team_services_mount_the_artifact_cache_and_shared_storage(team):
     for service_name in (f"{team}-code", f"{team}-worker"):
         volumes = compose()["services"][service_name]["volumes"]
@@ -64,11 +67,16 @@ def test_team_services_mount_the_artifact_cache_and_shared_storage(team):
     assert "-shared:/opt/dagster/shared" in run_context
 
 
-@pytest.mark.parametrize("team", workspace_teams())
-def test_webserver_and_daemon_wait_for_the_team_code_server(team):
-    for service_name in ("webserver", "daemon"):
-        depends_on = compose()["services"][service_name]["depends_on"]
-        assert depends_on[f"{team}-code"] == {"condition": "service_healthy"}
+def test_no_platform_service_names_a_team():
+    """A team added or removed must not change, and so recreate, any platform service."""
+    services = compose()["services"]
+    team_services = {name for team in team_folders() for name in (f"{team}-code", f"{team}-worker")}
+    for name, service in services.items():
+        if name in team_services:
+            continue
+        text = repr(service)
+        named = [team for team in team_folders() if f"{team}-code" in text or f"'{team}'" in text]
+        assert not named, f"{name} names team(s) {named}"
 
 
 def test_every_team_has_a_run_limit_in_one_entry():
@@ -91,7 +99,7 @@ def test_pools_are_enforced_per_step_with_a_default_limit():
     assert instance()["run_monitoring"]["free_slots_after_run_end_seconds"] > 0
 
 
-@pytest.mark.parametrize("team", workspace_teams())
+@pytest.mark.parametrize("team", team_folders())
 def test_team_code_routes_to_its_own_queue(team):
     package = CODE_LOCATIONS / team / "src" / team
     assert re.search(rf'^TEAM = "{team}"$', (package / "__init__.py").read_text(), re.M)

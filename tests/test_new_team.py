@@ -1,7 +1,7 @@
 """`make new-team`: a scaffolded team is registered everywhere and runs green untouched."""
 
-import importlib.util
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -10,17 +10,20 @@ import pytest
 
 from devstack.client import PlatformClient
 from devstack.stack import LocalStack, StackSettings
+import registry
+from registry import scaffold
 from tests.repo import COMPOSE_SCHEMA, REPO_ROOT, copy_checkout
 from tests.stacks import stop_stack, wait_for_loaded_locations
 
 NEW_TEAM = "carrots"
 
 
-def load_scaffolder():
-    spec = importlib.util.spec_from_file_location("new_team", REPO_ROOT / "scripts" / "new_team.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+
+
+def registry_command(checkout, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "registry", *args], cwd=checkout, capture_output=True, text=True
+    )
 
 
 @pytest.mark.parametrize(
@@ -34,12 +37,13 @@ def load_scaffolder():
         ("celery", "reserved"),
         ("json", "would shadow the installed module"),
         ("bakery", "already exists"),
+        ("webserver", "reserved"),
+        ("carrots\n", "not a valid team name"),
     ],
 )
 def test_bad_team_names_are_refused_with_the_reason(name, message):
-    scaffolder = load_scaffolder()
-    with pytest.raises(scaffolder.ScaffoldError, match=message):
-        scaffolder.validate_name(name, REPO_ROOT)
+    with pytest.raises(registry.RegistryError, match=message):
+        scaffold.check_new_name(name, REPO_ROOT)
 
 
 @pytest.fixture(scope="module")
@@ -47,12 +51,7 @@ def scaffolded(tmp_path_factory):
     """A copy of the checkout with a new team scaffolded by the real command."""
     checkout = copy_checkout(tmp_path_factory.mktemp("checkout"))
     started = time.monotonic()
-    result = subprocess.run(
-        [sys.executable, "scripts/new_team.py", NEW_TEAM],
-        cwd=checkout,
-        capture_output=True,
-        text=True,
-    )
+    result = registry_command(checkout, "new", NEW_TEAM)
     assert result.returncode == 0, result.stderr
     print(f"\nmake new-team took {time.monotonic() - started:.1f}s: {result.stdout.strip()}")
     return checkout
@@ -60,14 +59,9 @@ def scaffolded(tmp_path_factory):
 
 def test_a_second_scaffold_of_the_same_name_changes_nothing(scaffolded):
     before = {
-        name: (scaffolded / name).read_text() for name in ("docker-compose.yml", "dagster.yaml")
+        name: (scaffolded / name).read_text() for name in ("docker-compose.yml", "workspace.yaml")
     }
-    result = subprocess.run(
-        [sys.executable, "scripts/new_team.py", NEW_TEAM],
-        cwd=scaffolded,
-        capture_output=True,
-        text=True,
-    )
+    result = registry_command(scaffolded, "new", NEW_TEAM)
     assert result.returncode == 1 and "already exists" in result.stderr
     assert before == {name: (scaffolded / name).read_text() for name in before}
 

@@ -7,7 +7,7 @@ import subprocess
 import pytest
 
 from devstack import config
-from tests.repo import REPO_ROOT, workspace_teams
+from tests.repo import REPO_ROOT, team_folders
 
 # Everything that configures the platform's own processes and images.
 PLATFORM_FILES = [
@@ -37,7 +37,7 @@ def home(tmp_path):
     return tmp_path
 
 
-@pytest.mark.parametrize("team", workspace_teams())
+@pytest.mark.parametrize("team", team_folders())
 def test_dg_launch_runs_a_team_job_in_process_without_the_platform(team, home):
     result = dg(team, home, "launch", "--job", "probe_ping", DAGSTER_TEAM_IN_PROCESS="1")
     output = result.stdout + result.stderr

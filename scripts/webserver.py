@@ -1,0 +1,59 @@
+"""The two webserver calls the deploy scripts make, over GraphQL, with the standard library."""
+
+import json
+import urllib.request
+
+from envfile import setting
+
+RELOAD_LOCATION = """
+mutation Reload($name: String!) {
+  reloadRepositoryLocation(repositoryLocationName: $name) {
+    __typename
+    ... on WorkspaceLocationEntry { name loadStatus
+      locationOrLoadError { __typename ... on PythonError { message } } }
+    ... on PythonError { message }
+  }
+}
+"""
+
+# Rereads workspace.yaml: how the webserver learns of a team added or removed while it runs.
+RELOAD_WORKSPACE = """
+mutation {
+  reloadWorkspace {
+    __typename
+    ... on Workspace { locationEntries { name loadStatus
+      locationOrLoadError { __typename ... on PythonError { message } } } }
+    ... on PythonError { message }
+  }
+}
+"""
+
+
+def default_url() -> str:
+    return f"http://127.0.0.1:{setting('WEBSERVER_PORT', '3000')}"
+
+
+def graphql(url: str, query: str, variables: dict | None = None, timeout: float = 120) -> dict:
+    request = urllib.request.Request(
+        f"{url}/graphql",
+        data=json.dumps({"query": query, "variables": variables or {}}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=timeout) as response:
+        return json.loads(response.read())["data"]
+
+
+def load_error(entry: dict) -> str | None:
+    return (entry.get("locationOrLoadError") or {}).get("message") or entry.get("message")
+
+
+def reload_location(url: str, team: str) -> dict:
+    return graphql(url, RELOAD_LOCATION, {"name": team})["reloadRepositoryLocation"]
+
+
+def reload_workspace(url: str) -> dict[str, str | None]:
+    """Every location the webserver now serves, mapped to its load error (None when loaded)."""
+    result = graphql(url, RELOAD_WORKSPACE)["reloadWorkspace"]
+    if "locationEntries" not in result:
+        raise RuntimeError(f"the webserver could not reload its workspace: {load_error(result)}")
+    return {entry["name"]: load_error(entry) for entry in result["locationEntries"]}
