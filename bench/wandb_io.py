@@ -1,5 +1,5 @@
-"""The W&B IO manager on a 100 MB object: the package's own benchmark, plus the cross-team
-read in online mode against the fake cloud (the one fake allowed: W&B's API is unreachable)."""
+"""The W&B IO manager on a 100 MB object: its write/read benchmark, plus the cross-team read in
+online mode against the fake cloud (the one fake allowed: W&B's API is unreachable)."""
 
 import json
 import os
@@ -19,7 +19,7 @@ def package_benchmark(size_mb: int, repeat: int) -> dict:
         subprocess.run(
             [
                 sys.executable,
-                str(PACKAGE / "bench" / "bench_io.py"),
+                str(Path(__file__).with_name("wandb_io_write_read.py")),
                 "--out",
                 str(out),
                 "--size-mb",

@@ -176,7 +176,7 @@ def same_run_writer(
     """Writes two artifacts into the W&B run of one Dagster run, recording when it holds it."""
     import wandb
 
-    import dagster_wandb_io.store as store_module
+    import dagster_wandb_io.publish as store_module
 
     wandb.setup()  # start wandb's service before the writers race for the run
     barrier.wait(timeout=120)

@@ -1,8 +1,9 @@
 """Dagster <-> W&B artifacts: the seed integration's API, offline mode, a cache shared by
 many processes, and signed pickles.
 
-Names are imported lazily so that processes that only use the cache layer (CLI, eviction,
-workers) do not pay for importing dagster and wandb.
+`__all__` is the public API: no other module declares one, and only its names are exported.
+They are imported lazily, so that processes that only use the cache layer (CLI, eviction,
+workers) do not pay for importing dagster and wandb; `_EXPORTS` says where each one lives.
 """
 
 from __future__ import annotations
@@ -65,10 +66,9 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
+    if name not in __all__:
         raise AttributeError(f"module 'dagster_wandb_io' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
     globals()[name] = value
     return value
 

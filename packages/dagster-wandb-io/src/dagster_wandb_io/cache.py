@@ -5,6 +5,7 @@ Layout under ``<base_dir>/dagster_wandb_io/``::
     cache/<entity>/<project>/<name>/<digest>/entry.json     manifest (per-file md5, size, xxh128)
     cache/<entity>/<project>/<name>/<digest>/files/...      the artifact's files
     cache/<entity>/<project>/<name>/<digest>/last_used.json last use + TTL, written explicitly
+    cache/<entity>/<project>/<name>/<digest>/checks/...     xxh128 of files fetched later
     cache/<entity>/<project>/<name>/<digest>.lock           shared: in use; exclusive: commit, evict
     cache/<entity>/<project>/<name>/<digest>.fill.lock      serializes fetchers of missing files
     tmp/<uuid>/                                             entries being built (same volume)
@@ -12,6 +13,9 @@ Layout under ``<base_dir>/dagster_wandb_io/``::
 `<digest>` is the W&B artifact manifest digest, which is computed locally from file MD5s, so the
 same content gets the same entry online and offline. Entries appear by an atomic directory
 rename under the exclusive lock; files fetched later appear by atomic file renames.
+
+An entry fetched from W&B starts as its manifest alone, and W&B manifests carry only MD5s; the
+xxh128 of each file fetched into it is kept under ``checks/`` so later uses check it cheaply.
 """
 
 from __future__ import annotations
@@ -21,7 +25,8 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Iterator
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -30,14 +35,16 @@ from typing import Any
 import xxhash
 
 from . import signing
-from .errors import CacheCorruptionError, ConfigurationError
-from .fsutil import atomic_write_json, read_json, remove_tree
+from .errors import CacheCorruptionError, ConfigurationError, WandbArtifactsIOManagerError
+from .fsutil import atomic_write_json, link_or_copy, read_json, remove_tree
 from .locks import FileLock
 
 ROOT_DIRNAME = "dagster_wandb_io"
 BASE_DIR_ENV = "DAGSTER_WANDB_IO_BASE_DIR"
 ENTRY_FORMAT = 1
 DEFAULT_TTL_MINUTES = 60 * 24 * 30
+# Entries one process keeps held for user code; bounds its open file descriptors.
+_MAX_HELD = 64
 _MANIFEST_HEADER = b"wandb-artifact-manifest-v1\n"
 
 
@@ -222,8 +229,45 @@ class CacheEntry:
     def has_file(self, logical: str) -> bool:
         return self.file_path(logical).is_file()
 
+    def _checks_path(self, logical: str) -> Path:
+        return self.path / "checks" / (hashlib.sha1(logical.encode()).hexdigest() + ".json")
+
+    def known_xxh128(self, logical: str, record: FileRecord) -> str | None:
+        """The file's xxh128 from the manifest, else from the check recorded when it was fetched."""
+        if record.xxh128 is not None:
+            return record.xxh128
+        try:
+            data = read_json(self._checks_path(logical))
+            if data.get("md5") == record.md5:
+                return str(data["xxh128"])
+        except (OSError, ValueError, KeyError):
+            pass
+        return None
+
+    def has_intact_file(self, logical: str, record: FileRecord, *, verify: bool = True) -> bool:
+        """Whether the cached file matches `record`; `verify=False` only checks its size."""
+        if verify:
+            xxh = self.known_xxh128(logical, record)
+            return self.check_file(logical, FileRecord(record.md5, record.size, xxh))
+        try:
+            return self.file_path(logical).stat().st_size == record.size
+        except FileNotFoundError:
+            return False
+
+    def part_path(self, logical: str) -> Path:
+        """A fresh temporary name beside the file, so placing it is an atomic rename."""
+        final = self.file_path(logical)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        return final.with_name(f".{final.name}.{uuid.uuid4().hex}.part")
+
+    def place_file(self, logical: str, part: Path, md5: str) -> None:
+        """Rename a fetched file (already checked against `md5`) into the entry."""
+        xxh = tree_xxh128_file(part)
+        os.replace(part, self.file_path(logical))
+        atomic_write_json(self._checks_path(logical), {"md5": md5, "xxh128": xxh})
+
     def check_file(self, logical: str, record: FileRecord) -> bool:
-        """Cheap integrity check (size + tree xxh128) of one cached file."""
+        """Integrity check of one cached file: size, then tree xxh128 (cheap), else MD5."""
         path = self.file_path(logical)
         try:
             if path.stat().st_size != record.size:
@@ -268,6 +312,18 @@ class StagedEntry:
         self._lock.acquire()
         self.files_dir.mkdir(parents=True)
 
+    def add_file(
+        self, logical: str, src: str, md5: str, size: int, xxh128: str | None = None
+    ) -> FileRecord:
+        """Hard-link `src` into the entry unless the file is already there; describe it.
+
+        `xxh128` is passed when the writer computed it while writing, to spare a re-read.
+        """
+        dest = self.files_dir / logical
+        if not dest.exists():
+            link_or_copy(Path(src), dest)
+        return FileRecord(md5=md5, size=size, xxh128=xxh128 or tree_xxh128_file(dest))
+
     def discard(self) -> None:
         remove_tree(self.path)
         self._lock.path.unlink(missing_ok=True)
@@ -284,9 +340,59 @@ class StagedEntry:
             self._lock.release()
 
 
+class Holds:
+    """Entries this process keeps in use after the call that opened them returned.
+
+    Paths and artifacts handed to user code must stay valid for the rest of the run, so their
+    entry's shared lock is kept until `release_all`. At most `_MAX_HELD` are kept; the least
+    recently used are released first.
+    """
+
+    def __init__(self) -> None:
+        self._locks: OrderedDict[str, FileLock] = OrderedDict()
+
+    def __contains__(self, entry: CacheEntry) -> bool:
+        return str(entry.path) in self._locks
+
+    def hold(self, entry: CacheEntry) -> None:
+        """Hold `entry` (taking its shared lock if not held yet), as the most recently used."""
+        key = str(entry.path)
+        if key in self._locks:
+            self._locks.move_to_end(key)
+            return
+        lock = FileLock(entry.lock_path, shared=True)
+        lock.acquire()
+        self._add(key, lock)
+
+    def adopt(self, entry: CacheEntry, lock: FileLock) -> None:
+        """Keep `lock` (a shared lock on `entry`) as its hold; redundant if already held."""
+        key = str(entry.path)
+        if key in self._locks:
+            lock.release()
+        else:
+            self._add(key, lock)
+
+    def _add(self, key: str, lock: FileLock) -> None:
+        self._locks[key] = lock
+        while len(self._locks) > _MAX_HELD:
+            _, old = self._locks.popitem(last=False)
+            old.release()
+
+    def release(self, entry: CacheEntry) -> None:
+        lock = self._locks.pop(str(entry.path), None)
+        if lock is not None:
+            lock.release()
+
+    def release_all(self) -> None:
+        while self._locks:
+            _, lock = self._locks.popitem(last=False)
+            lock.release()
+
+
 class SharedCache:
     def __init__(self, layout: Layout) -> None:
         self.layout = layout
+        self.holds = Holds()
 
     def entry(self, entity: str, project: str, name: str, digest: str) -> CacheEntry:
         return CacheEntry(self, entity, project, name, digest)
@@ -294,19 +400,35 @@ class SharedCache:
     def stage(self) -> StagedEntry:
         return StagedEntry(self)
 
-    def commit(self, staged: StagedEntry, manifest: EntryManifest, ttl: int | None) -> CacheEntry:
-        """Move a staged entry into place unless a valid one already exists (same content)."""
+    def commit(
+        self,
+        staged: StagedEntry,
+        manifest: EntryManifest,
+        ttl: int | None,
+        *,
+        complete: bool = True,
+    ) -> CacheEntry:
+        """Move a staged entry into place unless a valid one already exists (same content).
+
+        `complete`: the staged entry holds every file (a write), so an existing entry is only
+        kept if its files check out. An entry staged from a W&B manifest alone (its files are
+        fetched later) keeps any existing entry whose manifest is readable, with the files
+        already fetched into it.
+        """
         entry = self.entry(manifest.entity, manifest.project, manifest.name, manifest.digest)
         atomic_write_json(staged.path / "entry.json", manifest.to_json())
         entry.path.parent.mkdir(parents=True, exist_ok=True)
+        # flock locks of one process conflict across file descriptors: drop our shared hold
+        # before taking the exclusive lock on the same entry, or we would wait on ourselves.
+        self.holds.release(entry)
         with FileLock(entry.lock_path):
             existing = None
             try:
                 existing = entry.read_manifest()
             except CacheCorruptionError:
                 existing = None
-            if existing is not None and all(
-                entry.check_file(p, r) for p, r in existing.files.items()
+            if existing is not None and (
+                not complete or all(entry.check_file(p, r) for p, r in existing.files.items())
             ):
                 if manifest.origin == "offline" and existing.origin != "offline":
                     existing.origin = "offline"
@@ -317,6 +439,39 @@ class SharedCache:
                 os.replace(staged.path, entry.path)
             entry.touch(ttl)
         return entry
+
+    def open(
+        self,
+        entry: CacheEntry,
+        ttl: int | None,
+        create: Callable[[CacheCorruptionError | None], None],
+    ) -> EntryManifest:
+        """Hold `entry` in use and return its manifest.
+
+        `create(problem)` runs, without the lock, when the entry is missing (`problem` is None)
+        or corrupt; it must commit the entry or raise. Eviction may remove a new entry before it
+        is locked, hence the few attempts.
+        """
+        for _ in range(5):
+            lock = FileLock(entry.lock_path, shared=True)
+            lock.acquire()
+            try:
+                manifest = entry.read_manifest()
+            except CacheCorruptionError as exc:
+                lock.release()
+                create(exc)
+                continue
+            if manifest is None:
+                lock.release()
+                create(None)
+                continue
+            entry.touch(ttl)
+            self.holds.adopt(entry, lock)
+            return manifest
+        raise WandbArtifactsIOManagerError(
+            f"Could not open the cache entry {entry.path}: it kept being evicted. Run eviction"
+            " less aggressively (a larger --older-than-minutes)."
+        )
 
     @contextmanager
     def using(self, entry: CacheEntry) -> Iterator[FileLock]:

@@ -6,7 +6,7 @@ from typing import Any
 
 from dagster import MetadataValue
 
-from .store import WriteResult
+from .publish import WriteResult
 
 
 def output_metadata(result: WriteResult, dagster_run_id: str) -> dict[str, Any]:

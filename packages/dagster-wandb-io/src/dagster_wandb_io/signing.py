@@ -208,7 +208,8 @@ class HashingWriter:
     def write(self, data: Any) -> int:
         view = memoryview(data).cast("B")
         n = len(view)
-        # Large writes go straight to the file; pickle hands us big payloads without copying.
+        # No buffer of our own: pickle already writes whole 64 KiB frames (or, below protocol
+        # 4, its whole output at once) and hands large buffers over as views, uncopied.
         self._raw.write(view)
         self.digester.update(view)
         self.bytes_written += n

@@ -9,7 +9,7 @@ Each object kind is measured in a fresh subprocess:
 * cache-hit read (index -> cache -> signature check -> unpickle) against a raw `pickle.load`
   of the same object from a plain pickle file, alternating runs, medians reported.
 
-Usage: python bench/bench_io.py [--out results.json] [--size-mb 100] [--repeat 7]
+Usage: python bench/wandb_io_write_read.py [--out results.json] [--size-mb 100] [--repeat 7]
 """
 
 from __future__ import annotations
