@@ -15,6 +15,18 @@ from dagster._core.events import DagsterEventType
 from dagster_team_celery.probes import POOL_WIDTH, PROBE_POOL, pool_run_config
 
 
+def started_steps(team) -> list[str]:
+    """The step keys of every STEP_START of the team's latest run, repeats included."""
+    with team.instance() as instance:
+        runs = instance.get_runs(limit=1)
+        if not runs:
+            return []
+        records = instance.get_records_for_run(
+            runs[0].run_id, of_type=DagsterEventType.STEP_START
+        ).records
+        return [record.event_log_entry.step_key for record in records]
+
+
 def test_a_redelivered_step_runs_again_under_its_one_slot(team):
     team.start_worker()
     run = team.start_run("probe_pool", pool_run_config(3.0))
@@ -31,6 +43,9 @@ def test_a_redelivered_step_runs_again_under_its_one_slot(team):
     sampler.start()
     try:
         task = wait_for(lambda: next(iter(team.active_tasks()), None), 60)
+        # A task is active before its step starts; kill only once the step has begun, or the
+        # redelivered copy is the step's first start and nothing is seen to run twice.
+        wait_for(lambda: started_steps(team), 60, lambda: "no step ever started")
         os.kill(task["worker_pid"], signal.SIGKILL)  # the pool process dies mid-step
         output, _ = run.communicate(timeout=180)
     finally:
@@ -38,14 +53,8 @@ def test_a_redelivered_step_runs_again_under_its_one_slot(team):
         sampler.join()
 
     assert "STATUS SUCCESS" in output, output[-3000:]
+    starts = started_steps(team)
     with team.instance() as instance:
-        run_id = instance.get_runs(limit=1)[0].run_id
-        starts = [
-            record.event_log_entry.step_key
-            for record in instance.get_records_for_run(
-                run_id, of_type=DagsterEventType.STEP_START
-            ).records
-        ]
         assert instance.event_log_storage.get_concurrency_info(PROBE_POOL).claimed_slots == []
     rerun = {step for step in starts if starts.count(step) > 1}
     print(f"\nredelivered step(s) {sorted(rerun)}; most slots claimed at once: {max(peak_claims)}")
