@@ -79,7 +79,8 @@ test: venvs ## Everything: static, packages, teams, local stack, faults, browser
 	$(PYTHON) -m pytest packages/dagster-team-celery/tests packages/dagster-wandb-io/tests -q
 	for team in $(BUILT_TEAMS); do \
 		code_locations/$$team/.venv/bin/python -m pytest code_locations/$$team/tests -q || exit 1; \
-		(cd code_locations/$$team && VIRTUAL_ENV=$$PWD/.venv .venv/bin/dg check defs) || exit 1; \
+		(cd code_locations/$$team && VIRTUAL_ENV=$$PWD/.venv .venv/bin/dg check defs && \
+			VIRTUAL_ENV=$$PWD/.venv .venv/bin/dg list defs >/dev/null) || exit 1; \
 	done
 	$(PYTHON) -m pytest tests -v -rP --durations=25
 
@@ -105,7 +106,7 @@ remove-team: platform-venv ## Delete a team's folder and unregister it: make rem
 	$(PYTHON) -m registry remove "$(NAME)"
 
 redeploy: ## Restart one team only: make redeploy TEAM=<team> [IMAGE=<ref>] [MODE=local]
-	if [ "$(MODE)" = local ]; then $(PYTHON) -m devstack redeploy "$(TEAM)"; exit; fi
+	if [ "$(MODE)" = local ]; then $(PYTHON) scripts/redeploy.py --local "$(TEAM)"; exit; fi
 	# IMAGE= is for a team kept in its own repository: its manifest moves to the new tag.
 	if [ -n "$(IMAGE)" ]; then $(MAKE) --no-print-directory platform-venv; \
 		$(PYTHON) -m registry set-image "$(TEAM)" "$(IMAGE)"; fi

@@ -1,8 +1,10 @@
 """The two stacks the benchmarks compare: the platform, and vanilla Dagster + dagster-celery.
 
 Vanilla means the same versions with no tuning: the default 5 s dequeue interval, the stock
-DefaultRunLauncher, dagster-celery's own executor with nothing but the team's queue, and
-workers started the stock way (`dagster-celery worker start -A dagster_celery.app`).
+DefaultRunLauncher, dagster-celery's own executor with nothing but the team's queue (the code
+servers load the team's definitions through bench/vanilla/vanilla_definitions.py, which swaps
+the executor), and workers started the stock way (`dagster-celery worker start -A
+dagster_celery.app`).
 """
 
 import os
@@ -16,6 +18,9 @@ from devstack.processes import Service
 from devstack.stack import LocalStack, StackSettings
 
 VANILLA_LAUNCHER = {"module": "dagster._core.launcher", "class": "DefaultRunLauncher"}
+# Holds only vanilla_definitions.py, so nothing else on the team's path is shadowed.
+VANILLA_PYTHONPATH = Path(__file__).resolve().parent / "vanilla"
+VANILLA_MODULE = "vanilla_definitions"
 TUNED_COORDINATOR_KEYS = ("dequeue_interval_seconds", "dequeue_use_threads", "dequeue_num_workers")
 
 
@@ -35,7 +40,13 @@ class VanillaStack(LocalStack):
         return yaml.safe_dump(instance, sort_keys=False)
 
     def team_env(self, team: str) -> dict[str, str]:
-        return {**super().team_env(team), "DAGSTER_CELERY_EXECUTOR_LOOP": "vanilla"}
+        # Code servers, runs and workers all import the job through VANILLA_MODULE.
+        return {**super().team_env(team), "PYTHONPATH": str(VANILLA_PYTHONPATH)}
+
+    def _code_server(self, team: str) -> Service:
+        service = super()._code_server(team)
+        service.argv[service.argv.index(f"{team}.definitions")] = VANILLA_MODULE
+        return service
 
     def _worker(self, team: str) -> Service:
         # The stock wrapper runs `celery` from PATH, as in an image whose venv is on PATH.

@@ -7,25 +7,9 @@ import sys
 import threading
 from pathlib import Path
 
-from devstack.stack import LocalStack, StackError, StackSettings
-
-
-def redeploy_main(argv: list[str]) -> int:
-    from devstack.redeploy import redeploy
-
-    parser = argparse.ArgumentParser(prog="python -m devstack redeploy")
-    parser.add_argument("team")
-    parser.add_argument("--name", default="dev", help="the running stack's state folder")
-    args = parser.parse_args(argv)
-    try:
-        report = redeploy(StackSettings().state_root / args.name, args.team)
-    except StackError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    print(
-        f"Redeployed {report.team} in {report.seconds:.1f}s: {report.old_pids} -> {report.new_pids}"
-    )
-    return 0
+from devstack.environment import StackSettings
+from devstack.errors import StackError
+from devstack.stack import LocalStack
 
 
 def stop_main(argv: list[str]) -> int:
@@ -63,8 +47,6 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["redeploy"]:
-        return redeploy_main(argv[1:])
     if argv[:1] == ["stop"]:
         return stop_main(argv[1:])
     args = parse_args(argv)

@@ -28,6 +28,11 @@ LOCAL_RUN_LAUNCHER: dict[str, Any] = {
 # The platform processes import the launcher above from this checkout.
 DEVSTACK_PYTHONPATH = str(Path(__file__).resolve().parent.parent)
 LOCAL_HOST = "127.0.0.1"
+# The platform's own code location (cache eviction), served in both modes; see
+# docker-compose.yml's platform-code.
+PLATFORM_LOCATION = "platform"
+PLATFORM_CODE_SERVICE = "platform-code"
+PLATFORM_MODULE = "dagster_wandb_io.maintenance"
 
 
 def load_yaml(path: Path) -> dict[str, Any]:

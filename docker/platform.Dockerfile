@@ -14,12 +14,14 @@ ENV PYTHONUNBUFFERED=1 \
 
 RUN pip install --no-cache-dir "uv==${UV_VERSION}" \
     && useradd --uid 1000 --create-home --shell /usr/sbin/nologin dagster \
-    && mkdir -p /opt/dagster/home /opt/dagster/shared \
-    && chown dagster:dagster /opt/dagster/shared
+    && mkdir -p /opt/dagster/home /opt/dagster/shared /opt/dagster/artifact-cache \
+    && chown dagster:dagster /opt/dagster/shared /opt/dagster/artifact-cache
 
 WORKDIR /opt/dagster/platform
-# The platform's own package (run launcher, executor loop) is a path dependency of the lock.
+# The platform's own packages (run launcher, executor loop; the platform code location's
+# cache eviction) are path dependencies of the lock.
 COPY packages/dagster-team-celery packages/dagster-team-celery
+COPY packages/dagster-wandb-io packages/dagster-wandb-io
 COPY pyproject.toml uv.lock ./
 RUN uv sync --frozen --no-dev --no-install-project
 

@@ -1,8 +1,10 @@
 """Every registered team is wired the same way everywhere, and one Dagster version rules."""
 
+import os
 import re
 
 import pytest
+import yaml
 
 from registry import generate
 from tests.repo import (
@@ -100,11 +102,20 @@ def test_pools_are_enforced_per_step_with_a_default_limit():
 
 
 @pytest.mark.parametrize("team", team_folders())
-def test_team_code_routes_to_its_own_queue(team):
-    package = CODE_LOCATIONS / team / "src" / team
-    assert re.search(rf'^TEAM = "{team}"$', (package / "__init__.py").read_text(), re.M)
-    platform_defs = (package / "defs" / "platform.py").read_text()
-    assert "team_celery_executor(TEAM)" in platform_defs
+def test_team_declares_the_platform_component_for_its_own_queue(team):
+    """The platform's wiring is a component the team declares, not code copied into it."""
+    defs_folder = CODE_LOCATIONS / team / "src" / team / "defs"
+    declared = yaml.safe_load((defs_folder / "platform" / "defs.yaml").read_text())
+    assert declared == {
+        "type": "dagster_team_celery.component.TeamPlatformComponent",
+        "attributes": {"team": team},
+    }
+    copied = [
+        path.relative_to(defs_folder)
+        for path in defs_folder.rglob("*.py")
+        if re.search(r"team_celery_executor|WandbArtifactsIOManager\(", path.read_text())
+    ]
+    assert copied == [], f"{team} carries platform wiring of its own: {copied}"
 
 
 def test_one_dagster_version_in_every_lock():
@@ -133,3 +144,33 @@ def test_images_install_only_from_the_locks():
         assert "uv sync --frozen" in text, dockerfile
         installs = re.findall(r"pip install[^\n]*", text)
         assert all("uv==" in line for line in installs), (dockerfile, installs)
+
+
+def test_compose_run_containers_and_local_mode_give_team_code_the_same_variables(monkeypatch):
+    """The team environment is written in three places that cannot share one file: compose's
+    x-team-env, dagster.yaml's run_launcher.env_vars (what the daemon copies into each run
+    container) and local mode's StackEnvironment. A variable added to one only would silently
+    never reach runs, so the three must name the same variables."""
+    from devstack.environment import StackEnvironment, StackSettings
+
+    # A run container needs no DAGSTER_HOME: its launch command carries the instance itself.
+    compose_names = set(compose()["x-team-env"]) - {"DAGSTER_HOME"}
+    run_container_names = set(instance()["run_launcher"]["config"]["env_vars"])
+    for name in list(os.environ):
+        monkeypatch.delenv(name)  # local mode passes the caller's environment through
+    local = StackEnvironment(StackSettings(teams=["bakery"]))
+    local.secrets = dict.fromkeys(("postgres_password", "redis_password", "signing_key"), "x")
+    local.ports = {"postgres": 1, "redis": 2}
+    # What only a local process needs: its team (compose sets it per service), where it
+    # reports liveness, its own temporary folder, and a quiet wandb.
+    local_only = {"DAGSTER_HOME", "DAGSTER_TEAM", "DAGSTER_CELERY_LIVENESS_FILE", "TMPDIR"}
+    local_names = set(local.team_env("bakery")) - local_only - {"WANDB_SILENT"}
+
+    assert run_container_names == compose_names, (
+        "dagster.yaml run_launcher.env_vars and docker-compose.yml x-team-env differ: "
+        f"{sorted(run_container_names ^ compose_names)}"
+    )
+    assert local_names == compose_names, (
+        "devstack/environment.py team_env and docker-compose.yml x-team-env differ: "
+        f"{sorted(local_names ^ compose_names)}"
+    )

@@ -14,6 +14,7 @@ from dagster_team_celery.probes import FAN_OUT_WIDTH, fan_out_run_config
 from devstack import config
 from devstack.client import PlatformClient
 from devstack.stack import free_port
+from registry.scaffold import copy_template
 from tests.repo import REPO_ROOT, SECRET_VARIABLES, copy_checkout
 from tests.stacks import wait_for_loaded_locations
 from tests.terminate import (
@@ -28,19 +29,22 @@ from tests.terminate import (
 
 pytestmark = pytest.mark.container
 
-# Scaffolded by `scripts/new_team.py` in a copy of the checkout, so the container stack also
-# proves a new team runs green without hand edits.
+# Scaffolded by `make new-team`'s command into the running stack's checkout, so the container
+# stack proves a new team runs green without hand edits and without restarting anything else.
 NEW_TEAM = "carrots"
+# A team kept in its own repository: built from a folder outside code_locations/, deployed by
+# image reference alone.
+EXTERNAL_TEAM = "forecast"
 
 
 class ComposeStack:
     def __init__(self, checkout, tmp_path) -> None:
         self.checkout = checkout
         self.teams = config.teams(checkout)
+        self.env_file = env_file = tmp_path / "compose.env"
         self.name = f"mlp-e2e-{os.getpid()}"
         self.webserver_port = free_port()
         self.flower_port = free_port()
-        env_file = tmp_path / "compose.env"
         settings = {
             **{name: secrets.token_hex(16) for name in SECRET_VARIABLES},
             "PLATFORM_NAME": self.name,
@@ -98,13 +102,62 @@ class ComposeStack:
     def container_ids(self, service: str) -> list[str]:
         return self.run("ps", "-q", service).split()
 
+    def all_container_ids(self) -> dict[str, list[str]]:
+        return {service: self.container_ids(service) for service in self.services()}
+
+    def image_ids(self) -> dict[str, str]:
+        """Each service's image reference -> its current image ID, to tell why compose
+        recreated a container (a changed image, or a changed configuration)."""
+        images = set(self.run("config", "--images").split())
+        return {
+            image: subprocess.run(
+                ["docker", "image", "inspect", "--format", "{{.Id}}", image],
+                capture_output=True,
+                text=True,
+            ).stdout.strip()[:19]
+            for image in sorted(images)
+        }
+
+    def script(self, *args: str, timeout: float = 900) -> subprocess.CompletedProcess:
+        """A deploy script or registry command, run in the stack's checkout as make runs it."""
+        return subprocess.run(
+            [sys.executable, *args],
+            cwd=self.checkout,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+
+    def up_like_make_up(self) -> None:
+        """What `make up` does after `make generate`: build, up, wait, reload the workspace."""
+        self.run("build", "init", *(f"{team}-code" for team in config.teams(self.checkout)))
+        up = subprocess.run(
+            [*self.compose, "up", "-d", "--remove-orphans"],
+            cwd=self.checkout,
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
+        # What compose did to each container (Running, Recreate, Create, Removed).
+        print(up.stdout[-3000:] + up.stderr[-3000:])
+        assert up.returncode == 0, up.stderr[-4000:]
+        result = self.script(
+            "scripts/wait_healthy.py",
+            "--compose",
+            shlex.join(self.compose),
+            "--timeout",
+            "600",
+            "--reload-workspace",
+            "--webserver",
+            self.webserver_url,
+        )
+        print(result.stdout[-1500:])
+        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+
 
 @pytest.fixture(scope="module")
 def compose_stack(tmp_path_factory, request):
     checkout = copy_checkout(tmp_path_factory.mktemp("checkout"))
-    subprocess.run(
-        [sys.executable, "scripts/new_team.py", "--no-sync", NEW_TEAM], cwd=checkout, check=True
-    )
     stack = ComposeStack(checkout, tmp_path_factory.mktemp("compose"))
     build_started = time.monotonic()
     # One service per image, as `make build` does.
@@ -133,7 +186,6 @@ def compose_client(compose_stack):
 def test_each_team_runs_in_its_own_run_container_and_on_its_own_workers(
     compose_stack, compose_client
 ):
-    assert NEW_TEAM in compose_stack.teams
     submitted = {}
     for team in compose_stack.teams:
         submitted[team] = (compose_client.submit_job(team, "probe_ping"), time.monotonic())
@@ -148,12 +200,127 @@ def test_each_team_runs_in_its_own_run_container_and_on_its_own_workers(
         assert workers and all(worker.startswith(f"{team}@") for worker in workers.values())
 
 
-def test_scaffolded_teams_sample_job_runs_green(compose_client):
-    run_id = compose_client.submit_job(NEW_TEAM, "sample_job")
-    assert compose_client.wait_for_run(run_id, timeout=300) == "SUCCESS"
-    workers = compose_client.step_workers(run_id)
+def assert_sample_job_runs_on_its_team(client: PlatformClient, team: str) -> None:
+    run_id = client.submit_job(team, "sample_job")
+    assert client.wait_for_run(run_id, timeout=300) == "SUCCESS"
+    workers = client.step_workers(run_id)
     assert set(workers) == {"raw_numbers", "squared_numbers"}
-    assert all(worker.startswith(f"{NEW_TEAM}@") for worker in workers.values())
+    assert all(worker.startswith(f"{team}@") for worker in workers.values())
+
+
+def test_adding_and_removing_a_team_recreates_no_other_container(compose_stack, compose_client):
+    before = compose_stack.all_container_ids()
+    images_before = compose_stack.image_ids()
+    started = time.monotonic()
+    scaffolded = compose_stack.script("-m", "registry", "new", "--no-sync", NEW_TEAM)
+    assert scaffolded.returncode == 0, scaffolded.stderr
+    scaffold_seconds = time.monotonic() - started
+    compose_stack.up_like_make_up()
+    up_seconds = time.monotonic() - started
+    assert_sample_job_runs_on_its_team(compose_client, NEW_TEAM)
+    green_seconds = time.monotonic() - started
+
+    after = compose_stack.all_container_ids()
+    print(
+        f"\nnew team: scaffolded {scaffold_seconds:.1f}s, its image built and services healthy "
+        f"{up_seconds:.1f}s, sample_job SUCCESS {green_seconds:.1f}s after `make new-team`"
+    )
+    assert set(after) - set(before) == {f"{NEW_TEAM}-code", f"{NEW_TEAM}-worker"}
+    recreated = [service for service in before if before[service] != after[service]]
+    images_after = compose_stack.image_ids()
+    changed_images = {
+        image: (images_before[image], images_after[image])
+        for image in images_before
+        if images_before[image] != images_after.get(image)
+    }
+    assert recreated == [], f"adding a team recreated {recreated}; images changed: {changed_images}"
+
+    removed = compose_stack.script("-m", "registry", "remove", NEW_TEAM)
+    assert removed.returncode == 0, removed.stderr
+    compose_stack.up_like_make_up()
+    assert compose_stack.all_container_ids() == before
+    assert NEW_TEAM not in compose_client.locations()
+
+
+def build_external_team_image(compose_stack: ComposeStack, tag: str) -> str:
+    image = f"{compose_stack.name}-external/{EXTERNAL_TEAM}:{tag}"
+    subprocess.run(
+        [
+            "docker",
+            "build",
+            "-q",
+            "-f",
+            "docker/team.Dockerfile",
+            "--build-arg",
+            f"TEAM={EXTERNAL_TEAM}",
+            "--build-arg",
+            f"TEAM_DIR=external/{EXTERNAL_TEAM}",
+            "-t",
+            image,
+            ".",
+        ],
+        cwd=compose_stack.checkout,
+        check=True,
+        capture_output=True,
+        timeout=1200,
+    )
+    return image
+
+
+def test_a_team_from_its_own_repository_deploys_by_image_and_redeploys_a_new_tag(
+    compose_stack, compose_client
+):
+    # The team's repository: the template, kept outside code_locations/, built into an image.
+    source = compose_stack.checkout / "external" / EXTERNAL_TEAM
+    copy_template(EXTERNAL_TEAM, compose_stack.checkout)
+    source.parent.mkdir(parents=True, exist_ok=True)
+    (compose_stack.checkout / "code_locations" / EXTERNAL_TEAM).rename(source)
+    subprocess.run(["uv", "lock", "--quiet"], cwd=source, check=True)
+    first = build_external_team_image(compose_stack, "1")
+    entry = compose_stack.checkout / "code_locations" / EXTERNAL_TEAM
+    entry.mkdir()
+    (entry / "team.toml").write_text(f'image = "{first}"\n')
+    generated = compose_stack.script("-m", "registry", "generate")
+    assert generated.returncode == 0, generated.stderr
+    before = compose_stack.all_container_ids()
+    compose_stack.up_like_make_up()
+    assert_sample_job_runs_on_its_team(compose_client, EXTERNAL_TEAM)
+
+    # A new version in the team's repository (a second job), a new tag, no rebuild here.
+    assets = source / "src" / EXTERNAL_TEAM / "defs" / "assets.py"
+    assets.write_text(
+        assets.read_text() + '\nsample_job_v2 = dg.define_asset_job("sample_job_v2", "*")\n'
+    )
+    second = build_external_team_image(compose_stack, "2")
+    running = compose_stack.all_container_ids()
+    started = time.monotonic()
+    moved = compose_stack.script("-m", "registry", "set-image", EXTERNAL_TEAM, second)
+    assert moved.returncode == 0, moved.stderr
+    redeployed = compose_stack.script(
+        "scripts/redeploy.py",
+        "--compose",
+        shlex.join(compose_stack.compose),
+        "--webserver",
+        compose_stack.webserver_url,
+        EXTERNAL_TEAM,
+    )
+    print(f"\nredeploy by image: {time.monotonic() - started:.1f}s: {redeployed.stdout[-200:]}")
+    assert redeployed.returncode == 0, redeployed.stdout[-3000:] + redeployed.stderr[-3000:]
+    assert " build " not in redeployed.stdout
+    after = compose_stack.all_container_ids()
+    changed = {service for service in running if running[service] != after[service]}
+    assert changed == {f"{EXTERNAL_TEAM}-code", f"{EXTERNAL_TEAM}-worker"}
+    image = compose_stack.run("config", "--images").split()
+    assert second in image and first not in image
+
+    run_id = compose_client.submit_job(EXTERNAL_TEAM, "sample_job_v2")
+    assert compose_client.wait_for_run(run_id, timeout=300) == "SUCCESS"
+    tags = {tag["key"]: tag["value"] for tag in compose_client.run(run_id)["tags"]}
+    assert tags["dagster/image"] == second, "the run did not start from the new image"
+    # `before` was read after the manifest was registered: the team's services were named
+    # but had no container yet.
+    started_since = {service for service in after if after[service] and not before.get(service)}
+    assert started_since == {f"{EXTERNAL_TEAM}-code", f"{EXTERNAL_TEAM}-worker"}
 
 
 def test_the_browser_suite_passes_against_the_container_stack(compose_stack, compose_client):

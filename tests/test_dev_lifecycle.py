@@ -19,7 +19,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from devstack.stack import StackSettings
+from devstack.environment import StackSettings
 from devstack.stack_lock import read_status
 from tests.repo import REPO_ROOT
 
@@ -209,7 +209,8 @@ def test_dev_stop_stops_a_stack_whose_terminal_is_gone_and_a_crashed_one(stack_n
 
 
 def test_a_stale_postgres_lock_file_is_removed_and_a_live_one_is_explained(tmp_path):
-    from devstack.stack import StackError, check_postgres_lock_file
+    from devstack.errors import StackError
+    from devstack.infra import check_postgres_lock_file
 
     data_dir = tmp_path / "postgres"
     data_dir.mkdir()

@@ -6,6 +6,8 @@ import time
 import pytest
 import requests
 
+from devstack.config import PLATFORM_LOCATION
+
 pytestmark = pytest.mark.local_stack
 
 
@@ -14,7 +16,7 @@ def test_ui_serves_and_every_team_location_is_loaded(local_stack, client):
     assert page.status_code == 200
     assert re.search(r"<title[^>]*>Dagster</title>", page.text)
     statuses = client.locations()
-    assert sorted(statuses) == sorted(local_stack.teams)
+    assert sorted(statuses) == sorted([*local_stack.teams, PLATFORM_LOCATION])
     for status in statuses.values():
         assert status.load_status == "LOADED" and status.error is None, status
 
@@ -31,6 +33,18 @@ def test_each_team_probe_runs_on_that_teams_worker(local_stack, client):
         workers = client.step_workers(run_id)
         assert set(workers) == {"report_runtime"}
         assert workers["report_runtime"].startswith(f"{team}@"), workers
+
+
+def test_the_platform_location_evicts_the_shared_cache_without_any_team(local_stack, client):
+    """Cache eviction is the platform's job: its own code location, its own venv, no team's
+    code or queue involved."""
+    run_id = client.submit_job(PLATFORM_LOCATION, "dagster_wandb_io_cache_eviction")
+    assert client.wait_for_run(run_id, timeout=120) == "SUCCESS"
+    messages = [event.get("message") or "" for event in client.run_events(run_id)]
+    report = next(message for message in messages if message.startswith("Evicted "))
+    print(f"\n{report}")
+    assert str(local_stack.artifact_cache) in report
+    assert client.step_workers(run_id) == {}, "an eviction step ran on a team's Celery worker"
 
 
 def test_each_team_fan_out_runs_every_step_on_that_teams_workers(local_stack, client):

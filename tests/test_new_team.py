@@ -1,23 +1,20 @@
 """`make new-team`: a scaffolded team is registered everywhere and runs green untouched."""
 
 import os
-import shutil
 import subprocess
 import sys
 import time
 
 import pytest
 
+import registry
 from devstack.client import PlatformClient
 from devstack.stack import LocalStack, StackSettings
-import registry
 from registry import scaffold
 from tests.repo import COMPOSE_SCHEMA, REPO_ROOT, copy_checkout
 from tests.stacks import stop_stack, wait_for_loaded_locations
 
 NEW_TEAM = "carrots"
-
-
 
 
 def registry_command(checkout, *args: str) -> subprocess.CompletedProcess:

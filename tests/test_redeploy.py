@@ -4,7 +4,10 @@ import time
 
 import pytest
 
-from devstack.redeploy import read_status, redeploy
+from tests.repo import load_script
+
+redeploy_script = load_script("redeploy")
+read_status = redeploy_script.stack_status
 
 pytestmark = pytest.mark.local_stack
 
@@ -29,7 +32,7 @@ def test_redeploying_one_team_leaves_another_teams_run_in_flight_untouched(local
         if name.startswith("ml-")
     }
 
-    report = redeploy(local_stack.state, "bakery")
+    report = redeploy_script.redeploy_local(local_stack.state, "bakery")
     print(f"\nredeployed bakery in {report.seconds:.1f}s while an ml run was in flight")
 
     assert all(report.new_pids[name] != report.old_pids[name] for name in report.old_pids)

@@ -11,6 +11,7 @@ import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, Playwright, expect, sync_playwright
 
 from devstack.client import PlatformClient
+from devstack.config import PLATFORM_LOCATION
 from devstack.stack import LocalStack
 from tests.stacks import wait_for_loaded_locations, wait_until_healthy
 from tests.ui.browser import (
@@ -56,7 +57,8 @@ def browser(playwright: Playwright) -> Iterator[Browser]:
 def ui_target(request: pytest.FixtureRequest) -> UiTarget:
     if url := os.environ.get("UI_TEST_WEBSERVER_URL"):
         client = PlatformClient(url)
-        teams = sorted(client.locations())
+        # Every location but the platform's own is a team's.
+        teams = sorted(set(client.locations()) - {PLATFORM_LOCATION})
         wait_for_loaded_locations(client, teams, timeout=180)
         flower = os.environ["UI_TEST_FLOWER_URL"]
         credentials = (

@@ -13,6 +13,7 @@ import pytest
 from playwright.sync_api import Locator, Page, expect
 
 from devstack.client import PlatformClient
+from devstack.config import PLATFORM_LOCATION
 from tests.stacks import wait_for_loaded_locations
 from tests.ui.browser import REPO_ROOT
 from tests.ui.target import UiTarget
@@ -62,9 +63,11 @@ def test_deployment_page_lists_every_team_location_as_loaded(
     locations_tab = page.get_by_role("tab", name="Code locations")
     locations_tab.click()
     expect(locations_tab).to_have_attribute("aria-selected", "true")
-    expect(page.get_by_text(f"{len(ui_target.teams)} code locations")).to_be_visible()
-    for team in ui_target.teams:
-        expect(location_row(page, team)).to_contain_text("Loaded")
+    # Every team's, and the platform's own (cache eviction).
+    locations = [*ui_target.teams, PLATFORM_LOCATION]
+    expect(page.get_by_text(f"{len(locations)} code locations")).to_be_visible()
+    for location in locations:
+        expect(location_row(page, location)).to_contain_text("Loaded")
     page.screenshot(path=screenshots / "code-locations.png")
 
 

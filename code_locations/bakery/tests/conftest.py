@@ -1,6 +1,6 @@
 import pytest
 
-from bakery.defs.resources import resources
+from bakery.definitions import defs
 
 
 @pytest.fixture(autouse=True)
@@ -18,4 +18,4 @@ def bakery_storage_root(tmp_path, monkeypatch):
 @pytest.fixture
 def team_resources(bakery_storage_root):
     """The bakery's own resources, pointed at the test's folders."""
-    return resources().resources
+    return defs().resources

@@ -1,6 +1,6 @@
 import pytest
 
-from ml.defs.resources import resources
+from ml.definitions import defs
 
 
 @pytest.fixture(autouse=True)
@@ -16,4 +16,4 @@ def offline_wandb(tmp_path, monkeypatch):
 
 @pytest.fixture
 def team_resources(offline_wandb):
-    return resources().resources
+    return defs().resources

@@ -19,8 +19,7 @@ from dagster_team_celery.orchestration import LoopSettings, team_celery_executio
 from dagster_team_celery.settings import BACKEND_URL_ENV, BROKER_URL_ENV, celery_settings
 
 # `dagster-celery` switches every team back to dagster-celery's own executor loop, should the
-# platform's ever misbehave; the tasks and workers are the same either way. `vanilla` is stock
-# dagster-celery with nothing but the team's queue: what the benchmarks compare against.
+# platform's ever misbehave; the tasks and workers are the same either way.
 EXECUTOR_LOOP_ENV = "DAGSTER_CELERY_EXECUTOR_LOOP"
 # For a team member iterating in the team's folder (`dg dev`): every step runs in the run's
 # own process, with no Redis and no workers. Only set by hand; the platform never sets it, and
@@ -114,12 +113,8 @@ def team_celery_executor(team: str) -> ExecutorDefinition:
         )
         return in_process_executor
     name = f"{team}_celery_executor"
-    loop = os.environ.get(EXECUTOR_LOOP_ENV)
-    if loop == "dagster-celery":
+    if os.environ.get(EXECUTOR_LOOP_ENV) == "dagster-celery":
         return celery_executor.configured(fixed, name=name)
-    if loop == "vanilla":
-        stock = {**fixed, "config_source": {"task_default_queue": team}}
-        return celery_executor.configured(stock, name=name)
     return team_celery.configured(
         lambda loop_config: {**fixed, **loop_config}, config_schema=LOOP_CONFIG, name=name
     )

@@ -1,19 +1,9 @@
 import dagster as dg
 
-from bakery import WANDB_ENTITY, WANDB_PROJECT
 from bakery.storage import BakeryStorage, default_root
-from dagster_wandb_io import WandbArtifactsIOManager, WandbResource
 
 
 @dg.definitions
 def resources() -> dg.Definitions:
-    return dg.Definitions(
-        resources={
-            "bakery_storage": BakeryStorage(root=default_root()),
-            # Offline unless WANDB_MODE=online; the cache lives on the shared volume
-            # (DAGSTER_WANDB_IO_BASE_DIR), where every team's code and workers read it.
-            "wandb_artifacts_manager": WandbArtifactsIOManager(
-                wandb_resource=WandbResource(), entity=WANDB_ENTITY, project=WANDB_PROJECT
-            ),
-        }
-    )
+    """The bakery's own resources; the W&B IO manager comes from defs/wandb/defs.yaml."""
+    return dg.Definitions(resources={"bakery_storage": BakeryStorage(root=default_root())})

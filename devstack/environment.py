@@ -1,0 +1,202 @@
+"""A local stack's settings, and what follows from them: its state folder, secrets and ports,
+and the environment each of its processes gets (the mirror of docker-compose.yml's)."""
+
+import json
+import os
+import secrets
+import shutil
+import socket
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from dagster_team_celery.settings import (
+    DEFAULT_VISIBILITY_TIMEOUT_SECONDS,
+    VISIBILITY_TIMEOUT_ENV,
+)
+from devstack import config
+from devstack.health import liveness_file
+
+POSTGRES_USER = "dagster"
+POSTGRES_DB = "dagster"
+SECRET_NAMES = ("postgres_password", "redis_password", "flower_password", "signing_key")
+
+
+@dataclass
+class StackSettings:
+    name: str = "dev"
+    state_root: Path = config.REPO_ROOT / ".devstack"
+    webserver_port: int = 0  # 0: any free port
+    flower_port: int = 0
+    postgres_url: str | None = None  # use this server instead of starting one
+    redis_url: str | None = None
+    teams: list[str] | None = None  # default: config.teams(repo_root)
+    fresh: bool = False  # wipe the state folder first
+    flower: bool = True
+    restart_crashed: bool = True
+    extra_env: dict[str, str] = field(default_factory=dict)
+    # The checkout whose dagster.yaml, workspace.yaml and code_locations/ to run.
+    repo_root: Path = config.REPO_ROOT
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind((config.LOCAL_HOST, 0))
+        return probe.getsockname()[1]
+
+
+class StackEnvironment:
+    """The folders, secrets, ports and environment variables of one stack (``settings.name``)."""
+
+    def __init__(self, settings: StackSettings | None = None) -> None:
+        self.settings = settings or StackSettings()
+        self.state = self.settings.state_root / self.settings.name
+        self.root = self.settings.repo_root
+        self.teams = self.settings.teams or config.teams(self.root)
+        self.ports: dict[str, int] = {}
+        self.secrets: dict[str, str] = {}
+
+    # ---- folders, secrets and ports -------------------------------------------------------
+
+    @property
+    def home(self) -> Path:
+        return self.state / "home"
+
+    @property
+    def logs(self) -> Path:
+        return self.state / "logs"
+
+    @property
+    def artifact_cache(self) -> Path:
+        return self.state / "artifact-cache"
+
+    @property
+    def shared(self) -> Path:
+        return self.state / "shared"
+
+    @property
+    def postgres_socket_dir(self) -> Path:
+        return self.state / "postgres-socket"
+
+    @property
+    def webserver_url(self) -> str:
+        return f"http://{config.LOCAL_HOST}:{self.ports['webserver']}"
+
+    @property
+    def flower_url(self) -> str:
+        return f"http://{config.LOCAL_HOST}:{self.ports['flower']}"
+
+    @property
+    def flower_credentials(self) -> tuple[str, str]:
+        return ("admin", self.secrets["flower_password"])
+
+    def prepare_state(self) -> None:
+        """The state folder (wiped first with ``fresh``), and the secrets it keeps between
+        starts."""
+        if self.settings.fresh and self.state.exists():
+            shutil.rmtree(self.state)
+        for folder in (self.home, self.logs, self.artifact_cache, self.shared):
+            folder.mkdir(parents=True, exist_ok=True)
+        secrets_file = self.state / "secrets.json"
+        if secrets_file.exists():
+            self.secrets = json.loads(secrets_file.read_text())
+        for name in SECRET_NAMES:
+            self.secrets.setdefault(name, secrets.token_hex(24))
+        secrets_file.write_text(json.dumps(self.secrets))
+        secrets_file.chmod(0o600)
+
+    def allocate_ports(self) -> None:
+        self.ports = {
+            "postgres": free_port(),
+            "redis": free_port(),
+            "webserver": self.settings.webserver_port or free_port(),
+            "flower": self.settings.flower_port or free_port(),
+            config.PLATFORM_CODE_SERVICE: free_port(),
+            **{f"{team}-code": free_port() for team in self.teams},
+        }
+
+    # ---- environment ----------------------------------------------------------------------
+
+    def postgres_parts(self) -> dict[str, str]:
+        if self.settings.postgres_url:
+            url = urlsplit(self.settings.postgres_url)
+            return {
+                "host": url.hostname or config.LOCAL_HOST,
+                "port": str(url.port or 5432),
+                "user": url.username or POSTGRES_USER,
+                "password": url.password or "",
+                "db": url.path.lstrip("/") or POSTGRES_DB,
+            }
+        return {
+            "host": config.LOCAL_HOST,
+            "port": str(self.ports["postgres"]),
+            "user": POSTGRES_USER,
+            "password": self.secrets["postgres_password"],
+            "db": POSTGRES_DB,
+        }
+
+    def redis_base_url(self) -> str:
+        """The Redis URL without a database number; the broker uses /0, results /1."""
+        if self.settings.redis_url:
+            url = urlsplit(self.settings.redis_url)
+            return f"{url.scheme}://{url.netloc}"
+        return (
+            f"redis://:{self.secrets['redis_password']}@{config.LOCAL_HOST}:{self.ports['redis']}"
+        )
+
+    def dagster_env(self) -> dict[str, str]:
+        """What every Dagster process gets; the mirror of x-dagster-env in docker-compose.yml."""
+        postgres = self.postgres_parts()
+        inherited = {
+            key: value
+            for key, value in os.environ.items()
+            if key not in ("VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME", "DAGSTER_HOME")
+        }
+        return {
+            **inherited,
+            "DAGSTER_HOME": str(self.home),
+            "DAGSTER_POSTGRES_HOST": postgres["host"],
+            "DAGSTER_POSTGRES_PORT": postgres["port"],
+            "DAGSTER_POSTGRES_USER": postgres["user"],
+            "DAGSTER_POSTGRES_PASSWORD": postgres["password"],
+            "DAGSTER_POSTGRES_DB": postgres["db"],
+            "DAGSTER_STORAGE_DIR": str(self.shared / "storage"),
+            "DAGSTER_COMPUTE_LOGS_DIR": str(self.shared / "compute_logs"),
+            "DAGSTER_CELERY_BROKER_URL": f"{self.redis_base_url()}/0",
+            "DAGSTER_CELERY_BACKEND_URL": f"{self.redis_base_url()}/1",
+            # As compose does: the caller's value, else the package's default.
+            VISIBILITY_TIMEOUT_ENV: os.environ.get(
+                VISIBILITY_TIMEOUT_ENV, str(DEFAULT_VISIBILITY_TIMEOUT_SECONDS)
+            ),
+            **self.settings.extra_env,
+        }
+
+    def team_tmpdir(self, team: str) -> Path:
+        path = self.state / "tmp" / team
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def team_env(self, team: str) -> dict[str, str]:
+        """What team code gets on top; the mirror of x-team-env in docker-compose.yml."""
+        return {
+            **self.dagster_env(),
+            "DAGSTER_TEAM": team,
+            "DAGSTER_WANDB_IO_BASE_DIR": str(self.artifact_cache),
+            "DAGSTER_WANDB_IO_SIGNING_KEY": self.secrets["signing_key"],
+            "WANDB_MODE": "offline",
+            "WANDB_API_KEY": "",
+            "WANDB_SILENT": "true",
+            "DAGSTER_CELERY_LIVENESS_FILE": str(liveness_file(self.state, team)),
+            # Per team, so a test can tell what a team's processes wrote to temporary files.
+            "TMPDIR": str(self.team_tmpdir(team)),
+            **self.settings.extra_env,
+        }
+
+    def platform_code_env(self) -> dict[str, str]:
+        """The platform code location's, whose runs are its subprocesses: the shared cache
+        they keep within its retention; the mirror of platform-code in docker-compose.yml."""
+        return {**self.dagster_env(), "DAGSTER_WANDB_IO_BASE_DIR": str(self.artifact_cache)}
+
+    def platform_env(self) -> dict[str, str]:
+        """The webserver's and the daemon's environment: they load the local run launcher."""
+        return {**self.dagster_env(), "PYTHONPATH": config.DEVSTACK_PYTHONPATH}

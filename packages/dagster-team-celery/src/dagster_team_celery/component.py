@@ -1,0 +1,29 @@
+"""The platform's wiring of one team, as a dg component a team declares in one YAML file.
+
+    # src/<team>/defs/platform/defs.yaml
+    type: dagster_team_celery.component.TeamPlatformComponent
+    attributes:
+      team: bakery
+
+It gives every job of the code location the team's Celery executor (each step on the team's
+own queue, or in-process under DAGSTER_TEAM_IN_PROCESS=1 for `dg dev`) and adds the probe jobs
+the platform's tests and benchmarks launch. Teams carry no copy of this code, so a platform
+change reaches every team with its next image.
+"""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from dagster_team_celery.executor import team_celery_executor
+from dagster_team_celery.probes import build_probe_jobs
+
+
+class TeamPlatformComponent(dg.Component, dg.Model, dg.Resolvable):
+    """Runs every job of this code location on the team's own Celery queue, with probe jobs."""
+
+    team: str
+
+    def build_defs(self, context: dg.ComponentLoadContext) -> dg.Definitions:
+        executor = team_celery_executor(self.team)
+        return dg.Definitions(executor=executor, jobs=build_probe_jobs(executor))
