@@ -7,11 +7,12 @@
 # a code_locations/<team>/team.toml naming that image.
 FROM python:3.11-slim
 
-ARG TEAM
-ARG TEAM_DIR=code_locations/${TEAM}
+# ---- shared with docker/platform.Dockerfile, line for line (tests/test_consistency.py) ----
+# Every team image starts from the platform image's own layers: Dagster, Celery, wandb and the
+# platform packages at the platform lock's versions, installed once and stored once. A new
+# team's build then installs only what its own lock adds, and no team argument appears before
+# this point, so these layers are the same for every team.
 ARG UV_VERSION=0.13.9
-RUN test -n "${TEAM}" || (echo "Build with --build-arg TEAM=<folder under code_locations/>" >&2; exit 1)
-
 ENV PYTHONUNBUFFERED=1 \
     UV_PROJECT_ENVIRONMENT=/opt/dagster/venv \
     UV_COMPILE_BYTECODE=1 \
@@ -19,15 +20,28 @@ ENV PYTHONUNBUFFERED=1 \
     UV_PYTHON_DOWNLOADS=never \
     UV_NO_CACHE=1 \
     PATH=/opt/dagster/venv/bin:$PATH \
-    DAGSTER_TEAM=${TEAM}
+    DAGSTER_HOME=/opt/dagster/home
 
 RUN pip install --no-cache-dir "uv==${UV_VERSION}" \
     && useradd --uid 1000 --create-home --shell /usr/sbin/nologin dagster \
-    && mkdir -p /opt/dagster/artifact-cache /opt/dagster/shared \
-    && chown dagster:dagster /opt/dagster/artifact-cache /opt/dagster/shared
+    && mkdir -p /opt/dagster/home /opt/dagster/shared /opt/dagster/artifact-cache \
+    && chown dagster:dagster /opt/dagster/shared /opt/dagster/artifact-cache
 
-# Third-party dependencies first: this layer is rebuilt only when the team's lock or the
-# platform packages (path dependencies of the lock) change, not when the team's code does.
+WORKDIR /opt/dagster/platform
+COPY packages/dagster-team-celery packages/dagster-team-celery
+COPY packages/dagster-wandb-io packages/dagster-wandb-io
+COPY pyproject.toml uv.lock ./
+RUN uv sync --frozen --no-dev --no-install-project
+# ---- end of the shared layers ----
+
+ARG TEAM
+ARG TEAM_DIR=code_locations/${TEAM}
+RUN test -n "${TEAM}" || (echo "Build with --build-arg TEAM=<folder under code_locations/>" >&2; exit 1)
+ENV DAGSTER_TEAM=${TEAM}
+
+# The team's third-party dependencies: `uv sync` keeps what the shared layers installed at the
+# same versions, adds the team's own libraries and removes the platform-only ones (webserver,
+# Flower). Rebuilt when the team's lock or the platform packages change, not its code.
 COPY packages /opt/dagster/app/packages
 WORKDIR /opt/dagster/app/code_locations/${TEAM}
 COPY ${TEAM_DIR}/pyproject.toml ${TEAM_DIR}/uv.lock ./

@@ -146,6 +146,24 @@ def test_images_install_only_from_the_locks():
         assert all("uv==" in line for line in installs), (dockerfile, installs)
 
 
+def dockerfile_instructions(path) -> list[str]:
+    """The file's instructions, continuation lines joined, comments and blank lines left out."""
+    joined = re.sub(r"\\\n\s*", " ", path.read_text())
+    lines = (line.strip() for line in joined.splitlines())
+    return [line for line in lines if line and not line.startswith("#")]
+
+
+def test_team_images_start_from_the_platform_images_layers():
+    """Every team image reuses the platform image's first layers (Dagster and the platform
+    lock, installed once), so a new team's build installs only its own additions. A cached
+    layer is reused only if every instruction up to it is the same, with no team argument."""
+    platform = dockerfile_instructions(REPO_ROOT / "docker" / "platform.Dockerfile")
+    team = dockerfile_instructions(REPO_ROOT / "docker" / "team.Dockerfile")
+    shared = platform[: platform.index("RUN uv sync --frozen --no-dev --no-install-project") + 1]
+    assert team[: len(shared)] == shared
+    assert not any("TEAM" in line for line in shared)
+
+
 def test_compose_run_containers_and_local_mode_give_team_code_the_same_variables(monkeypatch):
     """The team environment is written in three places that cannot share one file: compose's
     x-team-env, dagster.yaml's run_launcher.env_vars (what the daemon copies into each run

@@ -29,7 +29,9 @@ def started_steps(team) -> list[str]:
 
 def test_a_redelivered_step_runs_again_under_its_one_slot(team):
     team.start_worker()
-    run = team.start_run("probe_pool", pool_run_config(3.0))
+    # Long enough that the kill below, after an inspect and an event-log read on a loaded
+    # machine, still lands while the step runs.
+    run = team.start_run("probe_pool", pool_run_config(6.0))
     peak_claims: list[int] = []
     done = threading.Event()
 
