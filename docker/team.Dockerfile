@@ -38,6 +38,9 @@ ARG TEAM
 ARG TEAM_DIR=code_locations/${TEAM}
 RUN test -n "${TEAM}" || (echo "Build with --build-arg TEAM=<folder under code_locations/>" >&2; exit 1)
 ENV DAGSTER_TEAM=${TEAM}
+# The team's processes run as dagster and write DAGSTER_HOME's run history; the platform image
+# keeps its home root-owned, since it holds the instance config.
+RUN chown dagster:dagster /opt/dagster/home
 
 # The team's third-party dependencies: `uv sync` keeps what the shared layers installed at the
 # same versions, adds the team's own libraries and removes the platform-only ones (webserver,
