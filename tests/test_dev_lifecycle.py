@@ -89,6 +89,11 @@ def test_closing_the_terminal_stops_every_process(stack_name):
     pid, terminal = pty.fork()
     if pid == 0:  # the child: a shell on the pseudo-terminal running `make dev`, as a window
         os.chdir(REPO_ROOT)
+        # A terminal window's shell starts with default signal dispositions. The test runner
+        # may not (started under nohup, or as a background job, it ignores SIGHUP and SIGINT),
+        # and a shell that inherits an ignored SIGHUP can never pass the hangup on.
+        for signum in (signal.SIGHUP, signal.SIGINT, signal.SIGQUIT):
+            signal.signal(signum, signal.SIG_DFL)
         # The trailing command keeps bash as the session leader instead of exec-ing make.
         os.execvp("bash", ["bash", "-c", f"make dev '{dev_args(stack_name)}'; echo ended"])
 
