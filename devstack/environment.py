@@ -39,6 +39,15 @@ class StackSettings:
     repo_root: Path = config.REPO_ROOT
 
 
+def write_private(path: Path, text: str) -> None:
+    """Replace ``path`` with a file readable by its owner only from its first byte: the mode is
+    given to open(2), so no moment exists where another user could read a secret in it."""
+    path.unlink(missing_ok=True)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "w") as private:
+        private.write(text)
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind((config.LOCAL_HOST, 0))
@@ -102,8 +111,7 @@ class StackEnvironment:
             self.secrets = json.loads(secrets_file.read_text())
         for name in SECRET_NAMES:
             self.secrets.setdefault(name, secrets.token_hex(24))
-        secrets_file.write_text(json.dumps(self.secrets))
-        secrets_file.chmod(0o600)
+        write_private(secrets_file, json.dumps(self.secrets))
 
     def allocate_ports(self) -> None:
         self.ports = {

@@ -14,7 +14,7 @@ from pathlib import Path
 import psutil
 
 from devstack import config
-from devstack.environment import POSTGRES_USER, StackEnvironment
+from devstack.environment import POSTGRES_USER, StackEnvironment, write_private
 from devstack.errors import StackError
 from devstack.processes import Service
 from devstack.supervisor import Supervisor
@@ -184,10 +184,7 @@ def redis_service(env: StackEnvironment, supervisor: Supervisor) -> Service:
     data_dir.mkdir(parents=True, exist_ok=True)
     # The password goes in an owner-only config file, never on the command line (`ps`).
     config_file = data_dir / "redis.conf"
-    config_file.unlink(missing_ok=True)
-    descriptor = os.open(config_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(descriptor, "w") as conf:
-        conf.write(f"requirepass {env.secrets['redis_password']}\n")
+    write_private(config_file, f"requirepass {env.secrets['redis_password']}\n")
     return supervisor.add(
         "redis",
         [

@@ -11,6 +11,7 @@ import pty
 import select
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -243,3 +244,18 @@ def test_a_stale_postgres_lock_file_is_removed_and_a_live_one_is_explained(tmp_p
         assert lock_file.exists()
     finally:
         impostor.kill()
+
+
+def test_the_stack_secrets_file_is_owner_only_even_when_it_was_not(tmp_path):
+    from devstack.environment import StackEnvironment, StackSettings
+
+    environment = StackEnvironment(StackSettings(name="private", state_root=tmp_path, teams=["x"]))
+    environment.state.mkdir(parents=True)
+    leaked = environment.state / "secrets.json"
+    leaked.write_text('{"postgres_password": "kept"}')
+    leaked.chmod(0o644)  # as an earlier write_text under umask 022 left it
+
+    environment.prepare_state()
+
+    assert stat.S_IMODE(leaked.stat().st_mode) == 0o600
+    assert environment.secrets["postgres_password"] == "kept"
