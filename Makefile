@@ -20,8 +20,8 @@ export UV_PYTHON_DOWNLOADS := never
 help: ## List the commands
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
 
-env: ## Create .env with random secrets (an existing .env is kept)
-	@python3 scripts/make_env.py
+env: platform-venv ## Create .env with random secrets and team keys (an existing .env is kept)
+	@$(PYTHON) scripts/make_env.py
 
 build: generate ## Build the platform image and one image per team
 	# One service per image: services sharing an image would otherwise build it in parallel.
@@ -101,9 +101,11 @@ test-container: venvs ## Build the images and run the compose stack end to end
 
 new-team: venvs ## Scaffold a team from templates/team and register it: make new-team NAME=<identifier>
 	$(PYTHON) -m registry new "$(NAME)"
+	if [ -f .env ]; then $(PYTHON) scripts/make_env.py; fi
 
 remove-team: platform-venv ## Delete a team's folder and unregister it: make remove-team NAME=<team>
 	$(PYTHON) -m registry remove "$(NAME)"
+	if [ -f .env ]; then $(PYTHON) scripts/make_env.py; fi
 
 redeploy: ## Restart one team only: make redeploy TEAM=<team> [IMAGE=<ref>] [MODE=local]
 	if [ "$(MODE)" = local ]; then $(PYTHON) scripts/redeploy.py --local "$(TEAM)"; exit; fi

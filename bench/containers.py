@@ -13,7 +13,7 @@ from bench import footprint
 from devstack.config import REPO_ROOT, teams
 from devstack.stack import free_port
 
-SECRETS = ("POSTGRES_PASSWORD", "REDIS_PASSWORD", "FLOWER_PASSWORD", "WANDB_IO_SIGNING_KEY")
+SECRETS = ("POSTGRES_PASSWORD", "REDIS_PASSWORD", "FLOWER_PASSWORD")
 
 
 def compose_command() -> list[str]:
@@ -28,12 +28,20 @@ def cold_start() -> dict:
         env_file = Path(scratch) / "bench.env"
         settings = {
             **{secret: secrets.token_hex(16) for secret in SECRETS},
+            # Its own keys: the developer's keys/trusted-keys.json is left alone.
+            "TRUSTED_KEYS_FILE": str(Path(scratch) / "trusted-keys.json"),
             "PLATFORM_NAME": name,
             "WEBSERVER_PORT": str(free_port()),
             "FLOWER_PORT": str(free_port()),
             "DOCKER_SOCKET": os.environ.get("DOCKER_SOCKET", "/var/run/docker.sock"),
         }
         env_file.write_text("".join(f"{k}={v}\n" for k, v in settings.items()))
+        subprocess.run(
+            [sys.executable, "scripts/make_env.py", "--env-file", str(env_file)],
+            cwd=REPO_ROOT,
+            check=True,
+            capture_output=True,
+        )
         compose = [*compose_command(), "-p", name, "--env-file", str(env_file)]
         subprocess.run(
             [*compose, "build", "init", *(f"{t}-code" for t in teams())],

@@ -41,10 +41,12 @@ def cross_team_read(size_mb: int) -> dict:
     from helpers import FakeCloud
 
     from dagster_wandb_io.config import Selection, WriteConfig
+    from dagster_wandb_io.keys import signing_environment
     from dagster_wandb_io.runs import build_run_spec
     from dagster_wandb_io.store import ArtifactStore, StoreSettings
 
-    os.environ.setdefault("DAGSTER_WANDB_IO_SIGNING_KEY", "benchmark-signing-key-0123456789")
+    if "DAGSTER_WANDB_IO_TRUSTED_KEYS" not in os.environ:
+        os.environ.update(signing_environment(Path(tempfile.mkdtemp()), "bench", ["bakery"]))
     os.environ.setdefault("WANDB_SILENT", "true")
     payload = os.urandom(size_mb * 1024 * 1024)
     cloud = FakeCloud()

@@ -99,9 +99,11 @@ def worker(kind: str, size: int, repeat: int) -> dict[str, Any]:
             "WANDB_MODE": "offline",
             "WANDB_SILENT": "true",
             "WANDB_DATA_DIR": str(base / "wandb-data"),
-            "DAGSTER_WANDB_IO_SIGNING_KEY": "benchmark-signing-key-0123456789",
         }
     )
+    from dagster_wandb_io.keys import signing_environment
+
+    os.environ.update(signing_environment(base, "bench", ["bench"]))
     from dagster_wandb_io.config import Selection, WriteConfig
     from dagster_wandb_io.runs import build_run_spec
     from dagster_wandb_io.store import ArtifactStore, StoreSettings

@@ -10,16 +10,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import registry
 from dagster_team_celery.settings import (
     DEFAULT_VISIBILITY_TIMEOUT_SECONDS,
     VISIBILITY_TIMEOUT_ENV,
 )
+from dagster_wandb_io.keys import PRIVATE_KEY_ENV, TRUSTED_KEYS_ENV, provision_team_keys
 from devstack import config
 from devstack.health import liveness_file
 
 POSTGRES_USER = "dagster"
 POSTGRES_DB = "dagster"
-SECRET_NAMES = ("postgres_password", "redis_password", "flower_password", "signing_key")
+SECRET_NAMES = ("postgres_password", "redis_password", "flower_password")
 
 
 @dataclass
@@ -111,7 +113,26 @@ class StackEnvironment:
             self.secrets = json.loads(secrets_file.read_text())
         for name in SECRET_NAMES:
             self.secrets.setdefault(name, secrets.token_hex(24))
+        # As `make env` does: a key per team (kept between starts) and the trust file of their
+        # public keys and entities.
+        self.secrets["team_signing_keys"] = provision_team_keys(
+            self.trust_file,
+            {team: [self.team_entity(team)] for team in self.teams},
+            self.secrets.get("team_signing_keys"),
+        )
         write_private(secrets_file, json.dumps(self.secrets))
+
+    @property
+    def trust_file(self) -> Path:
+        return self.state / "trusted-keys.json"
+
+    def team_entity(self, team: str) -> str:
+        """The entity the registry gives the team; a test's ad-hoc team owns its own name."""
+        try:
+            known = registry.teams(self.settings.repo_root)
+        except registry.RegistryError:
+            known = []
+        return next((t.entity for t in known if t.name == team), team)
 
     def allocate_ports(self) -> None:
         self.ports = {
@@ -190,7 +211,8 @@ class StackEnvironment:
             **self.dagster_env(),
             "DAGSTER_TEAM": team,
             "DAGSTER_WANDB_IO_BASE_DIR": str(self.artifact_cache),
-            "DAGSTER_WANDB_IO_SIGNING_KEY": self.secrets["signing_key"],
+            PRIVATE_KEY_ENV: self.secrets["team_signing_keys"][team],
+            TRUSTED_KEYS_ENV: str(self.trust_file),
             "WANDB_MODE": "offline",
             "WANDB_API_KEY": "",
             "WANDB_SILENT": "true",

@@ -22,13 +22,14 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parent.parent
 TEAMS_FOLDER = "code_locations"
 MANIFEST = "team.toml"
-MANIFEST_KEYS = {"image", "module"}
+MANIFEST_KEYS = {"image", "module", "entity"}
 # Lowercase letters and digits only: the name becomes a Python package, a Celery queue, a
 # compose service and a host name, and underscores are not valid in host names.
 NAME_PATTERN = re.compile(r"[a-z][a-z0-9]{1,29}")
 # Names the platform's own services, folders or modules already use.
 RESERVED = {"dagster", "celery", "platform", "devstack", "scripts", "tests", "bench", "packages"}
 RESERVED |= {"registry", "postgres", "redis", "init", "webserver", "daemon", "flower"}
+ENTITY_PATTERN = re.compile(r"[A-Za-z0-9_\-]{1,128}")
 MODULE_PATTERN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
 
 
@@ -44,6 +45,14 @@ class Team:
     module: str
     # A prebuilt image (a team in its own repository); None when the image is built here.
     image: str | None
+    # The W&B entity only this team may publish artifacts under (its signatures are refused
+    # anywhere else); the team's name unless team.toml says otherwise.
+    entity: str = ""
+
+    @property
+    def signing_key_variable(self) -> str:
+        """The .env variable holding the team's private Ed25519 key (`make env` creates it)."""
+        return f"WANDB_IO_SIGNING_KEY_{self.name.upper()}"
 
     @property
     def built_here(self) -> bool:
@@ -103,7 +112,16 @@ def load_team(folder: Path) -> Team:
             "Keep either the code (built here) or the image (built in the team's repository)."
         )
     module = manifest.get("module", f"{folder.name}.definitions")
-    return Team(name=folder.name, folder=folder, module=module, image=manifest.get("image"))
+    entity = manifest.get("entity", folder.name)
+    if not ENTITY_PATTERN.fullmatch(entity):
+        raise RegistryError(f"{folder / MANIFEST}: entity {entity!r} is not a W&B entity name.")
+    return Team(
+        name=folder.name,
+        folder=folder,
+        module=module,
+        image=manifest.get("image"),
+        entity=entity,
+    )
 
 
 def teams(root: Path = REPO_ROOT) -> list[Team]:

@@ -1,10 +1,15 @@
 """Create .env from .env.example, filling every empty secret with a random value.
 
-An existing .env is kept; secrets it lacks (added to the template since) are appended. The
-file is created owner-only (0600) atomically, and an existing one that others could read is
-made owner-only before anything is added to it.
+An existing .env is kept; secrets it lacks (added to the template since, or a new team's
+signing key) are appended. The file is created owner-only (0600) atomically, and an existing
+one that others could read is made owner-only before anything is added to it.
+
+Each team gets its own Ed25519 signing key in .env (only that team's services are given it),
+and keys/trusted-keys.json is rewritten from the team registry: every team's public key and
+the W&B entity it owns, which every team's code reads.
 """
 
+import argparse
 import os
 import re
 import secrets
@@ -13,7 +18,15 @@ import sys
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-SECRETS = ("POSTGRES_PASSWORD", "REDIS_PASSWORD", "FLOWER_PASSWORD", "WANDB_IO_SIGNING_KEY")
+# Run as a file (`make env`) or loaded by the tests: the registry is at the checkout's root.
+if str(REPO_ROOT) not in sys.path:
+    sys.path.append(str(REPO_ROOT))
+
+import registry  # noqa: E402
+from dagster_wandb_io.keys import provision_team_keys  # noqa: E402
+
+SECRETS = ("POSTGRES_PASSWORD", "REDIS_PASSWORD", "FLOWER_PASSWORD")
+TRUST_FILE = REPO_ROOT / "keys" / "trusted-keys.json"
 
 
 def random_secret() -> str:
@@ -40,18 +53,50 @@ def make_private(path: Path) -> None:
         print(f"{path.name} was readable by others (mode {mode:o}); now {OWNER_ONLY:o}")
 
 
-def main(env_path: Path = REPO_ROOT / ".env", template: Path = REPO_ROOT / ".env.example") -> int:
+def read_settings(text: str) -> dict[str, str]:
+    return dict(re.findall(r"^([A-Z_][A-Z0-9_]*)=(.+)$", text, re.M))
+
+
+def trust_file_of(env_path: Path, default: Path) -> Path:
+    """Where compose reads the trust file: TRUSTED_KEYS_FILE in the env file, if set there."""
+    configured = read_settings(env_path.read_text()).get("TRUSTED_KEYS_FILE")
+    return Path(configured) if configured else default
+
+
+def sign_keys(env_path: Path, trust_file: Path, root: Path = REPO_ROOT) -> None:
+    """Give every registered team a signing key in .env, and rewrite the trust file."""
+    teams = registry.teams(root)
+    present = read_settings(env_path.read_text())
+    existing = {
+        t.name: present[t.signing_key_variable] for t in teams if t.signing_key_variable in present
+    }
+    private = provision_team_keys(trust_file, {t.name: [t.entity] for t in teams}, existing)
+    added = [t for t in teams if t.name not in existing]
+    if added:
+        with env_path.open("a") as env_file:
+            for team in added:
+                env_file.write(f"{team.signing_key_variable}={private[team.name]}\n")
+        print(f"{env_path.name}: added signing keys for {', '.join(t.name for t in added)}")
+
+
+def main(
+    env_path: Path = REPO_ROOT / ".env",
+    template: Path = REPO_ROOT / ".env.example",
+    trust_file: Path = TRUST_FILE,
+    root: Path = REPO_ROOT,
+) -> int:
     if env_path.exists():
         # Before a secret is appended: an existing .env may have been created world-readable.
         make_private(env_path)
         existing = env_path.read_text()
-        present = set(re.findall(r"^([A-Z_][A-Z0-9_]*)=.+$", existing, re.M))
+        present = set(read_settings(existing))
         missing = [name for name in SECRETS if name not in present]
         if missing:
             with env_path.open("a") as env_file:
                 for name in missing:
                     env_file.write(f"\n{name}={random_secret()}\n")
             print(f"{env_path.name}: added random {', '.join(missing)}")
+        sign_keys(env_path, trust_file_of(env_path, trust_file), root)
         return 0
     lines = []
     for line in template.read_text().splitlines():
@@ -60,9 +105,12 @@ def main(env_path: Path = REPO_ROOT / ".env", template: Path = REPO_ROOT / ".env
             line = f"{name}={random_secret()}"
         lines.append(line)
     write_private(env_path, "\n".join(lines) + "\n")
+    sign_keys(env_path, trust_file_of(env_path, trust_file), root)
     print(f"created {env_path.name} with random secrets (mode 600, git-ignored)")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--env-file", type=Path, default=REPO_ROOT / ".env")
+    sys.exit(main(parser.parse_args().env_file))

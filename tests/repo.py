@@ -25,11 +25,12 @@ COMPOSE_SCHEMA = Path(
 INSTANCE_YAML = REPO_ROOT / "dagster.yaml"
 WORKSPACE_YAML = REPO_ROOT / "workspace.yaml"
 CODE_LOCATIONS = REPO_ROOT / "code_locations"
+SIGNING_KEY_PREFIX = "WANDB_IO_SIGNING_KEY_"
+# The shared secrets, and each team's own signing key.
+SHARED_SECRETS = ("POSTGRES_PASSWORD", "REDIS_PASSWORD", "FLOWER_PASSWORD")
 SECRET_VARIABLES = (
-    "POSTGRES_PASSWORD",
-    "REDIS_PASSWORD",
-    "FLOWER_PASSWORD",
-    "WANDB_IO_SIGNING_KEY",
+    *SHARED_SECRETS,
+    *(team.signing_key_variable for team in registry.teams(REPO_ROOT)),
 )
 
 

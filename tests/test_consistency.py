@@ -174,19 +174,27 @@ def test_compose_run_containers_and_local_mode_give_team_code_the_same_variables
     # A run container needs no DAGSTER_HOME: its launch command carries the instance itself.
     compose_names = set(compose()["x-team-env"]) - {"DAGSTER_HOME"}
     run_container_names = set(instance()["run_launcher"]["config"]["env_vars"])
+    # A run container orchestrates only (its steps run on the team's Celery workers), so it
+    # gets no signing identity: neither a team key nor the trust file.
+    signing = {"DAGSTER_WANDB_IO_TRUSTED_KEYS"}
     for name in list(os.environ):
         monkeypatch.delenv(name)  # local mode passes the caller's environment through
     local = StackEnvironment(StackSettings(teams=["bakery"]))
-    local.secrets = dict.fromkeys(("postgres_password", "redis_password", "signing_key"), "x")
+    local.secrets = {
+        **dict.fromkeys(("postgres_password", "redis_password"), "x"),
+        "team_signing_keys": {"bakery": "x"},
+    }
     local.ports = {"postgres": 1, "redis": 2}
     # What only a local process needs: its team (compose sets it per service), where it
     # reports liveness, its own temporary folder, and a quiet wandb.
+    # Compose sets each team's key per service too.
     local_only = {"DAGSTER_HOME", "DAGSTER_TEAM", "DAGSTER_CELERY_LIVENESS_FILE", "TMPDIR"}
+    local_only |= {"DAGSTER_WANDB_IO_SIGNING_KEY"}
     local_names = set(local.team_env("bakery")) - local_only - {"WANDB_SILENT"}
 
-    assert run_container_names == compose_names, (
+    assert run_container_names == compose_names - signing, (
         "dagster.yaml run_launcher.env_vars and docker-compose.yml x-team-env differ: "
-        f"{sorted(run_container_names ^ compose_names)}"
+        f"{sorted(run_container_names ^ (compose_names - signing))}"
     )
     assert local_names == compose_names, (
         "devstack/environment.py team_env and docker-compose.yml x-team-env differ: "

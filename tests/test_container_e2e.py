@@ -7,6 +7,7 @@ import shlex
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -15,7 +16,7 @@ from devstack import config
 from devstack.client import PlatformClient
 from devstack.stack import free_port
 from registry.scaffold import copy_template
-from tests.repo import REPO_ROOT, SECRET_VARIABLES, copy_checkout
+from tests.repo import REPO_ROOT, SHARED_SECRETS, SIGNING_KEY_PREFIX, copy_checkout
 from tests.stacks import wait_for_loaded_locations
 from tests.terminate import (
     SLEEPING,
@@ -46,14 +47,14 @@ class ComposeStack:
         self.webserver_port = free_port()
         self.flower_port = free_port()
         settings = {
-            **{name: secrets.token_hex(16) for name in SECRET_VARIABLES},
+            # Team keys are added by `make env`'s script, which up_like_make_up runs.
+            **{name: secrets.token_hex(16) for name in SHARED_SECRETS},
             "PLATFORM_NAME": self.name,
             "WEBSERVER_PORT": str(self.webserver_port),
             "FLOWER_PORT": str(self.flower_port),
             "DOCKER_SOCKET": os.environ.get("DOCKER_SOCKET", "/var/run/docker.sock"),
         }
         env_file.write_text("".join(f"{key}={value}\n" for key, value in settings.items()))
-        self.secrets = {settings[name] for name in SECRET_VARIABLES}
         self.flower_password = settings["FLOWER_PASSWORD"]
         self.flower_url = f"http://127.0.0.1:{self.flower_port}"
         self.compose = ["docker", "compose", "-p", self.name, "--env-file", str(env_file)]
@@ -128,8 +129,15 @@ class ComposeStack:
             timeout=timeout,
         )
 
+    @property
+    def secrets(self) -> set[str]:
+        return secret_values(self.env_file)
+
     def up_like_make_up(self) -> None:
-        """What `make up` does after `make generate`: build, up, wait, reload the workspace."""
+        """What `make up` does after `make generate`: env (a new team's key, the trust file),
+        build, up, wait, reload the workspace."""
+        made = self.script("scripts/make_env.py", "--env-file", str(self.env_file))
+        assert made.returncode == 0, made.stdout + made.stderr
         self.run("build", "init", *(f"{team}-code" for team in config.teams(self.checkout)))
         up = subprocess.run(
             [*self.compose, "up", "-d", "--remove-orphans"],
@@ -393,17 +401,46 @@ def test_team_containers_run_as_a_non_root_user(compose_stack):
             assert uid == "1000", f"{service} runs as uid {uid}"
 
 
-def developer_secrets() -> set[str]:
-    """Secrets in the developer's own .env, which the build context must never carry."""
-    env_file = REPO_ROOT / ".env"
+def secret_values(env_file: Path) -> set[str]:
+    """The shared secrets and every team signing key in an env file."""
     if not env_file.exists():
         return set()
     values = set()
     for line in env_file.read_text().splitlines():
         name, _, value = line.partition("=")
-        if name in SECRET_VARIABLES and value:
+        if (name in SHARED_SECRETS or name.startswith(SIGNING_KEY_PREFIX)) and value:
             values.add(value)
     return values
+
+
+def developer_secrets() -> set[str]:
+    """Secrets in the developer's own .env, which the build context must never carry."""
+    return secret_values(REPO_ROOT / ".env")
+
+
+def test_each_team_container_holds_its_own_signing_key_and_no_other(compose_stack):
+    settings = dict(
+        line.partition("=")[::2] for line in compose_stack.env_file.read_text().splitlines()
+    )
+    keys = {
+        name.removeprefix(SIGNING_KEY_PREFIX).lower(): value
+        for name, value in settings.items()
+        if name.startswith(SIGNING_KEY_PREFIX)
+    }
+    assert set(compose_stack.teams) <= set(keys)
+    for service in compose_stack.services():
+        team = next((t for t in compose_stack.teams if service.startswith(f"{t}-")), None)
+        for container in compose_stack.container_ids(service):
+            inspected = json.loads(
+                subprocess.run(
+                    ["docker", "inspect", container], capture_output=True, text=True, check=True
+                ).stdout
+            )
+            environment = inspected[0]["Config"]["Env"] or []
+            held = {
+                team_name for team_name, key in keys.items() if any(key in e for e in environment)
+            }
+            assert held == ({team} if team else set()), f"{service} holds the keys of {held}"
 
 
 def test_no_secret_is_baked_into_any_image(compose_stack):
@@ -419,8 +456,8 @@ def test_no_secret_is_baked_into_any_image(compose_stack):
         ).stdout
         for secret in secrets_to_find:
             assert secret not in history and secret not in inspected, f"{image} holds a secret"
-        for name in SECRET_VARIABLES:
-            assert f"{name}=" not in inspected, f"{image} sets {name} in its environment"
+        for name in (*(f"{secret}=" for secret in SHARED_SECRETS), SIGNING_KEY_PREFIX):
+            assert name not in inspected, f"{image} sets {name} in its environment"
         env_files = subprocess.run(
             ["docker", "run", "--rm", "--entrypoint", "find", image, "/opt", "-name", ".env*"],
             capture_output=True,

@@ -34,7 +34,7 @@ def test_a_new_env_is_owner_only_from_its_creation(tmp_path, monkeypatch, permis
     monkeypatch.setattr(Path, "chmod", lambda *args, **kwargs: None)
     env = tmp_path / ".env"
 
-    make_env.main(env, REPO_ROOT / ".env.example")
+    make_env.main(env, REPO_ROOT / ".env.example", tmp_path / "trust.json")
 
     assert mode(env) == 0o600
     assert "REDIS_PASSWORD=" in env.read_text()
@@ -45,9 +45,33 @@ def test_an_existing_world_readable_env_is_made_owner_only_before_secrets_are_ad
     env.write_text("POSTGRES_PASSWORD=kept\n")
     env.chmod(0o644)
 
-    make_env.main(env, REPO_ROOT / ".env.example")
+    make_env.main(env, REPO_ROOT / ".env.example", tmp_path / "trust.json")
 
     assert mode(env) == 0o600
     text = env.read_text()
     assert "POSTGRES_PASSWORD=kept" in text
     assert "REDIS_PASSWORD=" in text
+
+
+def test_every_team_gets_its_own_key_and_the_trust_file_names_its_entity(tmp_path):
+    import registry
+    from dagster_wandb_io.keys import TrustStore, public_key_of
+
+    env, trust = tmp_path / ".env", tmp_path / "keys" / "trusted-keys.json"
+    make_env.main(env, REPO_ROOT / ".env.example", trust)
+    settings = make_env.read_settings(env.read_text())
+    teams = registry.teams(REPO_ROOT)
+    keys = {team.name: settings[team.signing_key_variable] for team in teams}
+    assert len(set(keys.values())) == len(teams), "no two teams share a key"
+    trusted = TrustStore.load(trust)
+    for team in teams:
+        assert trusted.teams[team.name].public_key.public_bytes_raw().hex() == public_key_of(
+            keys[team.name]
+        )
+        assert trusted.owner_of(team.entity) == team.name
+    assert "WANDB_IO_SIGNING_KEY_" not in trust.read_text(), "the trust file holds no private key"
+
+    # A second run keeps every key: artifacts signed before stay verifiable.
+    make_env.main(env, REPO_ROOT / ".env.example", trust)
+    assert make_env.read_settings(env.read_text()) == settings
+    assert TrustStore.load(trust).teams.keys() == trusted.teams.keys()

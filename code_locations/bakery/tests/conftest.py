@@ -1,6 +1,7 @@
 import pytest
 
 from bakery.definitions import defs
+from dagster_wandb_io.keys import signing_environment
 
 
 @pytest.fixture(autouse=True)
@@ -8,7 +9,9 @@ def bakery_storage_root(tmp_path, monkeypatch):
     """Every test gets its own inbox, catalog, reports and offline W&B cache."""
     monkeypatch.setenv("BAKERY_STORAGE_DIR", str(tmp_path / "bakery"))
     monkeypatch.setenv("DAGSTER_WANDB_IO_BASE_DIR", str(tmp_path / "artifact-cache"))
-    monkeypatch.setenv("DAGSTER_WANDB_IO_SIGNING_KEY", "bakery-tests-signing-key-0123456789")
+    keys = signing_environment(tmp_path, "bakery", ["bakery"])
+    for name, value in keys.items():
+        monkeypatch.setenv(name, value)
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_SILENT", "true")
     monkeypatch.setenv("WANDB_DIR", str(tmp_path / "wandb"))

@@ -6,6 +6,7 @@ in a run launched by the daemon. The instance is SQLite in a temporary DAGSTER_H
 every process of the test shares.
 """
 
+import functools
 import os
 import signal
 import subprocess
@@ -18,6 +19,7 @@ from pathlib import Path
 import dagster as dg
 
 from dagster_team_celery.worker_cli import celery_worker_argv
+from dagster_wandb_io.keys import signing_environment
 
 TEAM = "stopteam"
 
@@ -127,6 +129,11 @@ class CeleryTeam:
     def home(self) -> Path:
         return self.root / "home"
 
+    @functools.cached_property
+    def signing_env(self) -> dict[str, str]:
+        """One key for the team's processes, made once: a second would replace the first."""
+        return signing_environment(self.root, TEAM, [TEAM])
+
     @property
     def env(self) -> dict[str, str]:
         return {
@@ -139,7 +146,7 @@ class CeleryTeam:
             "DAGSTER_CELERY_LIVENESS_FILE": str(self.root / "alive"),
             "PYTHONPATH": str(self.root),
             "DAGSTER_WANDB_IO_BASE_DIR": str(self.root / "artifact-cache"),
-            "DAGSTER_WANDB_IO_SIGNING_KEY": "test-signing-key-of-sufficient-length-0123456789",
+            **self.signing_env,
             "WANDB_MODE": "offline",
             "WANDB_SILENT": "true",
         }

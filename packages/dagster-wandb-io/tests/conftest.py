@@ -2,14 +2,39 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
 
+from dagster_wandb_io.keys import generate_private_key, public_key_of, write_trust_file
+
 TESTS_DIR = Path(__file__).parent
 sys.path.insert(0, str(TESTS_DIR))
 
-SIGNING_KEY = "test-signing-key-0123456789abcdef"
+# Two teams: "tests" owns every entity the suite (and the seed guide's examples) publish to;
+# "intruder" is the other team the attack tests sign as.
+SIGNING_KEY = generate_private_key()
+INTRUDER_KEY = generate_private_key()
+TEST_ENTITIES = [
+    "my_entity",
+    "e",
+    "team_a",
+    "bakery",
+    "ml",
+    "bench",
+    "stopteam",
+    "entity",
+    "env_entity",
+]
+TRUST_FILE = Path(tempfile.mkdtemp(prefix="dwio-trust-")) / "trusted-keys.json"
+write_trust_file(
+    TRUST_FILE,
+    {
+        "tests": (public_key_of(SIGNING_KEY), TEST_ENTITIES),
+        "intruder": (public_key_of(INTRUDER_KEY), ["intruder"]),
+    },
+)
 
 # Offline W&B everywhere; nothing may touch the network or the user's home.
 _ENV = {
@@ -20,6 +45,7 @@ _ENV = {
     "WANDB_DISABLE_GIT": "true",
     "WANDB_DISABLE_CODE": "true",
     "DAGSTER_WANDB_IO_SIGNING_KEY": SIGNING_KEY,
+    "DAGSTER_WANDB_IO_TRUSTED_KEYS": str(TRUST_FILE),
 }
 
 

@@ -177,3 +177,22 @@ def test_stale_lock_file_deleted_by_eviction_is_detected(base_dir):
     a.release()
     assert b.acquire(blocking=False)  # locks the new inode, not the unlinked one
     b.release()
+
+
+def test_an_entry_whose_index_write_is_pending_is_not_evicted(base_dir, monkeypatch):
+    """Before the fix, an eviction pass between a write's cache commit and its index write
+    removed the entry; the write reported success and every read then failed."""
+    from dagster_wandb_io.index import OfflineIndex
+
+    record = OfflineIndex.record
+    passes = []
+
+    def evict_first(self, *args, **kwargs):
+        passes.append(evict(base_dir, older_than_minutes=0, include_offline=True))
+        return record(self, *args, **kwargs)
+
+    monkeypatch.setattr(OfflineIndex, "record", evict_first)
+    store = offline_store(base_dir, ttl_minutes=0)
+    store.write({"kept": True}, name="pending", config=WriteConfig(), run=run_spec())
+    assert passes[0].kept_in_use and not passes[0].evicted
+    assert offline_store(base_dir).read("pending", Selection()) == {"kept": True}

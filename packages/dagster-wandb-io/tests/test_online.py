@@ -140,6 +140,8 @@ def test_corrupt_cache_entry_offline_raises_clear_error(fake, base_dir, monkeypa
         type="artifact",
         size=1,
         aliases=["latest"],
+        signer=store.signer(required=True),
+        trust=store.trust,
     )
     with pytest.raises(CacheCorruptionError, match=r"cannot be fetched again offline.*--digest"):
         store.read("model", Selection())

@@ -1,9 +1,10 @@
-"""`dagster-wandb-io` console script: inspect, verify and evict the shared cache."""
+"""`dagster-wandb-io` console script: inspect, verify and evict the shared cache; make keys."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -11,6 +12,14 @@ from pathlib import Path
 from .cache import BASE_DIR_ENV, Layout, SharedCache, describe, md5_file_b64, resolve_base_dir
 from .errors import CacheCorruptionError, ConfigurationError
 from .eviction import evict
+from .keys import (
+    PRIVATE_KEY_FILE_ENV,
+    TRUSTED_KEYS_ENV,
+    TrustStore,
+    generate_private_key,
+    public_key_of,
+    write_trust_file,
+)
 
 
 def _base_dir(value: str | None) -> Path:
@@ -78,7 +87,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     vf = cache_sub.add_parser("verify", help="check every cached file against its digest")
     common(vf)
 
+    keys_p = sub.add_parser("keys", help="per-team signing keys")
+    keys_sub = keys_p.add_subparsers(dest="command", required=True)
+    gen = keys_sub.add_parser(
+        "generate", help="make a team's Ed25519 key and add its public key to a trust file"
+    )
+    gen.add_argument("--team", required=True)
+    gen.add_argument("--entity", action="append", required=True, help="an entity the team owns")
+    gen.add_argument("--trust-file", required=True, type=Path)
+    gen.add_argument(
+        "--private-key-file", required=True, type=Path, help="written owner-only (0600)"
+    )
+
     args = parser.parse_args(argv)
+    if args.group == "keys":
+        return _generate_keys(args)
     base = _base_dir(args.base_dir)
     if args.command == "evict":
         report = evict(
@@ -99,6 +122,32 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(json.dumps(row, sort_keys=True))
     print(f"{len(rows)} entries, {bad} with problems", file=sys.stderr)
     return 1 if bad else 0
+
+
+def _generate_keys(args: argparse.Namespace) -> int:
+    private_key = generate_private_key()
+    teams: dict[str, tuple[str, list[str]]] = {}
+    if args.trust_file.exists():
+        try:
+            known = TrustStore.load(args.trust_file)
+        except ConfigurationError as error:
+            raise SystemExit(f"error: {error}") from None
+        teams = {
+            t.team: (t.public_key.public_bytes_raw().hex(), sorted(t.entities))
+            for t in known.teams.values()
+        }
+    teams[args.team] = (public_key_of(private_key), args.entity)
+    args.private_key_file.unlink(missing_ok=True)
+    descriptor = os.open(args.private_key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "w") as key_file:
+        key_file.write(private_key + "\n")
+    write_trust_file(args.trust_file, teams)
+    print(
+        f"Team {args.team!r} signs with {args.private_key_file}; give its processes"
+        f" {PRIVATE_KEY_FILE_ENV}={args.private_key_file} and every reader"
+        f" {TRUSTED_KEYS_ENV}={args.trust_file}."
+    )
+    return 0
 
 
 if __name__ == "__main__":

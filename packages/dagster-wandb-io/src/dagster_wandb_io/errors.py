@@ -37,3 +37,7 @@ class MissingApiKeyError(ConfigurationError):
 
 class OfflineUnavailableError(WandbArtifactsIOManagerError, AttributeError):
     """A feature of a loaded artifact needs the W&B cloud but the read was offline."""
+
+
+class OfflineIndexError(WandbArtifactsIOManagerError):
+    """The offline index of an artifact is unreadable; the message says how to rewrite it."""

@@ -53,7 +53,9 @@ def read(
     ref = selection.ref
     remote = None
     if store.offline:
-        indexed = store.index.resolve(s.entity, s.project, name, ref)
+        indexed = store.index.resolve(
+            s.entity, s.project, name, ref, trust=store.trust, allow_unsigned=s.allow_unsigned
+        )
         if indexed is None:
             raise not_found(
                 s.entity,
@@ -266,7 +268,6 @@ def _load_payload(
     log: Log,
 ) -> Any:
     sig = payload + signing.SIGNATURE_SUFFIX
-    key = signing.load_signing_key(required=False)
     for attempt in range(2):
         force = attempt > 0
         path = _ensure_file(store, entry, manifest, payload, remote, force=force, verify=False)
@@ -275,7 +276,8 @@ def _load_payload(
         try:
             return serialization.load(
                 path,
-                key=key,
+                artifact=(entry.entity, entry.project, entry.name),
+                trust=store.trust,
                 allow_unsigned=store.settings.allow_unsigned,
                 expected_xxh128=entry.known_xxh128(payload, manifest.files[payload]),
                 log=log,

@@ -9,7 +9,6 @@ from typing import Any
 
 from dagster import (
     Array,
-    Bool,
     ConfigurableIOManager,
     Field,
     InitResourceContext,
@@ -31,6 +30,7 @@ from .errors import (
     ConfigurationError,
     WandbArtifactsIOManagerError,
 )
+from .keys import allow_unsigned_from_environment
 from .metadata import output_metadata
 from .naming import (
     artifact_name_for_asset_key,
@@ -91,11 +91,9 @@ class WandbArtifactsIOManager(ConfigurableIOManager):
     mode: str | None = PydanticField(
         default=None, description="'online' or 'offline'; overrides the resource and WANDB_MODE."
     )
-    allow_unsigned_pickles: bool = PydanticField(
-        default=False,
-        description="Load pickle-family payloads without a valid-key signature, and write them"
-        " unsigned when no signing key is set. Only for sources you trust.",
-    )
+    # There is no `allow_unsigned_pickles` field: config fields can be set from run config,
+    # which anyone with the launchpad writes. Only the deployment's environment can allow
+    # unsigned pickles (keys.ALLOW_UNSIGNED_ENV).
 
     _stores: dict[str, ArtifactStore] = PrivateAttr(default_factory=dict)
 
@@ -135,7 +133,7 @@ class WandbArtifactsIOManager(ConfigurableIOManager):
             host=res.host,
             api_key=res.resolved_api_key(),
             ttl_minutes=self.cache_duration_in_minutes,
-            allow_unsigned=self.allow_unsigned_pickles,
+            allow_unsigned=allow_unsigned_from_environment(),
         )
 
     def get_store(self) -> ArtifactStore:
@@ -343,12 +341,6 @@ class WandbArtifactsIOManager(ConfigurableIOManager):
         "run_name": Field(String, is_required=False, description="W&B run display name."),
         "run_tags": Field(Array(String), is_required=False, description="Extra W&B run tags."),
         "mode": Field(Noneable(String), is_required=False, description="'online' or 'offline'."),
-        "allow_unsigned_pickles": Field(
-            Bool,
-            is_required=False,
-            default_value=False,
-            description="Accept unsigned pickle-family payloads (trusted sources only).",
-        ),
         "entity": Field(String, is_required=False, description="Overrides wandb_config."),
         "project": Field(String, is_required=False, description="Overrides wandb_config."),
     },

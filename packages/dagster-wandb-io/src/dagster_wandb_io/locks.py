@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import logging
 import os
 import time
 from collections.abc import Iterator
@@ -17,6 +18,26 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from .errors import WandbArtifactsIOManagerError
+
+LOCK_TIMEOUT_ENV = "DAGSTER_WANDB_IO_LOCK_TIMEOUT_SECONDS"
+# Every wait is bounded: a lock is held for milliseconds to seconds (a commit, an index write, a
+# W&B log), so ten minutes means its holder is stuck, not slow.
+DEFAULT_LOCK_TIMEOUT_SECONDS = 600.0
+# A wait longer than this is logged, and again every LOG_EVERY_SECONDS.
+LOG_AFTER_SECONDS = 5.0
+LOG_EVERY_SECONDS = 30.0
+
+logger = logging.getLogger("dagster_wandb_io.locks")
+
+
+def default_timeout() -> float:
+    raw = os.environ.get(LOCK_TIMEOUT_ENV)
+    try:
+        return float(raw) if raw else DEFAULT_LOCK_TIMEOUT_SECONDS
+    except ValueError:
+        raise WandbArtifactsIOManagerError(
+            f"{LOCK_TIMEOUT_ENV}={raw!r} is not a number of seconds."
+        ) from None
 
 
 class LockTimeout(WandbArtifactsIOManagerError):
@@ -38,30 +59,41 @@ class FileLock:
     def acquire(self, *, blocking: bool = True, timeout: float | None = None) -> bool:
         if self._fd is not None:
             raise RuntimeError(f"lock {self.path} is already held by this object")
-        deadline = None if timeout is None else time.monotonic() + timeout
+        if timeout is None:
+            timeout = default_timeout()
+        started = time.monotonic()
+        deadline = started + timeout
+        next_log = started + LOG_AFTER_SECONDS
         mode = fcntl.LOCK_SH if self.shared else fcntl.LOCK_EX
         delay = 0.005
         while True:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
             try:
-                if blocking and deadline is None:
-                    fcntl.flock(fd, mode)
-                else:
-                    fcntl.flock(fd, mode | fcntl.LOCK_NB)
+                fcntl.flock(fd, mode | fcntl.LOCK_NB)
             except OSError as exc:
                 os.close(fd)
                 if exc.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
                     raise
                 if not blocking:
                     return False
-                if deadline is not None and time.monotonic() >= deadline:
+                now = time.monotonic()
+                if now >= deadline:
                     raise LockTimeout(
-                        f"Timed out after {timeout}s waiting for the lock {self.path}. Another"
+                        f"Timed out after {timeout:.0f}s waiting for the lock {self.path}. Another"
                         " process holds it; if that process died, its lock is released by the"
                         " kernel, so retry. If this persists, check the shared volume supports"
-                        " flock."
+                        f" flock, or raise {LOCK_TIMEOUT_ENV}."
                     ) from exc
+                if now >= next_log:
+                    logger.warning(
+                        "Waiting %.0fs so far for the lock %s, held by another process"
+                        " (gives up after %.0fs).",
+                        now - started,
+                        self.path,
+                        timeout,
+                    )
+                    next_log = now + LOG_EVERY_SECONDS
                 time.sleep(delay)
                 delay = min(delay * 2, 0.1)
                 continue

@@ -20,10 +20,12 @@ from . import serialization, signing
 from .cache import EntryManifest, FileRecord, StagedEntry
 from .client import app_url
 from .config import WriteConfig
-from .errors import CacheCorruptionError, ConfigurationError
+from .errors import CacheCorruptionError, ConfigurationError, OfflineIndexError, SignatureError
 from .fsutil import atomic_write_json, link_or_copy, remove_tree
+from .keys import ALLOW_UNSIGNED_ENV, PRIVATE_KEY_ENV, Signer
 from .naming import run_alias
 from .runs import RunInfo, RunSpec, open_run, run_info, run_lock, scoped_env
+from .sources import check_directory, check_readable
 from .version import __version__
 
 if TYPE_CHECKING:
@@ -61,7 +63,12 @@ def published_in_run(store: ArtifactStore, name: str, run: RunSpec) -> WriteResu
     s = store.settings
     alias = run_alias(run.dagster_run_id)
     if store.offline:
-        indexed = store.index.resolve(s.entity, s.project, name, alias)
+        try:
+            indexed = store.index.resolve(
+                s.entity, s.project, name, alias, trust=store.trust, allow_unsigned=s.allow_unsigned
+            )
+        except (OfflineIndexError, SignatureError):
+            return None  # an untrusted index is set aside by the write that follows
         if indexed is None or indexed.info.get("dagster_run_id") != run.dagster_run_id:
             return None
         digest, version, type_, size = (
@@ -116,6 +123,8 @@ def write(
     from wandb.data_types import WBValue
 
     s = store.settings
+    # Before anything is written: who signs, and whether this team owns the entity.
+    signer = store.signer(required=True)
     base_metadata: dict[str, Any] = {
         "source_integration": INTEGRATION_NAME,
         "source_integration_version": __version__,
@@ -149,7 +158,7 @@ def write(
                     )
                 artifact.add(obj, type(obj).__name__)
             else:
-                payload = _serialize(obj, config, staged.files_dir, s.allow_unsigned, log)
+                payload = _serialize(store, signer, obj, config, staged.files_dir, name, run, log)
                 artifact.metadata = {**artifact.metadata, **_payload_metadata(payload)}
                 _add_payload_files(artifact, payload, staged.files_dir, staging_dir)
         _add_extras(artifact, config, offline=store.offline)
@@ -163,6 +172,15 @@ def write(
                 f"Internal error: computed digest {manifest.digest} != W&B digest {digest}."
             )
         entry = store.cache.commit(staged, manifest, s.ttl_minutes)
+        # In use until the index names it: an eviction pass between the commit and the index
+        # write would otherwise remove an entry the write then reports as published.
+        store.cache.holds.hold(entry)
+        if entry.read_manifest() is None:
+            raise CacheCorruptionError(
+                f"The cache entry {entry.path} was evicted the moment it was committed, before"
+                " this write could hold it. Nothing was published; retry the step, and run"
+                " eviction with a longer --older-than-minutes."
+            )
 
         with run_lock(store.layout, run):
             if store.offline:
@@ -184,6 +202,9 @@ def write(
                 size=manifest.size,
                 aliases=aliases,
                 info={"dagster_run_id": run.dagster_run_id, "wandb_run_id": info.id},
+                signer=signer,
+                trust=store.trust,
+                log=log,
             )
             version = indexed.version
             artifact_id = None
@@ -191,6 +212,7 @@ def write(
         else:
             remove_tree(staging_dir)
             version, artifact_id, url = logged.version, logged.id, logged.url
+        store.cache.holds.release(entry)
     return WriteResult(
         entity=s.entity,
         project=s.project,
@@ -210,20 +232,36 @@ def write(
 
 
 def _serialize(
-    obj: Any, config: WriteConfig, dest: Path, allow_unsigned: bool, log: Log
+    store: ArtifactStore,
+    signer: Signer | None,
+    obj: Any,
+    config: WriteConfig,
+    dest: Path,
+    name: str,
+    run: RunSpec,
+    log: Log,
 ) -> serialization.WrittenPayload:
-    key = signing.load_signing_key(required=not allow_unsigned)
-    if key is None:
+    s = store.settings
+    binding = None
+    if signer is None:
         log(
-            f"{signing.SIGNING_KEY_ENV} is not set: writing an UNSIGNED pickle because"
-            " `allow_unsigned_pickles` is true. Readers must also allow unsigned pickles."
+            f"{PRIVATE_KEY_ENV} is not set: writing an UNSIGNED pickle because this deployment"
+            f" sets {ALLOW_UNSIGNED_ENV}. Readers must allow unsigned pickles too."
+        )
+    else:
+        binding = signing.Binding(
+            entity=s.entity,
+            project=s.project,
+            name=name,
+            team=signer.team,
         )
     return serialization.dump(
         obj,
         config.serialization_module or "pickle",
         config.serialization_parameters,
         dest,
-        key=key,
+        signer=signer,
+        binding=binding,
         log=log,
     )
 
@@ -304,10 +342,15 @@ def _adopt_artifact(
 
 def _add_extras(artifact: Any, config: WriteConfig, *, offline: bool) -> None:
     for kwargs in config.add_files:
+        check_readable(kwargs.get("local_path", ""), what="The `add_files` file")
         artifact.add_file(**kwargs)
     for kwargs in config.add_dirs:
+        check_directory(kwargs.get("local_path", ""))
         artifact.add_dir(**kwargs)
     for kwargs in config.add_references:
+        uri = urlparse(str(kwargs.get("uri", "")))
+        if uri.scheme == "file":
+            check_readable(uri.path, what="The `add_references` file")
         if offline and kwargs.get("checksum") is not True:
             _add_unchecked_reference(artifact, **kwargs)
         else:

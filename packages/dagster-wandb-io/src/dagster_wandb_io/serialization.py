@@ -30,6 +30,7 @@ from typing import Any
 
 from . import signing
 from .errors import CacheCorruptionError, ConfigurationError, SerializationError, SignatureError
+from .keys import ALLOW_UNSIGNED_ENV, KEY_HELP, PRIVATE_KEY_ENV, Signer, TrustStore
 
 ACCEPTED_SERIALIZATION_MODULES: tuple[str, ...] = ("pickle", "dill", "cloudpickle", "joblib")
 PAYLOAD_FILENAMES: dict[str, str] = {
@@ -42,6 +43,9 @@ MAGIC = b"DWIOPK01"
 _RAW_BYTES_MIN = 1 << 20
 _TRAILER = struct.Struct("<Q8s")
 _MAX_FOOTER = 1 << 24
+# Out-of-band buffers one pickle may carry: a footer claiming more is not ours, and sizing
+# millions of reads from it would cost seconds and gigabytes before the signature is checked.
+_MAX_BUFFERS = 1 << 16
 
 Logger = Callable[[str], None]
 
@@ -131,10 +135,11 @@ def dump(
     parameters: Mapping[str, Any],
     dest_dir: Path,
     *,
-    key: bytes | None,
+    signer: Signer | None,
+    binding: signing.Binding | None,
     log: Logger | None = None,
 ) -> WrittenPayload:
-    """Serialize `obj` into `dest_dir/<payload>` (+ `.sig` when a key is given)."""
+    """Serialize `obj` into `dest_dir/<payload>` (+ `.sig` when a signer is given)."""
     module = import_module(module_name, for_reading=False)
     params = dict(parameters)
     protocol = int(params.pop("protocol", pickle.HIGHEST_PROTOCOL))
@@ -187,9 +192,10 @@ def dump(
         ) from exc
 
     sig_name = sig_md5 = sig_size = None
-    if key is not None:
+    if signer is not None:
+        assert binding is not None
         sig_name = filename + signing.SIGNATURE_SUFFIX
-        sig_bytes = signing.sign(key, filename, digests).to_json()
+        sig_bytes = signing.sign(signer, filename, digests, binding).to_json()
         (dest_dir / sig_name).write_bytes(sig_bytes)
         sig_md5 = base64.b64encode(hashlib.md5(sig_bytes).digest()).decode()
         sig_size = len(sig_bytes)
@@ -271,6 +277,8 @@ def _layout(f: io.RawIOBase, size: int) -> tuple[list[int], dict[str, Any] | Non
     try:
         footer = json.loads(f.read(footer_len))
         stream_length = int(footer["stream_length"])
+        if len(footer["buffers"]) > _MAX_BUFFERS:
+            raise ValueError("too many buffers")
         buffers = [int(n) for n in footer["buffers"]]
     except (ValueError, KeyError, TypeError):
         f.seek(0)
@@ -370,34 +378,44 @@ class _MemoryReader(io.RawIOBase):
 def load(
     path: Path,
     *,
-    key: bytes | None,
+    artifact: tuple[str, str, str],
+    trust: TrustStore | None,
     allow_unsigned: bool,
     expected_xxh128: str | None = None,
     log: Logger | None = None,
 ) -> Any:
-    """Verify and deserialize a payload file. Never unpickles unverified bytes unless the user
-    explicitly allowed unsigned pickles."""
+    """Verify and deserialize the payload file of ``artifact`` (entity, project, name). Never
+    unpickles unverified bytes: a signature that is present is always checked, and a missing
+    one is accepted only where the deployment allows unsigned pickles."""
     filename = path.name
+    where = "/".join(artifact)
     module_name = module_for_filename(filename)
     sig_path = path.with_name(filename + signing.SIGNATURE_SUFFIX)
     signature = signing.Signature.from_file(sig_path) if sig_path.exists() else None
     if signature is None and not allow_unsigned:
         raise SignatureError(
-            f"The payload {filename!r} is not signed, so it is not loaded (pickle can run"
-            " arbitrary code). Re-materialize it with this integration and"
-            f" {signing.SIGNING_KEY_ENV} set, or, only if you trust its source, set"
-            " `allow_unsigned_pickles: true` on the IO manager."
+            f"The payload {filename!r} of {where} is not signed, so it is not loaded (pickle can"
+            " run arbitrary code). Re-materialize it with this integration and the producing"
+            f" team's {PRIVATE_KEY_ENV} set, or, only if this deployment trusts every source,"
+            f" set {ALLOW_UNSIGNED_ENV}=1 in its environment."
         )
-    if signature is not None and key is None and not allow_unsigned:
+    if signature is not None and trust is None:
         raise ConfigurationError(
-            f"The payload {filename!r} is signed but no key is configured to verify it."
-            f" {signing.KEY_HELP}."
+            f"The payload {filename!r} of {where} is signed but no trust file is configured to"
+            f" verify it. {KEY_HELP}."
         )
     module = import_module(module_name, for_reading=True)
 
     digester = signing.ChunkDigester()
     with open(path, "rb", buffering=0) as f:
         size = os.fstat(f.fileno()).st_size
+        if signature is not None and signature.length != size:
+            # Refused before a byte of the payload is read.
+            raise SignatureError(
+                f"The payload {filename!r} of {where} is {size} bytes but its signature covers"
+                f" {signature.length}: it was modified or replaced after signing. Do not load"
+                " it; re-materialize the upstream asset from a trusted run."
+            )
         segments, footer = _layout(f, size)
         raw_bytes = bool(footer and footer.get("raw_bytes"))
         reader = _read_whole_segments if raw_bytes else _read_segments
@@ -409,12 +427,13 @@ def load(
     digests = digester.finish()
     if expected_xxh128 is not None and digests.tree_xxh128 != expected_xxh128:
         raise CacheCorruptionError(f"{filename} does not match its recorded checksum")
-    if signature is not None and key is not None:
-        signing.verify(key, signature, filename, digests)
+    if signature is not None:
+        assert trust is not None
+        signing.verify(trust, signature, filename, digests, artifact)
     elif log is not None:
         log(
-            f"Loading {filename!r} without signature verification because"
-            " `allow_unsigned_pickles` is true."
+            f"Loading the unsigned {filename!r} of {where} because this deployment sets"
+            f" {ALLOW_UNSIGNED_ENV}."
         )
 
     if raw_bytes:

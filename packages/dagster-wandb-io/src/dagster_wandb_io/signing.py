@@ -1,9 +1,10 @@
-"""HMAC-SHA256 signatures for pickle-family payloads.
+"""Ed25519 signatures for pickle-family payloads, bound to the artifact and to its producer.
 
-The payload is hashed in fixed-size chunks (SHA-256 per chunk) and the HMAC is taken over the
-ordered chunk digests. Chunking lets worker threads hash while the main thread writes or reads
-the file (hashlib releases the GIL), so signing adds little wall time, and the HMAC is still a
-keyed MAC over every byte. Every read path verifies the signature *before* any unpickling.
+The payload is hashed in fixed-size chunks (SHA-256 per chunk) and the producer team's Ed25519
+key signs a header (artifact entity, project and name, producing team and runs, length) followed
+by the ordered chunk digests. Chunking lets worker threads hash while the main thread writes or
+reads the file (hashlib releases the GIL), so signing adds little wall time, and the signature
+still covers every byte. Every read path verifies the signature *before* any unpickling.
 
 The same pass computes a tree xxh128 of the file: a cheap integrity check the cache uses to
 detect accidental corruption without re-reading the file with MD5.
@@ -13,26 +14,27 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import hmac
 import json
 import os
 import threading
 from collections import deque
 from collections.abc import Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, BinaryIO
 
 import xxhash
 
-from .errors import ConfigurationError, SignatureError
+from .errors import SignatureError
+from .keys import Signer, TrustStore
 
-SIGNING_KEY_ENV = "DAGSTER_WANDB_IO_SIGNING_KEY"
-SCHEME = "dagster-wandb-io/hmac-sha256-chunked-v1"
+SCHEME = "dagster-wandb-io/ed25519-chunked-v2"
+# Payloads of releases before per-team keys: refused, with the command that re-signs them.
+LEGACY_HMAC_SCHEME = "dagster-wandb-io/hmac-sha256-chunked-v1"
+MAX_SIGNATURE_BYTES = 1 << 16
 CHUNK_SIZE = 1 << 20
 SIGNATURE_SUFFIX = ".sig"
-_MIN_KEY_LENGTH = 16
 # Bounds memory held by chunks waiting to be hashed (copies of small writes only).
 _MAX_IN_FLIGHT = 8
 
@@ -55,36 +57,6 @@ def _hash_pool(kind: str = "chunks") -> ThreadPoolExecutor:
             pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"dwio-{kind}")
             _pools[kind] = pool
         return pool
-
-
-KEY_HELP = (
-    f"Set the environment variable {SIGNING_KEY_ENV} to a secret of at least"
-    f" {_MIN_KEY_LENGTH} characters, the same value in every code server, Celery worker and"
-    " run container that reads or writes these artifacts, for example:"
-    f" export {SIGNING_KEY_ENV}=$(python -c 'import secrets; print(secrets.token_hex(32))')"
-)
-
-
-def load_signing_key(*, required: bool) -> bytes | None:
-    raw = os.environ.get(SIGNING_KEY_ENV)
-    if not raw:
-        if required:
-            raise ConfigurationError(
-                "Pickle-family outputs are signed with HMAC-SHA256 but no signing key is"
-                f" configured. {KEY_HELP}. (Only if you accept unsigned pickles, set"
-                " `allow_unsigned_pickles: true` on the IO manager instead.)"
-            )
-        return None
-    if len(raw) < _MIN_KEY_LENGTH:
-        raise ConfigurationError(
-            f"{SIGNING_KEY_ENV} is too short ({len(raw)} characters). {KEY_HELP}."
-        )
-    return raw.encode()
-
-
-def key_id(key: bytes) -> str:
-    """A non-secret fingerprint, so errors can say 'signed with another key'."""
-    return hashlib.sha256(b"dagster-wandb-io key id\n" + key).hexdigest()[:16]
 
 
 def _md5_update(md5: Any, parts: Sequence[memoryview]) -> None:
@@ -233,97 +205,136 @@ class HashingWriter:
 
 
 @dataclass(frozen=True)
+class Binding:
+    """What a signature says the payload is: which artifact, and which team made it.
+
+    The reader compares the artifact with what it asked for, so a validly signed payload copied
+    over another artifact (another team's included) is refused. The producing run is not in
+    here but in the signed index (index.py): the same content signed twice gives the same
+    bytes, so it keeps one digest and one version, as in W&B.
+    """
+
+    entity: str
+    project: str
+    name: str
+    team: str
+
+
+@dataclass(frozen=True)
 class Signature:
     scheme: str
     payload: str
     length: int
     chunk_size: int
+    binding: Binding
     key_id: str
-    mac: str
+    ed25519: str
+
+    def _header(self) -> dict[str, Any]:
+        return {
+            "scheme": self.scheme,
+            "payload": self.payload,
+            "length": self.length,
+            "chunk_size": self.chunk_size,
+            **asdict(self.binding),
+            "key_id": self.key_id,
+        }
+
+    def message(self, digests: ChunkDigests) -> bytes:
+        header = json.dumps(self._header(), sort_keys=True, separators=(",", ":"))
+        return b"".join([SCHEME.encode(), b"\n", header.encode(), b"\n", *digests.sha256])
 
     def to_json(self) -> bytes:
         return json.dumps(
-            {
-                "scheme": self.scheme,
-                "payload": self.payload,
-                "length": self.length,
-                "chunk_size": self.chunk_size,
-                "key_id": self.key_id,
-                "hmac_sha256": self.mac,
-            },
-            indent=1,
-            sort_keys=True,
+            {**self._header(), "ed25519": self.ed25519}, indent=1, sort_keys=True
         ).encode()
 
     @classmethod
     def from_file(cls, path: Path) -> Signature:
         try:
+            if path.stat().st_size > MAX_SIGNATURE_BYTES:
+                raise ValueError(f"larger than {MAX_SIGNATURE_BYTES} bytes")
             data = json.loads(path.read_bytes())
+            if data.get("scheme") == LEGACY_HMAC_SCHEME:
+                raise SignatureError(
+                    f"{path.name} carries the retired shared-key HMAC signature, which any team"
+                    " could forge, so it is no longer accepted. Re-sign it by materializing the"
+                    " producing asset again (`dagster asset materialize --select <asset>` in the"
+                    " producer's code location, or Materialize in the UI)."
+                )
             return cls(
                 scheme=str(data["scheme"]),
                 payload=str(data["payload"]),
                 length=int(data["length"]),
                 chunk_size=int(data["chunk_size"]),
+                binding=Binding(**{f: str(data[f]) for f in Binding.__dataclass_fields__}),
                 key_id=str(data["key_id"]),
-                mac=str(data["hmac_sha256"]),
+                ed25519=str(data["ed25519"]),
             )
-        except (OSError, ValueError, KeyError, TypeError) as exc:
+        except SignatureError:
+            raise
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
             raise SignatureError(
                 f"The signature file {path.name} is unreadable or malformed ({exc}). The"
-                " artifact may have been tampered with; re-materialize it with"
-                f" {SIGNING_KEY_ENV} set."
+                " artifact may have been tampered with; re-materialize it from a trusted run."
             ) from exc
 
 
-def _mac(key: bytes, payload: str, digests: ChunkDigests) -> str:
-    header = f"{SCHEME}\n{payload}\n{digests.length}\n{digests.chunk_size}\n".encode()
-    mac = hmac.new(key, header, hashlib.sha256)
-    for d in digests.sha256:
-        mac.update(d)
-    return mac.hexdigest()
-
-
-def sign(key: bytes, payload: str, digests: ChunkDigests) -> Signature:
-    return Signature(
+def sign(signer: Signer, payload: str, digests: ChunkDigests, binding: Binding) -> Signature:
+    unsigned = Signature(
         scheme=SCHEME,
         payload=payload,
         length=digests.length,
         chunk_size=digests.chunk_size,
-        key_id=key_id(key),
-        mac=_mac(key, payload, digests),
+        binding=binding,
+        key_id=signer.key_id,
+        ed25519="",
     )
+    signature = base64.b64encode(signer.sign(unsigned.message(digests))).decode()
+    return replace(unsigned, ed25519=signature)
 
 
-def verify(key: bytes, signature: Signature, payload: str, digests: ChunkDigests) -> None:
-    fix = (
-        "Do not load it. Re-materialize the upstream asset from a trusted run, or if you"
-        " expected this content, check that every process uses the same"
-        f" {SIGNING_KEY_ENV}."
-    )
+def verify(
+    trust: TrustStore,
+    signature: Signature,
+    payload: str,
+    digests: ChunkDigests,
+    expected: tuple[str, str, str],
+) -> None:
+    """Raise unless ``signature`` is a valid signature of these bytes, as artifact ``expected``
+    (entity, project, name), by the team that owns its entity."""
+    entity, project, name = expected
+    where = f"{entity}/{project}/{name}"
+    fix = "Do not load it; re-materialize the upstream asset from a trusted run."
     if signature.scheme != SCHEME:
         raise SignatureError(
-            f"Payload {payload!r} has an unknown signature scheme {signature.scheme!r}. {fix}"
+            f"The payload {payload!r} of {where} has an unknown signature scheme"
+            f" {signature.scheme!r}. {fix}"
         )
     if signature.payload != payload:
         raise SignatureError(
-            f"The signature of {payload!r} was made for {signature.payload!r}: the signature"
-            f" file was swapped or renamed. {fix}"
+            f"The signature of {payload!r} in {where} was made for {signature.payload!r}: the"
+            f" signature file was swapped or renamed. {fix}"
         )
-    if signature.key_id != key_id(key):
+    bound = signature.binding
+    if (bound.entity, bound.project, bound.name) != expected:
         raise SignatureError(
-            f"Payload {payload!r} was signed with a different key (key id {signature.key_id},"
-            f" yours is {key_id(key)}). {fix}"
+            f"The payload read as {where} was signed as"
+            f" {bound.entity}/{bound.project}/{bound.name}: it was copied over this artifact"
+            f" (a replay). {fix}"
         )
     if signature.length != digests.length or signature.chunk_size != digests.chunk_size:
         raise SignatureError(
-            f"Payload {payload!r} is {digests.length} bytes but its signature covers"
-            f" {signature.length} bytes: it was modified after signing. {fix}"
+            f"The payload {payload!r} of {where} is {digests.length} bytes but its signature"
+            f" covers {signature.length} bytes: it was modified after signing. {fix}"
         )
-    if not hmac.compare_digest(signature.mac, _mac(key, payload, digests)):
-        raise SignatureError(
-            f"The HMAC-SHA256 signature of {payload!r} does not match its content: the payload"
-            f" or its signature was tampered with. {fix}"
-        )
+    try:
+        raw = base64.b64decode(signature.ed25519, validate=True)
+    except ValueError:
+        raise SignatureError(f"The signature of {where} is not base64. {fix}") from None
+    what = f"the payload {payload!r} of {where}"
+    trust.verify(bound.team, raw, signature.message(digests), what=what)
+    trust.check_owner(bound.team, entity, what=what)
 
 
 def read_exact(f: BinaryIO, n: int) -> bytes:

@@ -7,12 +7,13 @@ in `publish.py`, reading in `fetch.py`, and the cache entries both go through in
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from . import fetch, publish
+from . import fetch, keys, publish
 from .cache import Layout, SharedCache
 from .client import WandbCloudClient
 from .config import Selection, WriteConfig
@@ -40,6 +41,7 @@ class StoreSettings:
     host: str
     api_key: str | None = None
     ttl_minutes: int | None = None
+    # A deployment setting (keys.ALLOW_UNSIGNED_ENV), never run config: see io_manager.py.
     allow_unsigned: bool = False
 
     def __post_init__(self) -> None:
@@ -61,6 +63,22 @@ class ArtifactStore:
         self.index = OfflineIndex(self.layout)
         self._client = client
         self.stats = ReadStats()
+
+    @functools.cached_property
+    def trust(self) -> keys.TrustStore | None:
+        """Every team's public key and entities; None only where unsigned pickles are allowed."""
+        return keys.load_trust(required=not self.settings.allow_unsigned)
+
+    def signer(self, *, required: bool) -> keys.Signer | None:
+        """This team's signing identity, checked against the entity it writes to before anything
+        is written; None only where the deployment allows unsigned pickles."""
+        signer = keys.load_signer(
+            self.trust, required=required and not self.settings.allow_unsigned
+        )
+        if signer is not None:
+            assert self.trust is not None
+            signer.check_may_publish(self.trust, self.settings.entity)
+        return signer
 
     @property
     def offline(self) -> bool:
