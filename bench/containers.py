@@ -43,12 +43,11 @@ def cold_start() -> dict:
             capture_output=True,
         )
         compose = [*compose_command(), "-p", name, "--env-file", str(env_file)]
-        subprocess.run(
-            [*compose, "build", "init", *(f"{t}-code" for t in teams())],
-            cwd=REPO_ROOT,
-            check=True,
-            capture_output=True,
-        )
+        # As `make build`: the platform image first, whose layers every team image reuses.
+        for services in (["init"], [f"{t}-code" for t in teams()]):
+            subprocess.run(
+                [*compose, "build", *services], cwd=REPO_ROOT, check=True, capture_output=True
+            )
         try:
             started = time.monotonic()
             subprocess.run([*compose, "up", "-d"], cwd=REPO_ROOT, check=True, capture_output=True)

@@ -133,12 +133,21 @@ class ComposeStack:
     def secrets(self) -> set[str]:
         return secret_values(self.env_file)
 
+    def build_like_make_build(self, teams: list[str]) -> None:
+        """The platform image, then the teams' (see the Makefile's build target for why)."""
+        self.run("build", "init")
+        self.run("build", *(f"{team}-code" for team in teams))
+
+    def make_env(self) -> None:
+        """`make env` for this stack's env file: a key for each team, the trust file."""
+        made = self.script("scripts/make_env.py", "--env-file", str(self.env_file))
+        assert made.returncode == 0, made.stdout + made.stderr
+
     def up_like_make_up(self) -> None:
         """What `make up` does after `make generate`: env (a new team's key, the trust file),
         build, up, wait, reload the workspace."""
-        made = self.script("scripts/make_env.py", "--env-file", str(self.env_file))
-        assert made.returncode == 0, made.stdout + made.stderr
-        self.run("build", "init", *(f"{team}-code" for team in config.teams(self.checkout)))
+        self.make_env()
+        self.build_like_make_build(config.teams(self.checkout))
         up = subprocess.run(
             [*self.compose, "up", "-d", "--remove-orphans"],
             cwd=self.checkout,
@@ -167,9 +176,10 @@ class ComposeStack:
 def compose_stack(tmp_path_factory, request):
     checkout = copy_checkout(tmp_path_factory.mktemp("checkout"))
     stack = ComposeStack(checkout, tmp_path_factory.mktemp("compose"))
+    stack.make_env()
     build_started = time.monotonic()
     # One service per image, as `make build` does.
-    stack.run("build", "init", *(f"{team}-code" for team in stack.teams))
+    stack.build_like_make_build(stack.teams)
     print(f"\nimages built in {time.monotonic() - build_started:.0f}s")
     try:
         up_started = time.monotonic()
@@ -290,6 +300,7 @@ def test_a_team_from_its_own_repository_deploys_by_image_and_redeploys_a_new_tag
     (entry / "team.toml").write_text(f'image = "{first}"\n')
     generated = compose_stack.script("-m", "registry", "generate")
     assert generated.returncode == 0, generated.stderr
+    compose_stack.make_env()  # the new team's signing key, before compose reads the file
     before = compose_stack.all_container_ids()
     compose_stack.up_like_make_up()
     assert_sample_job_runs_on_its_team(compose_client, EXTERNAL_TEAM)

@@ -19,6 +19,15 @@ BAKED = pd.DataFrame(
 )
 
 
+def bakery_io_manager() -> WandbArtifactsIOManager:
+    """The IO manager as the bakery configures it: its own entity and project."""
+    return WandbArtifactsIOManager(
+        wandb_resource=WandbResource(),
+        entity=BAKERY_PUBLISHED["entity"],
+        project=BAKERY_PUBLISHED["project"],
+    )
+
+
 def publish_as_the_bakery(bakery_key: str) -> None:
     """What the bakery's own code location does, with the bakery's key (only the bakery's
     containers hold it)."""
@@ -27,11 +36,7 @@ def publish_as_the_bakery(bakery_key: str) -> None:
     def bakery_publication() -> wandb.Table:
         return wandb.Table(dataframe=BAKED)
 
-    bakery_io = WandbArtifactsIOManager(
-        wandb_resource=WandbResource(),
-        entity=BAKERY_PUBLISHED["entity"],
-        project=BAKERY_PUBLISHED["project"],
-    )
+    bakery_io = bakery_io_manager()
     with pytest.MonkeyPatch.context() as as_the_bakery:
         as_the_bakery.setenv(PRIVATE_KEY_ENV, bakery_key)
         assert dg.materialize(
@@ -62,11 +67,7 @@ def test_the_ml_team_cannot_publish_as_the_bakery(offline_wandb):
     def forged() -> wandb.Table:
         return wandb.Table(dataframe=BAKED)
 
-    io = WandbArtifactsIOManager(
-        wandb_resource=WandbResource(),
-        entity=BAKERY_PUBLISHED["entity"],
-        project=BAKERY_PUBLISHED["project"],
-    )
+    io = bakery_io_manager()
     with pytest.raises(Exception, match="cannot publish artifacts under the W&B entity 'bakery'"):
         dg.materialize([forged], resources={"wandb_artifacts_manager": io})
     assert not list(offline_wandb.rglob("cache/bakery/*"))

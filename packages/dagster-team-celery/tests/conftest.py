@@ -6,6 +6,16 @@ from pathlib import Path
 
 import pytest
 import redis
+from celery import Celery
+from celery_team import CeleryTeam
+from dagster import DagsterInstance
+from dagster._core.definitions.reconstruct import ReconstructableJob, ReconstructableRepository
+from dagster._core.execution.retries import RetryMode
+from dagster._grpc.types import ExecuteStepArgs
+from dagster._serdes import pack_value
+
+from dagster_team_celery import tasks
+from dagster_team_celery.tasks import create_execute_plan_task
 
 
 def free_port() -> int:
@@ -81,3 +91,38 @@ def team(tmp_path, redis_url):
     celery_team.write_code()
     yield celery_team
     celery_team.cleanup()
+
+
+@pytest.fixture
+def deliver(tmp_path, redis_url, monkeypatch):
+    """Deliver probe_ping's one step to the task, in this process, as a worker would:
+    serving the team's module, with the team's own instance. ``send`` takes the message's
+    instance ref and executable dict, which a test may replace as a hostile sender would."""
+    team = CeleryTeam(tmp_path, redis_url)
+    team.write_code()
+    for name, value in team.env.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(tasks, "_instances", {})
+    monkeypatch.setattr(tasks, "_served_module", [])
+    tasks.serve_only("stopteam_code")
+    recon_job = ReconstructableJob(
+        ReconstructableRepository.for_module("stopteam_code", "defs", str(tmp_path)), "probe_ping"
+    )
+    instance = DagsterInstance.from_config(str(team.home))
+    run = instance.create_run_for_job(recon_job.get_definition(), run_config={})
+    task = create_execute_plan_task(Celery(broker="memory://", backend="cache+memory://"))
+
+    def send(instance_ref=None, executable_dict=None) -> list[str]:
+        args = ExecuteStepArgs(
+            job_origin=recon_job.get_python_origin(),
+            run_id=run.run_id,
+            step_keys_to_execute=["report_runtime"],
+            instance_ref=instance_ref or instance.get_ref(),
+            retry_mode=RetryMode.DISABLED,
+        )
+        message = (pack_value(args), executable_dict or recon_job.to_dict())
+        return task.apply(args=message).get()
+
+    yield instance, run, send
+    instance.dispose()

@@ -14,8 +14,12 @@ from dagster_team_celery.worker_cli import celery_worker_argv
 
 
 def worker_env(tmp_path, redis_url: str, team_module: str) -> dict[str, str]:
+    home = tmp_path / "home"
+    home.mkdir(exist_ok=True)
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
     return {
         **os.environ,
+        "DAGSTER_HOME": str(home),
         "DAGSTER_TEAM": "bakery",
         "DAGSTER_TEAM_MODULE": team_module,
         "DAGSTER_CELERY_BROKER_URL": f"{redis_url}/0",
@@ -99,3 +103,19 @@ def test_worker_consumes_only_its_team_queue_under_its_team_name(team):
     assert argv[argv.index("--queues") + 1] == team
     assert argv[argv.index("--hostname") + 1] == f"{team}@%h"
     assert argv[-2:] == ["--concurrency", "1"]
+
+
+def test_worker_without_its_own_instance_config_exits_before_taking_a_step(tmp_path, redis_url):
+    (tmp_path / "fine_team.py").write_text("import dagster as dg\ndefs = dg.Definitions()\n")
+    broker = redis.Redis.from_url(f"{redis_url}/0")
+    broker.lpush("bakery", b"a step waiting for a bakery worker")
+    env = worker_env(tmp_path, redis_url, "fine_team")
+    (tmp_path / "home" / "dagster.yaml").unlink()
+
+    result = subprocess.run(
+        celery_worker_argv("bakery", []), env=env, capture_output=True, text=True, timeout=120
+    )
+
+    assert result.returncode != 0
+    assert "holds no dagster.yaml" in result.stderr
+    assert broker.llen("bakery") == 1

@@ -416,7 +416,7 @@ def team_celery_execution_loop(
         )
     _warn_on_priority_misuse(job_context, execution_plan)
     # The run process records an event per submission and per step; pooled connections spare
-    # it a new Postgres connection for each (see tasks.instance_for).
+    # it a new Postgres connection for each (see tasks.use_pooled_connections).
     use_pooled_connections(job_context.instance)
     with PoolSlots(
         job_context.instance, job_context.dagster_run, settings.pool_recheck_seconds

@@ -16,6 +16,11 @@ dagster-celery's own ``_submit_task``) and adds one check before executing:
 - the step already succeeded in this run: nothing is executed, and the events the first
   delivery recorded are returned, so an orchestrator still waiting on this task sees the
   step finish instead of an unknown state.
+
+A task message is not trusted: anyone who can write to the broker can write one. The worker
+runs only steps whose code pointer is its own team's module (never a Python file named in the
+message), and it records events in its own instance (DAGSTER_HOME/dagster.yaml), never the one
+the message's instance ref names.
 """
 
 import functools
@@ -32,6 +37,11 @@ import sqlalchemy.pool
 from celery import Celery, Task
 from dagster import DagsterEventType, DagsterInstance, JobDefinition
 from dagster import _check as check
+from dagster._core.code_pointer import (
+    AutoloadDefsModuleCodePointer,
+    ModuleCodePointer,
+    PackageCodePointer,
+)
 from dagster._core.definitions.reconstruct import ReconstructableJob, ReconstructableRepository
 from dagster._core.definitions.repository_definition import RepositoryDefinition
 from dagster._core.events import EngineEventData
@@ -52,17 +62,48 @@ POOL_OVERFLOW = 5
 
 # Per worker process: what dagster-celery would otherwise rebuild for every step.
 _instances: dict[str, DagsterInstance] = {}
+# The one module this worker's steps may come from; set when the worker imports it.
+_served_module: list[str] = []
+
+
+class ForeignTaskError(Exception):
+    """A task message asked this worker to run code that is not its team's."""
+
+
+def serve_only(module_name: str) -> None:
+    _served_module[:] = [module_name]
+
+
+def check_own_code(recon_job: ReconstructableJob) -> None:
+    """Refuse, before anything is imported, a step whose code is not this team's module."""
+    pointer = recon_job.repository.pointer
+    module_pointers = (ModuleCodePointer, PackageCodePointer, AutoloadDefsModuleCodePointer)
+    module = getattr(pointer, "module", None) if isinstance(pointer, module_pointers) else None
+    if not _served_module or module != _served_module[0]:
+        raise ForeignTaskError(
+            f"Refused a step whose code is {pointer.describe()}: this worker runs only its own"
+            f" team's module {(_served_module or ['(none loaded)'])[0]!r}. A task naming other"
+            " code was sent to this team's queue by something that is not this team's run."
+        )
+
+
+def own_instance(message_ref: InstanceRef | None) -> DagsterInstance:
+    """The worker's own instance. The message's ref is compared, never used: it could point
+    the step's events (and its storage) anywhere."""
+    if "own" not in _instances:
+        instance = DagsterInstance.get()
+        use_pooled_connections(instance)
+        _instances["own"] = instance
+    instance = _instances["own"]
+    if message_ref is not None and serialize_value(message_ref) != serialize_value(
+        instance.get_ref()
+    ):
+        logger.warning("A step's message named another instance; using this worker's own.")
+    return instance
+
+
 _repositories: dict[str, RepositoryDefinition] = {}
 _jobs: dict["CachedReconstructableJob", JobDefinition] = {}
-
-
-def instance_for(ref: InstanceRef) -> DagsterInstance:
-    key = serialize_value(ref)
-    if key not in _instances:
-        instance = DagsterInstance.from_ref(ref)
-        use_pooled_connections(instance)
-        _instances[key] = instance
-    return _instances[key]
 
 
 def use_pooled_connections(instance: DagsterInstance) -> None:
@@ -188,8 +229,9 @@ def create_execute_plan_task(app: Celery) -> Task:
         self: Task, execute_step_args_packed: dict[str, Any], executable_dict: dict[str, Any]
     ) -> list[str]:
         args = unpack_value(execute_step_args_packed, as_type=ExecuteStepArgs)
-        instance = instance_for(check.not_none(args.instance_ref))
         recon_job = job_for(executable_dict)
+        check_own_code(recon_job)
+        instance = own_instance(args.instance_ref)
         dagster_run = instance.get_run_by_id(args.run_id)
         check.invariant(dagster_run, f"Could not load run {args.run_id}")
         assert dagster_run is not None

@@ -7,6 +7,7 @@ it connects, so a worker that cannot run a team's steps never takes one off the 
 import importlib
 import logging
 import os
+from pathlib import Path
 
 from celery import bootsteps
 from dagster._core.definitions.reconstruct import ReconstructableRepository
@@ -22,7 +23,7 @@ from dagster_team_celery.settings import (
     team_name,
     terminate_grace_seconds,
 )
-from dagster_team_celery.tasks import create_execute_plan_task, warm_up_before_fork
+from dagster_team_celery.tasks import create_execute_plan_task, serve_only, warm_up_before_fork
 
 TEAM_MODULE_ENV = "DAGSTER_TEAM_MODULE"
 
@@ -31,6 +32,7 @@ logger = logging.getLogger(__name__)
 
 def import_team_code(team: str) -> None:
     module_name = os.environ.get(TEAM_MODULE_ENV) or f"{team}.definitions"
+    serve_only(module_name)
     try:
         importlib.import_module(module_name)
         # Load the definitions as the code server does (same pointer), so a broken asset
@@ -68,7 +70,19 @@ class LivenessFile(bootsteps.StartStopStep):
     shutdown = stop
 
 
+def check_own_instance() -> None:
+    """Steps record events in the worker's own instance (tasks.own_instance), so it must have
+    one: without dagster.yaml, Dagster would silently make a local SQLite instance."""
+    home = os.environ.get("DAGSTER_HOME")
+    if not home or not (Path(home) / "dagster.yaml").is_file():
+        raise PlatformConfigError(
+            f"The worker has no instance config: DAGSTER_HOME={home!r} holds no dagster.yaml."
+            " Mount the platform's dagster.yaml there (docker-compose.yml does, as a config)."
+        )
+
+
 TEAM = team_name()
+check_own_instance()
 terminate_grace_seconds()  # a malformed setting stops the worker now, not at the first cancel
 import_team_code(TEAM)
 

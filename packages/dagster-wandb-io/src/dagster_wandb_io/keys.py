@@ -58,12 +58,19 @@ def public_key_of(private_key_hex: str) -> str:
     return private_key.public_key().public_bytes_raw().hex()
 
 
+def _key_bytes(value: object) -> bytes:
+    """The 32 raw bytes of an Ed25519 key written in hex; ValueError says what is wrong."""
+    if not isinstance(value, str):
+        raise ValueError("not a string")
+    raw = bytes.fromhex(value.strip())
+    if len(raw) != 32:
+        raise ValueError(f"{len(raw)} bytes instead of 32")
+    return raw
+
+
 def _parse_private_key(value: str, *, source: str) -> Ed25519PrivateKey:
     try:
-        raw = bytes.fromhex(value.strip())
-        if len(raw) != 32:
-            raise ValueError(f"{len(raw)} bytes instead of 32")
-        return Ed25519PrivateKey.from_private_bytes(raw)
+        return Ed25519PrivateKey.from_private_bytes(_key_bytes(value))
     except ValueError as error:
         raise ConfigurationError(
             f"{source} is not an Ed25519 private key in hex (64 hex digits): {error}. {KEY_HELP}."
@@ -72,12 +79,7 @@ def _parse_private_key(value: str, *, source: str) -> Ed25519PrivateKey:
 
 def _parse_public_key(value: object, *, team: str, path: Path) -> Ed25519PublicKey:
     try:
-        if not isinstance(value, str):
-            raise ValueError("not a string")
-        raw = bytes.fromhex(value)
-        if len(raw) != 32:
-            raise ValueError(f"{len(raw)} bytes instead of 32")
-        return Ed25519PublicKey.from_public_bytes(raw)
+        return Ed25519PublicKey.from_public_bytes(_key_bytes(value))
     except ValueError as error:
         raise ConfigurationError(
             f"The trust file {path} has an invalid public key for team {team!r} ({error})."
