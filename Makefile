@@ -24,12 +24,11 @@ env: platform-venv ## Create .env with random secrets and team keys (an existing
 	@$(PYTHON) scripts/make_env.py
 
 build: generate ## Build the platform image and one image per team
-	# The platform image first: every team image starts with its layers, and teams built in
-	# parallel with it would each make their own copy of them, so a later build of one team
-	# picks up another's copy and gets a new image ID (and compose recreates its containers).
-	# Then one service per image: services sharing an image would build it in parallel.
-	$(COMPOSE) build init
-	$(COMPOSE) build $(addsuffix -code,$(BUILT_TEAMS))
+	# One image at a time, the platform's first: every team image starts with its layers.
+	# Images built in parallel from a cold cache leave layers that a later build does not
+	# reuse (podman's builder), so it makes a new image ID and compose recreates that team's
+	# containers; seen when adding a team. (One service per image: <team>-code.)
+	for service in init $(addsuffix -code,$(BUILT_TEAMS)); do $(COMPOSE) build $$service; done
 
 up: env build ## Build and start the platform in containers; wait until every service is healthy
 	# Only what changed is recreated; --remove-orphans takes away a removed team's services.

@@ -43,10 +43,10 @@ def cold_start() -> dict:
             capture_output=True,
         )
         compose = [*compose_command(), "-p", name, "--env-file", str(env_file)]
-        # As `make build`: the platform image first, whose layers every team image reuses.
-        for services in (["init"], [f"{t}-code" for t in teams()]):
+        # As `make build`: one image at a time, the platform's first.
+        for service in ("init", *(f"{t}-code" for t in teams())):
             subprocess.run(
-                [*compose, "build", *services], cwd=REPO_ROOT, check=True, capture_output=True
+                [*compose, "build", service], cwd=REPO_ROOT, check=True, capture_output=True
             )
         try:
             started = time.monotonic()
