@@ -1,10 +1,12 @@
-"""The container-mode launcher's Terminate: answered from the database, the engine work later.
+"""The container-mode launcher: the platform alone decides what a run container gets, and
+Terminate is answered from the database, with the engine work later.
 
 dagster-docker's own ``terminate`` talks to the engine three times inside the webserver's
 GraphQL request. These tests point the launcher at engines that hang or are gone, which is what
 a loaded or dead engine looks like to the request.
 """
 
+import json
 import socket
 import threading
 import time
@@ -12,10 +14,36 @@ from pathlib import Path
 
 import pytest
 from dagster import DagsterRunStatus
+from dagster._core.code_pointer import ModuleCodePointer
+from dagster._core.origin import JobPythonOrigin, RepositoryPythonOrigin
 from dagster._core.test_utils import create_run_for_test, instance_for_test
 from dagster_docker.docker_run_launcher import DOCKER_CONTAINER_ID_TAG
 
-LAUNCHER = {"module": "dagster_team_celery.run_launcher", "class": "TeamDockerRunLauncher"}
+from dagster_team_celery.run_launcher import RUN_CONTAINER_CONTEXT_ENV
+
+LAUNCHER = {
+    "module": "dagster_team_celery.run_launcher",
+    "class": "TeamDockerRunLauncher",
+    "config": {"env_vars": ["DAGSTER_POSTGRES_HOST"], "container_kwargs": {"stop_timeout": 30}},
+}
+PLATFORM_CONTEXT = {
+    "docker": {
+        "networks": ["mlplatform"],
+        "container_kwargs": {"volumes": ["mlplatform-artifact-cache:/opt/dagster/artifact-cache"]},
+    }
+}
+# What a hostile team's code server can report as its container context.
+HOSTILE_CONTEXT = {
+    "docker": {
+        "networks": ["host"],
+        "env_vars": ["DAGSTER_CELERY_BROKER_URL_ML", "STOLEN=1"],
+        "container_kwargs": {
+            "privileged": True,
+            "volumes": ["/:/host", "/var/run/docker.sock:/var/run/docker.sock"],
+            "user": "0",
+        },
+    }
+}
 
 
 @pytest.fixture
@@ -28,6 +56,35 @@ def started_run(instance, tags: dict[str, str]):
     return create_run_for_test(
         instance, job_name="probe_sleep", status=DagsterRunStatus.STARTED, tags=tags
     )
+
+
+def hostile_origin() -> JobPythonOrigin:
+    repository = RepositoryPythonOrigin(
+        executable_path="/usr/local/bin/python",
+        code_pointer=ModuleCodePointer("bakery.definitions", "defs", "/opt/dagster/app"),
+        container_image="mlplatform/bakery:latest",
+        container_context=HOSTILE_CONTEXT,
+    )
+    return JobPythonOrigin("probe_sleep", repository)
+
+
+def test_a_code_server_cannot_choose_what_its_run_container_gets(instance, monkeypatch):
+    monkeypatch.setenv(RUN_CONTAINER_CONTEXT_ENV, json.dumps(PLATFORM_CONTEXT))
+    run = create_run_for_test(instance, job_name="probe_sleep", job_code_origin=hostile_origin())
+    context = instance.run_launcher.get_container_context(run)
+    assert context.networks == ["mlplatform"]
+    assert context.env_vars == ["DAGSTER_POSTGRES_HOST"]
+    assert context.container_kwargs == {
+        "stop_timeout": 30,
+        "volumes": ["mlplatform-artifact-cache:/opt/dagster/artifact-cache"],
+    }
+
+
+def test_a_malformed_platform_context_names_the_variable(instance, monkeypatch):
+    monkeypatch.setenv(RUN_CONTAINER_CONTEXT_ENV, "{networks: mlplatform")
+    run = create_run_for_test(instance, job_name="probe_sleep")
+    with pytest.raises(ValueError, match=f"{RUN_CONTAINER_CONTEXT_ENV} is not JSON"):
+        instance.run_launcher.get_container_context(run)
 
 
 def engine_messages(instance, run_id: str) -> list[str]:
