@@ -6,8 +6,8 @@ from dataclasses import dataclass
 
 import pytest
 import requests
-from celery import Celery
 
+from dagster_team_celery.control import team_app
 from devstack.client import PlatformClient
 
 SLEEPING = re.compile(r"Sleeping \S+s in process (\d+) on (\S+)")
@@ -61,9 +61,9 @@ def terminate(
     return Termination(status, request_seconds, time.monotonic() - clicked)
 
 
-def active_tasks(broker_url: str) -> dict[str, list]:
+def active_tasks(team: str, broker_url: str) -> dict[str, list]:
     """Every worker's running tasks, as `celery inspect active` reports them."""
-    app = Celery(broker=broker_url)
+    app = team_app(team, broker=broker_url, backend=broker_url)
     try:
         return app.control.inspect(timeout=3.0).active() or {}
     finally:

@@ -522,8 +522,8 @@ def test_terminate_stops_a_fan_out_midway_in_containers(compose_stack, compose_c
     result = terminate(compose_client, run_id)
     done = step_successes(compose_client, run_id)
     active = (
-        "import json, os; from celery import Celery; "
-        "app = Celery(broker=os.environ['DAGSTER_CELERY_BROKER_URL']); "
+        "import json, os; from dagster_team_celery.control import team_app; "
+        "app = team_app(os.environ['DAGSTER_TEAM']); "
         "print(json.dumps(app.control.inspect(timeout=3).active() or {}))"
     )
     deadline = time.monotonic() + 30

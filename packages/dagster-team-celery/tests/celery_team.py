@@ -238,9 +238,9 @@ class CeleryTeam:
 
     def active_tasks(self) -> list[dict]:
         """The worker's running tasks, each with the pid of the pool process running it."""
-        from celery import Celery
+        from dagster_team_celery.control import team_app
 
-        app = Celery(broker=f"{self.redis_url}/0")
+        app = team_app(TEAM, broker=f"{self.redis_url}/0", backend=f"{self.redis_url}/1")
         try:
             # One worker here: answer on its reply rather than always waiting out the timeout.
             replies = app.control.inspect(timeout=2.0, limit=1).active() or {}

@@ -27,9 +27,11 @@ def free_port() -> int:
 class RedisServer:
     """A throwaway password-protected Redis on a free loopback port, which tests may restart."""
 
-    def __init__(self, server: str, data_dir: Path) -> None:
+    def __init__(self, server: str, data_dir: Path, acl_file: Path | None = None) -> None:
+        """With ``acl_file``, its ``default`` user must have the password ``pw``."""
         self.server = server
         self.data_dir = data_dir
+        self.acl_file = acl_file
         self.port = free_port()
         self.url = f"redis://:pw@127.0.0.1:{self.port}"
         self.process: subprocess.Popen | None = None
@@ -42,8 +44,7 @@ class RedisServer:
                 str(self.port),
                 "--bind",
                 "127.0.0.1",
-                "--requirepass",
-                "pw",
+                *(["--aclfile", str(self.acl_file)] if self.acl_file else ["--requirepass", "pw"]),
                 "--save",
                 "",
                 "--dir",

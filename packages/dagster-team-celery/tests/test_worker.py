@@ -10,7 +10,10 @@ import pytest
 import redis
 
 from dagster_team_celery import healthcheck, liveness
+from dagster_team_celery.settings import key_prefix
 from dagster_team_celery.worker_cli import celery_worker_argv
+
+BAKERY_QUEUE_KEY = key_prefix("bakery") + "bakery"
 
 
 def worker_env(tmp_path, redis_url: str, team_module: str) -> dict[str, str]:
@@ -32,7 +35,7 @@ def worker_env(tmp_path, redis_url: str, team_module: str) -> dict[str, str]:
 def test_worker_that_cannot_import_team_code_exits_without_taking_a_step(tmp_path, redis_url):
     (tmp_path / "broken_team.py").write_text("import module_that_does_not_exist\n")
     broker = redis.Redis.from_url(f"{redis_url}/0")
-    broker.lpush("bakery", b"a step waiting for a bakery worker")
+    broker.lpush(BAKERY_QUEUE_KEY, b"a step waiting for a bakery worker")
 
     result = subprocess.run(
         celery_worker_argv("bakery", []),
@@ -45,7 +48,7 @@ def test_worker_that_cannot_import_team_code_exits_without_taking_a_step(tmp_pat
     assert result.returncode != 0
     assert "cannot import its code module 'broken_team'" in result.stderr
     assert "module_that_does_not_exist" in result.stderr
-    assert broker.llen("bakery") == 1, "the waiting step must stay on the queue"
+    assert broker.llen(BAKERY_QUEUE_KEY) == 1, "the waiting step must stay on the queue"
     assert not (tmp_path / "alive").exists()
 
 
@@ -108,7 +111,7 @@ def test_worker_consumes_only_its_team_queue_under_its_team_name(team):
 def test_worker_without_its_own_instance_config_exits_before_taking_a_step(tmp_path, redis_url):
     (tmp_path / "fine_team.py").write_text("import dagster as dg\ndefs = dg.Definitions()\n")
     broker = redis.Redis.from_url(f"{redis_url}/0")
-    broker.lpush("bakery", b"a step waiting for a bakery worker")
+    broker.lpush(BAKERY_QUEUE_KEY, b"a step waiting for a bakery worker")
     env = worker_env(tmp_path, redis_url, "fine_team")
     (tmp_path / "home" / "dagster.yaml").unlink()
 
@@ -118,4 +121,4 @@ def test_worker_without_its_own_instance_config_exits_before_taking_a_step(tmp_p
 
     assert result.returncode != 0
     assert "holds no dagster.yaml" in result.stderr
-    assert broker.llen("bakery") == 1
+    assert broker.llen(BAKERY_QUEUE_KEY) == 1

@@ -68,9 +68,19 @@ def visibility_timeout_seconds() -> int:
     return seconds
 
 
+def key_prefix(team: str) -> str:
+    """Where a team's broker and result keys and pub/sub channels live in Redis, so that a
+    Redis ACL user can be confined to them (redis_acl.py)."""
+    return f"team:{team}:"
+
+
 def celery_settings(queue: str) -> dict[str, Any]:
-    """Celery's lowercase settings for one team's queue, with at-least-once delivery."""
+    """Celery's lowercase settings for one team's queue, with at-least-once delivery. Every key
+    and channel, the queue's, worker control's (inspect, revoke) and events', and every result,
+    is under the team's key prefix."""
+    prefix = key_prefix(queue)
     transport_options = {
+        "global_keyprefix": prefix,
         "visibility_timeout": visibility_timeout_seconds(),
         # Reconnect quickly instead of failing a submission while Redis restarts.
         "max_retries": 10,
@@ -87,7 +97,10 @@ def celery_settings(queue: str) -> dict[str, Any]:
         # One message in hand per process: a dying worker strands at most its running steps.
         "worker_prefetch_multiplier": 1,
         "broker_transport_options": transport_options,
-        "result_backend_transport_options": {"retry_policy": {"timeout": 5.0}},
+        "result_backend_transport_options": {
+            "global_keyprefix": prefix,
+            "retry_policy": {"timeout": 5.0},
+        },
         # A step that finished while Redis restarts must still store its result: without
         # retries Celery records the connection error as the task's failure (raised "outside
         # body", after the step succeeded) and the run fails. Up to about 4 minutes.

@@ -1,0 +1,79 @@
+"""The Redis users of the platform, as lines of a Redis ACL file (``aclfile``).
+
+- Each team's user reaches only the keys and channels under its key prefix
+  (settings.key_prefix): its queue, its results, and its workers' control and events. So a
+  team cannot push a task onto another team's queue, or read, delete or wait on another
+  team's results, or revoke or inspect another team's steps.
+- Flower's user may only subscribe to every team's events, with the one pattern
+  every_team_events.EVERY_TEAM matches, and keep its own unprefixed bookkeeping keys.
+- ``default`` is the operator's: the health check and ``redis-cli``.
+
+Redis checks a PSUBSCRIBE pattern against a user's channel patterns literally, not as a glob,
+so each pattern the team's Celery subscribes to is listed as it is (worker control, events, and
+the worker's own gossip), besides the glob that covers its plain channels (results).
+Passwords are stored as SHA-256 (``#<hex>``), so the file holds no secret.
+"""
+
+import hashlib
+import re
+
+from dagster_team_celery.settings import key_prefix
+
+# Commands no team needs, that reach beyond its own keys: SCAN and RANDOMKEY list every
+# team's key names, PUBSUB lists every channel, SCRIPT FLUSH drops every team's scripts.
+# @dangerous holds FLUSHALL, FLUSHDB, KEYS, CONFIG, CLIENT KILL, MONITOR, DEBUG and the like.
+COMMANDS = "-@all +@all -@dangerous -scan -randomkey -pubsub -script|flush"
+_USER_NAME = re.compile(r"[a-z][a-z0-9_]*")
+# Flower's inspect replies come back on <uuid>.reply.celery.pidbox lists. The pattern fixes
+# a '-' at the ninth character, which no team key has (they start team:<identifier>:).
+FLOWER_REPLY_KEYS = "~????????-????-????-????-????????????.reply.celery.pidbox*"
+FLOWER_USER = "flower"
+
+
+def team_user(team: str) -> str:
+    if not _USER_NAME.fullmatch(team):
+        raise ValueError(f"{team!r} is not a team name (lowercase letters, digits, '_').")
+    return f"team_{team}"
+
+
+def password_hash(password: str) -> str:
+    if not password or any(character.isspace() for character in password):
+        raise ValueError("A Redis password must be non-empty and hold no whitespace.")
+    return "#" + hashlib.sha256(password.encode()).hexdigest()
+
+
+def team_rule(team: str, password: str) -> str:
+    prefix = key_prefix(team)
+    channels = [
+        f"&{prefix}*",
+        f"&{prefix}/0.celery.pidbox",
+        f"&{prefix}/0.celeryev/*",
+        f"&{prefix}/0.celeryev/worker.*",
+    ]
+    return (
+        f"user {team_user(team)} on {password_hash(password)} resetkeys ~{prefix}* "
+        f"resetchannels {' '.join(channels)} {COMMANDS}"
+    )
+
+
+def flower_rule(password: str) -> str:
+    every_team_events = f"&{key_prefix('*')}/0.celeryev/*"
+    own_keys = f"~_kombu.* ~celeryev.* ~unacked* {FLOWER_REPLY_KEYS}"
+    return (
+        f"user {FLOWER_USER} on {password_hash(password)} resetkeys {own_keys} "
+        f"resetchannels {every_team_events} &/0.celery.pidbox {COMMANDS}"
+    )
+
+
+def admin_rule(password: str) -> str:
+    return f"user default on {password_hash(password)} ~* &* +@all"
+
+
+def acl_file(admin_password: str, flower_password: str, team_passwords: dict[str, str]) -> str:
+    lines = [admin_rule(admin_password), flower_rule(flower_password)]
+    lines += [team_rule(team, password) for team, password in sorted(team_passwords.items())]
+    return "\n".join(lines) + "\n"
+
+
+def redis_url(user: str, password: str, host: str, port: int | str, db: int) -> str:
+    return f"redis://{user}:{password}@{host}:{port}/{db}"

@@ -1,0 +1,193 @@
+"""Each team's Redis user against a real Redis loaded with the platform's ACL file: what a
+process holding team ml's credentials tries against team bakery, and what Flower may do."""
+
+import shutil
+import threading
+
+import pytest
+import redis
+from celery import Celery
+from celery_team import CeleryTeam  # noqa: F401  (the conftest's import path)
+from conftest import RedisServer
+from kombu.exceptions import OperationalError
+
+from dagster_team_celery import redis_acl
+from dagster_team_celery.control import team_app
+from dagster_team_celery.every_team_events import EVERY_TEAM, every_team_broker
+from dagster_team_celery.settings import key_prefix
+
+PASSWORDS = {"bakery": "bakery-secret-1", "ml": "ml-secret-2"}
+FLOWER_PASSWORD = "flower-secret-3"
+BAKERY = key_prefix("bakery")
+REPLY_QUEUE = "00000000-0000-0000-0000-000000000000.reply.celery.pidbox"
+
+
+@pytest.fixture(scope="module")
+def acl_redis(tmp_path_factory):
+    server = shutil.which("redis-server")
+    if server is None:
+        pytest.skip("redis-server is not installed")
+    data_dir = tmp_path_factory.mktemp("acl-redis")
+    acl_file = data_dir / "users.acl"
+    acl_file.write_text(redis_acl.acl_file("pw", FLOWER_PASSWORD, PASSWORDS))
+    instance = RedisServer(server, data_dir, acl_file=acl_file)
+    instance.start()
+    admin = redis.Redis.from_url(instance.url)
+    admin.lpush(f"{BAKERY}bakery", b"a bakery step")
+    admin.set(f"{BAKERY}celery-task-meta-1234", b'{"status": "SUCCESS"}')
+    yield instance
+    instance.stop()
+
+
+def url(acl_redis: RedisServer, user: str, password: str, db: int = 0) -> str:
+    return redis_acl.redis_url(user, password, "127.0.0.1", acl_redis.port, db)
+
+
+def as_team(acl_redis: RedisServer, team: str) -> redis.Redis:
+    return redis.Redis.from_url(url(acl_redis, redis_acl.team_user(team), PASSWORDS[team]))
+
+
+def as_flower(acl_redis: RedisServer) -> redis.Redis:
+    return redis.Redis.from_url(url(acl_redis, redis_acl.FLOWER_USER, FLOWER_PASSWORD))
+
+
+ML_AGAINST_BAKERY = {
+    "push a task onto bakery's queue": lambda r: r.lpush(f"{BAKERY}bakery", b"evil"),
+    "take bakery's queued task": lambda r: r.rpop(f"{BAKERY}bakery"),
+    "read bakery's queued tasks": lambda r: r.lrange(f"{BAKERY}bakery", 0, -1),
+    "read bakery's result": lambda r: r.get(f"{BAKERY}celery-task-meta-1234"),
+    "delete bakery's result": lambda r: r.delete(f"{BAKERY}celery-task-meta-1234"),
+    "overwrite bakery's result": lambda r: r.set(f"{BAKERY}celery-task-meta-1234", b"x"),
+    "revoke bakery's steps": lambda r: r.publish(f"{BAKERY}/0.celery.pidbox", b"revoke"),
+    "list every key": lambda r: r.scan(0),
+    "list keys by pattern": lambda r: r.keys("*"),
+    "flush the database": lambda r: r.flushdb(),
+    "list every channel": lambda r: r.pubsub_channels(),
+    "read the server's config": lambda r: r.config_get("*"),
+}
+
+
+@pytest.mark.parametrize("attack", ML_AGAINST_BAKERY, ids=list(ML_AGAINST_BAKERY))
+def test_the_ml_user_cannot_touch_the_bakerys_keys(acl_redis, attack):
+    with pytest.raises(redis.exceptions.NoPermissionError):
+        ML_AGAINST_BAKERY[attack](as_team(acl_redis, "ml"))
+    admin = redis.Redis.from_url(acl_redis.url)
+    assert admin.lrange(f"{BAKERY}bakery", 0, -1) == [b"a bakery step"]
+    assert admin.get(f"{BAKERY}celery-task-meta-1234") == b'{"status": "SUCCESS"}'
+
+
+@pytest.mark.parametrize(
+    "pattern",
+    [f"{BAKERY}*", f"{BAKERY}/0.celeryev/*", f"{EVERY_TEAM}/0.celeryev/*", "*"],
+)
+def test_the_ml_user_cannot_listen_to_the_bakerys_channels(acl_redis, pattern):
+    listener = as_team(acl_redis, "ml").pubsub()
+    with pytest.raises(redis.exceptions.NoPermissionError):
+        listener.psubscribe(pattern)
+        listener.get_message(timeout=2)
+
+
+def test_the_ml_user_cannot_wait_on_a_bakery_result(acl_redis):
+    listener = as_team(acl_redis, "ml").pubsub()
+    with pytest.raises(redis.exceptions.NoPermissionError):
+        listener.subscribe(f"{BAKERY}celery-task-meta-1234")
+        listener.get_message(timeout=2)
+
+
+def test_a_celery_app_with_ml_credentials_cannot_send_to_the_bakerys_queue(acl_redis):
+    # The whole client as a hostile team would configure it: bakery's prefix, ml's user.
+    ml_url = url(acl_redis, redis_acl.team_user("ml"), PASSWORDS["ml"])
+    app = team_app("bakery", broker=ml_url, backend=ml_url.replace("/0", "/1"))
+    app.conf.broker_transport_options = {
+        **app.conf.broker_transport_options,
+        "max_retries": 0,
+    }
+    try:
+        with pytest.raises((OperationalError, redis.exceptions.NoPermissionError)):
+            app.send_task("execute_plan", queue="bakery", retry=False)
+    finally:
+        app.close()
+    admin = redis.Redis.from_url(acl_redis.url)
+    assert admin.llen(f"{BAKERY}bakery") == 1
+
+
+def test_a_team_reaches_its_own_keys_and_channels(acl_redis):
+    bakery = as_team(acl_redis, "bakery")
+    bakery.lpush(f"{BAKERY}probe", b"ok")
+    assert bakery.rpop(f"{BAKERY}probe") == b"ok"
+    listener = bakery.pubsub()
+    listener.psubscribe(f"{BAKERY}/0.celery.pidbox", f"{BAKERY}/0.celeryev/worker.*")
+    listener.subscribe(f"{BAKERY}celery-task-meta-1234")
+    for _ in range(3):
+        assert listener.get_message(timeout=2)["type"] in ("psubscribe", "subscribe")
+
+
+def test_flower_hears_every_teams_events_and_touches_no_team_key(acl_redis):
+    flower = as_flower(acl_redis)
+    listener = flower.pubsub()
+    listener.psubscribe(f"{EVERY_TEAM}/0.celeryev/*")
+    assert listener.get_message(timeout=2)["type"] == "psubscribe"
+    as_team(acl_redis, "bakery").publish(f"{BAKERY}/0.celeryev/worker.heartbeat", b"{}")
+    heard = listener.get_message(timeout=2)
+    assert heard["channel"] == f"{BAKERY}/0.celeryev/worker.heartbeat".encode()
+    for attack in (
+        lambda: flower.lrange(f"{BAKERY}bakery", 0, -1),
+        lambda: flower.get(f"{BAKERY}celery-task-meta-1234"),
+        lambda: flower.publish(f"{BAKERY}/0.celery.pidbox", b"revoke"),
+        lambda: flower.lrange(
+            f"{BAKERY}00000000-0000-0000-0000-000000000000.reply.celery.pidbox", 0, -1
+        ),
+    ):
+        with pytest.raises(redis.exceptions.NoPermissionError):
+            attack()
+
+
+def test_the_acl_file_holds_no_password():
+    text = redis_acl.acl_file("admin-secret", FLOWER_PASSWORD, PASSWORDS)
+    for secret in ("admin-secret", FLOWER_PASSWORD, *PASSWORDS.values()):
+        assert secret not in text
+    assert text.count(" on #") == 2 + len(PASSWORDS)
+
+
+@pytest.mark.parametrize("team", ["Bakery", "a b", "x\non", "../x", ""])
+def test_a_hostile_team_name_is_refused(team):
+    with pytest.raises(ValueError, match="not a team name"):
+        redis_acl.team_rule(team, "secret")
+
+
+def test_a_password_with_whitespace_is_refused():
+    with pytest.raises(ValueError, match="whitespace"):
+        redis_acl.team_rule("bakery", "two words")
+
+
+def test_flowers_app_receives_a_teams_events_as_celery_events(acl_redis):
+    flower = Celery("flower", broker=every_team_broker(url(acl_redis, "flower", FLOWER_PASSWORD)))
+    heard: list[dict] = []
+    errors: list[BaseException] = []
+
+    def listen() -> None:
+        try:
+            with flower.connection() as connection:
+
+                def on_event(event: dict) -> None:
+                    heard.append(event)
+                    receiver.should_stop = True
+
+                receiver = flower.events.Receiver(connection, handlers={"*": on_event})
+                receiver.capture(limit=None, timeout=10, wakeup=True)
+        except BaseException as error:  # reported by the assertion below
+            errors.append(error)
+
+    listener = threading.Thread(target=listen, daemon=True)
+    listener.start()
+    bakery_url = url(acl_redis, redis_acl.team_user("bakery"), PASSWORDS["bakery"])
+    bakery = team_app("bakery", broker=bakery_url, backend=bakery_url)
+    deadline = 10
+    while not heard and deadline and not errors:
+        with bakery.events.default_dispatcher(hostname="bakery@probe") as dispatcher:
+            dispatcher.send("worker-heartbeat")
+        listener.join(1)
+        deadline -= 1
+    assert not errors, errors
+    assert heard and heard[0]["type"] == "worker-heartbeat"
+    assert heard[0]["hostname"] == "bakery@probe"
