@@ -11,7 +11,10 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import registry
+from dagster_team_celery import redis_acl
 from dagster_team_celery.settings import (
+    BACKEND_URL_ENV,
+    BROKER_URL_ENV,
     DEFAULT_VISIBILITY_TIMEOUT_SECONDS,
     VISIBILITY_TIMEOUT_ENV,
 )
@@ -120,7 +123,20 @@ class StackEnvironment:
             {team: [self.team_entity(team)] for team in self.teams},
             self.secrets.get("team_signing_keys"),
         )
+        # Each team's own Redis user (redis_acl.py); a team added later gets one at its start.
+        known = self.secrets.get("team_redis_passwords", {})
+        self.secrets["team_redis_passwords"] = {
+            team: known.get(team) or secrets.token_hex(24) for team in self.teams
+        }
         write_private(secrets_file, json.dumps(self.secrets))
+
+    def redis_acl(self) -> str:
+        """The Redis users: the operator's (``default``), Flower's, and one per team."""
+        return redis_acl.acl_file(
+            self.secrets["redis_password"],
+            self.secrets["flower_password"],
+            self.secrets["team_redis_passwords"],
+        )
 
     @property
     def trust_file(self) -> Path:
@@ -164,14 +180,25 @@ class StackEnvironment:
             "db": POSTGRES_DB,
         }
 
-    def redis_base_url(self) -> str:
-        """The Redis URL without a database number; the broker uses /0, results /1."""
+    def redis_base_url(self, user: str = "", password: str | None = None) -> str:
+        """A Redis URL without a database number (the broker uses /0, results /1); the
+        operator's unless a user is given. A Redis passed in (``redis_url``) has no platform
+        users: every process then uses its URL, and teams are not confined to their keys."""
         if self.settings.redis_url:
             url = urlsplit(self.settings.redis_url)
             return f"{url.scheme}://{url.netloc}"
-        return (
-            f"redis://:{self.secrets['redis_password']}@{config.LOCAL_HOST}:{self.ports['redis']}"
+        password = self.secrets["redis_password"] if password is None else password
+        return f"redis://{user}:{password}@{config.LOCAL_HOST}:{self.ports['redis']}"
+
+    def team_redis_env(self, team: str) -> dict[str, str]:
+        """The team's broker and result URLs, as its own Redis user."""
+        base = self.redis_base_url(
+            redis_acl.team_user(team), self.secrets["team_redis_passwords"][team]
         )
+        return {BROKER_URL_ENV: f"{base}/0", BACKEND_URL_ENV: f"{base}/1"}
+
+    def flower_redis_url(self) -> str:
+        return f"{self.redis_base_url(redis_acl.FLOWER_USER, self.secrets['flower_password'])}/0"
 
     def dagster_env(self) -> dict[str, str]:
         """What every Dagster process gets; the mirror of x-dagster-env in docker-compose.yml."""
@@ -191,8 +218,6 @@ class StackEnvironment:
             "DAGSTER_POSTGRES_DB": postgres["db"],
             "DAGSTER_STORAGE_DIR": str(self.shared / "storage"),
             "DAGSTER_COMPUTE_LOGS_DIR": str(self.shared / "compute_logs"),
-            "DAGSTER_CELERY_BROKER_URL": f"{self.redis_base_url()}/0",
-            "DAGSTER_CELERY_BACKEND_URL": f"{self.redis_base_url()}/1",
             # As compose does: the caller's value, else the package's default.
             VISIBILITY_TIMEOUT_ENV: os.environ.get(
                 VISIBILITY_TIMEOUT_ENV, str(DEFAULT_VISIBILITY_TIMEOUT_SECONDS)
@@ -210,6 +235,7 @@ class StackEnvironment:
         return {
             **self.dagster_env(),
             "DAGSTER_TEAM": team,
+            **self.team_redis_env(team),
             "DAGSTER_WANDB_IO_BASE_DIR": str(self.artifact_cache),
             PRIVATE_KEY_ENV: self.secrets["team_signing_keys"][team],
             TRUSTED_KEYS_ENV: str(self.trust_file),

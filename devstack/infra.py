@@ -182,9 +182,11 @@ def redis_service(env: StackEnvironment, supervisor: Supervisor) -> Service:
         )
     data_dir = env.state / "redis"
     data_dir.mkdir(parents=True, exist_ok=True)
-    # The password goes in an owner-only config file, never on the command line (`ps`).
+    # The users (hashed passwords) go in an owner-only ACL file, never on the command line.
     config_file = data_dir / "redis.conf"
-    write_private(config_file, f"requirepass {env.secrets['redis_password']}\n")
+    acl_file = data_dir / "users.acl"
+    write_private(acl_file, env.redis_acl())
+    write_private(config_file, f'aclfile "{acl_file}"\n')
     return supervisor.add(
         "redis",
         [

@@ -22,6 +22,7 @@ import sys
 import time
 from pathlib import Path
 
+from dagster_team_celery.settings import BROKER_URL_ENV
 from devstack import config, config_check, infra
 from devstack.environment import StackEnvironment, StackSettings, free_port
 from devstack.errors import StackError
@@ -163,10 +164,10 @@ class LocalStack(StackEnvironment):
         auth = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
         return self._service(
             "flower",
-            [PLATFORM_BIN / "celery", "flower"],
+            [PLATFORM_BIN / "celery", "-A", "dagster_team_celery.flower_app", "flower"],
             {
                 **self.dagster_env(),
-                "CELERY_BROKER_URL": f"{self.redis_base_url()}/0",
+                BROKER_URL_ENV: self.flower_redis_url(),
                 "FLOWER_BASIC_AUTH": f"{user}:{password}",
                 "FLOWER_PORT": str(self.ports["flower"]),
                 "FLOWER_ADDRESS": config.LOCAL_HOST,

@@ -1,6 +1,7 @@
 """On the running local stack, a process holding one team's credentials cannot act as another
-team with W&B artifacts: it has no other team's key, and its own key is refused under the other
-team's entity before anything is written."""
+team: with W&B artifacts, it has no other team's key, and its own key is refused under the other
+team's entity before anything is written; on the broker, its Redis user reaches none of the
+other team's queue, results or worker control."""
 
 import os
 import subprocess
@@ -9,7 +10,11 @@ from pathlib import Path
 
 import psutil
 import pytest
+import redis
+from kombu.exceptions import OperationalError
 
+from dagster_team_celery.control import team_app
+from dagster_team_celery.settings import BACKEND_URL_ENV, BROKER_URL_ENV, key_prefix
 from dagster_wandb_io.keys import PRIVATE_KEY_ENV
 
 pytestmark = pytest.mark.local_stack
@@ -83,3 +88,51 @@ def test_the_ml_team_cannot_publish_under_the_bakerys_entity(local_stack):
     assert attempt.returncode == 3, attempt.stdout + attempt.stderr
     assert "Team 'ml' cannot publish artifacts under the W&B entity 'bakery'" in attempt.stdout
     assert snapshot() == before, "the refused write left files in the bakery's cache or index"
+
+
+def test_a_teams_processes_hold_only_their_own_redis_password(local_stack):
+    passwords = local_stack.secrets["team_redis_passwords"]
+    assert len(set(passwords.values())) == len(passwords), "every team has its own password"
+    for team in local_stack.teams:
+        others = [password for other, password in passwords.items() if other != team]
+        for process in team_processes(local_stack, team):
+            try:
+                environment = process.environ()
+            except psutil.NoSuchProcess:
+                continue
+            assert f"team_{team}:{passwords[team]}@" in environment[BROKER_URL_ENV]
+            values = " ".join(environment.values())
+            assert not any(password in values for password in others), team
+            assert local_stack.secrets["redis_password"] not in values, "the operator's password"
+
+
+def test_the_ml_team_cannot_reach_the_bakerys_queue_or_results(local_stack, client):
+    run_id = client.submit_job("bakery", "probe_ping")
+    assert client.wait_for_run(run_id, timeout=180) == "SUCCESS"
+    bakery = key_prefix("bakery")
+    admin = redis.Redis.from_url(f"{local_stack.redis_base_url()}/1")
+    results = list(admin.scan_iter(f"{bakery}celery-task-meta-*"))
+    assert results, "the bakery's step stored its result under the bakery's prefix"
+    ml = local_stack.team_env("ml")
+    as_ml = redis.Redis.from_url(ml[BACKEND_URL_ENV])
+    as_ml_broker = redis.Redis.from_url(ml[BROKER_URL_ENV])
+    attacks = {
+        "read a bakery result": lambda: as_ml.get(results[0]),
+        "delete a bakery result": lambda: as_ml.delete(results[0]),
+        "push onto the bakery's queue": lambda: as_ml_broker.lpush(f"{bakery}bakery", b"x"),
+        "revoke the bakery's steps": lambda: as_ml_broker.publish(
+            f"{bakery}/0.celery.pidbox", b"x"
+        ),
+    }
+    for attack, attempt in attacks.items():
+        with pytest.raises(redis.exceptions.NoPermissionError):
+            attempt()
+            pytest.fail(f"ml could {attack}")
+    # A whole Celery client aimed at the bakery's queue with ml's user.
+    app = team_app("bakery", broker=ml[BROKER_URL_ENV], backend=ml[BACKEND_URL_ENV])
+    try:
+        with pytest.raises((OperationalError, redis.exceptions.NoPermissionError)):
+            app.send_task("execute_plan", queue="bakery", retry=False)
+    finally:
+        app.close()
+    assert admin.exists(results[0]), "the bakery's result is still there"

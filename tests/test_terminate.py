@@ -50,7 +50,7 @@ def test_terminate_stops_a_fan_out_midway(local_stack, client):
 
     result = terminate(client, run_id)
     done = step_successes(client, run_id)
-    broker = local_stack.dagster_env()["DAGSTER_CELERY_BROKER_URL"]
+    broker = local_stack.team_env("bakery")["DAGSTER_CELERY_BROKER_URL"]
     running = lambda: active_tasks("bakery", broker)  # noqa: E731
     assert wait_until(lambda: not any(running().values()), 30), running()
     time.sleep(3)  # a step that escaped would finish and report by now

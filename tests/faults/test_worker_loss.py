@@ -14,6 +14,7 @@ from tests.faults.conftest import (
     wait_for_progress,
     wait_for_terminal,
 )
+from tests.terminate import active_tasks
 
 pytestmark = [pytest.mark.faults, pytest.mark.local_stack]
 
@@ -21,6 +22,11 @@ pytestmark = [pytest.mark.faults, pytest.mark.local_stack]
 def test_killed_worker_is_replaced_and_every_step_still_runs(fault_stack, fault_client):
     run_id = fault_client.submit_job("bakery", "probe_fan_out", run_config=fan_out_run_config(1.0))
     wait_for_progress(fault_client, run_id, successes=5)
+    # Kill it while it runs a step: on a loaded machine it can sit between steps at the moment
+    # the fifth success is read, and then nothing would be lost.
+    broker = fault_stack.team_env("bakery")["DAGSTER_CELERY_BROKER_URL"]
+    running = lambda: any(active_tasks("bakery", broker).values())  # noqa: E731
+    assert wait_until(running, 60), "the bakery worker never reported a running step"
 
     kill_hard(fault_stack, "bakery-worker")
     killed_at = time.monotonic()
