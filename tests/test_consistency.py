@@ -187,6 +187,7 @@ def test_compose_run_containers_and_local_mode_give_team_code_the_same_variables
     local.secrets = {
         **dict.fromkeys(("postgres_password", "redis_password"), "x"),
         "team_signing_keys": {"bakery": "x"},
+        "team_redis_passwords": {"bakery": "x"},
     }
     local.ports = {"postgres": 1, "redis": 2}
     # What only a local process needs: its team (compose sets it per service), where it
