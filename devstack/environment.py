@@ -18,7 +18,12 @@ from dagster_team_celery.settings import (
     DEFAULT_VISIBILITY_TIMEOUT_SECONDS,
     VISIBILITY_TIMEOUT_ENV,
 )
-from dagster_wandb_io.keys import PRIVATE_KEY_ENV, TRUSTED_KEYS_ENV, provision_team_keys
+from dagster_wandb_io.keys import (
+    PRIVATE_KEY_ENV,
+    TRUSTED_KEYS_ENV,
+    provision_team_keys,
+    write_private,
+)
 from devstack import config
 from devstack.health import liveness_file
 
@@ -42,15 +47,6 @@ class StackSettings:
     extra_env: dict[str, str] = field(default_factory=dict)
     # The checkout whose dagster.yaml, workspace.yaml and code_locations/ to run.
     repo_root: Path = config.REPO_ROOT
-
-
-def write_private(path: Path, text: str) -> None:
-    """Replace ``path`` with a file readable by its owner only from its first byte: the mode is
-    given to open(2), so no moment exists where another user could read a secret in it."""
-    path.unlink(missing_ok=True)
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(descriptor, "w") as private:
-        private.write(text)
 
 
 def free_port() -> int:

@@ -13,8 +13,9 @@ from pathlib import Path
 
 import psutil
 
+from dagster_wandb_io.keys import write_private
 from devstack import config
-from devstack.environment import POSTGRES_USER, StackEnvironment, write_private
+from devstack.environment import POSTGRES_USER, StackEnvironment
 from devstack.errors import StackError
 from devstack.processes import Service
 from devstack.supervisor import Supervisor

@@ -10,7 +10,6 @@ the W&B entity it owns, which every team's code reads.
 """
 
 import argparse
-import os
 import re
 import secrets
 import stat
@@ -23,7 +22,7 @@ if str(REPO_ROOT) not in sys.path:
     sys.path.append(str(REPO_ROOT))
 
 import registry  # noqa: E402
-from dagster_wandb_io.keys import provision_team_keys  # noqa: E402
+from dagster_wandb_io.keys import provision_team_keys, write_private  # noqa: E402
 
 SECRETS = ("POSTGRES_PASSWORD", "REDIS_PASSWORD", "FLOWER_PASSWORD")
 TRUST_FILE = REPO_ROOT / "keys" / "trusted-keys.json"
@@ -35,15 +34,6 @@ def random_secret() -> str:
 
 
 OWNER_ONLY = 0o600
-
-
-def write_private(path: Path, text: str) -> None:
-    """Create ``path`` readable by its owner only from the first byte: the mode is given to
-    open(2), so no moment exists where another user could read it (and the umask can only
-    take bits away)."""
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, OWNER_ONLY)
-    with os.fdopen(descriptor, "w") as env_file:
-        env_file.write(text)
 
 
 def make_private(path: Path) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,6 +17,7 @@ from .keys import (
     TrustStore,
     generate_private_key,
     public_key_of,
+    write_private,
     write_trust_file,
 )
 
@@ -137,10 +137,7 @@ def _generate_keys(args: argparse.Namespace) -> int:
             for t in known.teams.values()
         }
     teams[args.team] = (public_key_of(private_key), args.entity)
-    args.private_key_file.unlink(missing_ok=True)
-    descriptor = os.open(args.private_key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(descriptor, "w") as key_file:
-        key_file.write(private_key + "\n")
+    write_private(args.private_key_file, private_key + "\n")
     write_trust_file(args.trust_file, teams)
     print(
         f"Team {args.team!r} signs with {args.private_key_file}; give its processes"

@@ -251,6 +251,16 @@ def allow_unsigned_from_environment() -> bool:
     raise ConfigurationError(f"{ALLOW_UNSIGNED_ENV}={value!r}: set it to 1 or 0.")
 
 
+def write_private(path: Path, text: str) -> None:
+    """Replace ``path`` with a file readable by its owner only from its first byte: the mode is
+    given to open(2), so no moment exists where another user could read a secret in it (and
+    the umask can only take bits away)."""
+    path.unlink(missing_ok=True)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "w") as private:
+        private.write(text)
+
+
 def write_trust_file(path: Path, teams: dict[str, tuple[str, list[str]]]) -> None:
     """Write ``{team: (public key hex, entities)}`` as a trust file, replacing it in place so a
     file bind-mounted into running containers shows the new content."""
