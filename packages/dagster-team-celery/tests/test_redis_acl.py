@@ -8,8 +8,8 @@ import pytest
 import redis
 from celery import Celery
 from celery_team import CeleryTeam  # noqa: F401  (the conftest's import path)
-from conftest import RedisServer
 from kombu.exceptions import OperationalError
+from throwaway_redis import RedisServer
 
 from dagster_team_celery import redis_acl
 from dagster_team_celery.control import team_app
