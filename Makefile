@@ -31,6 +31,8 @@ build: generate ## Build the platform image and one image per team
 	for service in init $(addsuffix -code,$(BUILT_TEAMS)); do $(COMPOSE) build $$service; done
 
 up: env build ## Build and start the platform in containers; wait until every service is healthy
+	# A running Redis rereads its users first, so a new team's services can log in.
+	$(COMPOSE) exec -T redis redis-cli ACL LOAD >/dev/null 2>&1 || true
 	# Only what changed is recreated; --remove-orphans takes away a removed team's services.
 	$(COMPOSE) up -d --remove-orphans
 	python3 scripts/wait_healthy.py --compose "$(COMPOSE)" --reload-workspace

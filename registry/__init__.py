@@ -55,6 +55,11 @@ class Team:
         return f"WANDB_IO_SIGNING_KEY_{self.name.upper()}"
 
     @property
+    def redis_password_variable(self) -> str:
+        """The .env variable holding the password of the team's own Redis user."""
+        return f"REDIS_PASSWORD_{self.name.upper()}"
+
+    @property
     def built_here(self) -> bool:
         return self.image is None
 

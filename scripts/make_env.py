@@ -7,9 +7,16 @@ one that others could read is made owner-only before anything is added to it.
 Each team gets its own Ed25519 signing key in .env (only that team's services are given it),
 and keys/trusted-keys.json is rewritten from the team registry: every team's public key and
 the W&B entity it owns, which every team's code reads.
+
+Each team also gets its own Redis user's password in .env, and two files are rewritten from
+the registry: keys/redis-users.acl, the Redis ACL file (hashed passwords only, so it may be
+readable), and keys/team-redis.json (owner-only), which the daemon reads to give each run
+container its own team's broker credentials.
 """
 
 import argparse
+import json
+import os
 import re
 import secrets
 import stat
@@ -22,10 +29,13 @@ if str(REPO_ROOT) not in sys.path:
     sys.path.append(str(REPO_ROOT))
 
 import registry  # noqa: E402
+from dagster_team_celery import redis_acl  # noqa: E402
 from dagster_wandb_io.keys import provision_team_keys, write_private  # noqa: E402
 
-SECRETS = ("POSTGRES_PASSWORD", "REDIS_PASSWORD", "FLOWER_PASSWORD")
+SECRETS = ("POSTGRES_PASSWORD", "REDIS_PASSWORD", "FLOWER_PASSWORD", "FLOWER_REDIS_PASSWORD")
 TRUST_FILE = REPO_ROOT / "keys" / "trusted-keys.json"
+REDIS_USERS_FILE = "redis-users.acl"
+TEAM_REDIS_FILE = "team-redis.json"
 
 
 def random_secret() -> str:
@@ -69,6 +79,38 @@ def sign_keys(env_path: Path, trust_file: Path, root: Path = REPO_ROOT) -> None:
         print(f"{env_path.name}: added signing keys for {', '.join(t.name for t in added)}")
 
 
+def rewrite_in_place(path: Path, text: str, mode: int) -> None:
+    """Rewrite ``path`` keeping its inode: a file bind-mounted into a running container (the
+    ACL file into Redis) shows the new content only then. A new file gets ``mode`` from open(2)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    os.fchmod(descriptor, mode)
+    with os.fdopen(descriptor, "w") as rewritten:
+        rewritten.write(text)
+
+
+def team_redis_users(env_path: Path, keys_dir: Path, root: Path = REPO_ROOT) -> None:
+    """Give every registered team a Redis password in .env, and rewrite the ACL file and the
+    daemon's file of team credentials from them."""
+    teams = registry.teams(root)
+    present = read_settings(env_path.read_text())
+    added = [t for t in teams if t.redis_password_variable not in present]
+    if added:
+        with env_path.open("a") as env_file:
+            for team in added:
+                password = random_secret()
+                present[team.redis_password_variable] = password
+                env_file.write(f"{team.redis_password_variable}={password}\n")
+        print(f"{env_path.name}: added Redis passwords for {', '.join(t.name for t in added)}")
+    passwords = {t.name: present[t.redis_password_variable] for t in teams}
+    users = redis_acl.acl_file(
+        present["REDIS_PASSWORD"], present["FLOWER_REDIS_PASSWORD"], passwords
+    )
+    # Hashes only; the redis user in its container must be able to read it.
+    rewrite_in_place(keys_dir / REDIS_USERS_FILE, users, 0o644)
+    rewrite_in_place(keys_dir / TEAM_REDIS_FILE, json.dumps(passwords, indent=1) + "\n", 0o600)
+
+
 def main(
     env_path: Path = REPO_ROOT / ".env",
     template: Path = REPO_ROOT / ".env.example",
@@ -87,6 +129,7 @@ def main(
                     env_file.write(f"\n{name}={random_secret()}\n")
             print(f"{env_path.name}: added random {', '.join(missing)}")
         sign_keys(env_path, trust_file_of(env_path, trust_file), root)
+        team_redis_users(env_path, trust_file_of(env_path, trust_file).parent, root)
         return 0
     lines = []
     for line in template.read_text().splitlines():
@@ -96,6 +139,7 @@ def main(
         lines.append(line)
     write_private(env_path, "\n".join(lines) + "\n")
     sign_keys(env_path, trust_file_of(env_path, trust_file), root)
+    team_redis_users(env_path, trust_file_of(env_path, trust_file).parent, root)
     print(f"created {env_path.name} with random secrets (mode 600, git-ignored)")
     return 0
 

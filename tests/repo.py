@@ -26,11 +26,13 @@ INSTANCE_YAML = REPO_ROOT / "dagster.yaml"
 WORKSPACE_YAML = REPO_ROOT / "workspace.yaml"
 CODE_LOCATIONS = REPO_ROOT / "code_locations"
 SIGNING_KEY_PREFIX = "WANDB_IO_SIGNING_KEY_"
-# The shared secrets, and each team's own signing key.
-SHARED_SECRETS = ("POSTGRES_PASSWORD", "REDIS_PASSWORD", "FLOWER_PASSWORD")
+REDIS_PASSWORD_PREFIX = "REDIS_PASSWORD_"
+# The shared secrets, and each team's own signing key and Redis password.
+SHARED_SECRETS = ("POSTGRES_PASSWORD", "REDIS_PASSWORD", "FLOWER_PASSWORD", "FLOWER_REDIS_PASSWORD")
 SECRET_VARIABLES = (
     *SHARED_SECRETS,
     *(team.signing_key_variable for team in registry.teams(REPO_ROOT)),
+    *(team.redis_password_variable for team in registry.teams(REPO_ROOT)),
 )
 
 

@@ -14,6 +14,7 @@ from tests.repo import (
     REPO_ROOT,
     SECRET_VARIABLES,
     compose,
+    team_folders,
 )
 
 DUMMY_SECRETS = {name: f"test-{name.lower()}" for name in SECRET_VARIABLES}
@@ -27,7 +28,7 @@ def test_compose_file_validates_against_the_compose_spec_schema():
 def test_no_secret_has_a_default_value():
     text = COMPOSE_FILE.read_text()
     for name in SECRET_VARIABLES:
-        references = re.findall(r"\$\{" + name + r"([^}]*)\}", text)
+        references = re.findall(r"\$\{" + name + r"(?![A-Z0-9_])([^}]*)\}", text)
         assert references, f"{name} is never used"
         for suffix in references:
             assert suffix.startswith(":?"), f"${{{name}{suffix}}} must be ${{{name}:?...}}"
@@ -66,10 +67,28 @@ def test_healthcheck_commands_survive_the_podman_space_split():
             assert not any(" " in arg for arg in test[1:]), (name, test)
 
 
-def test_redis_requires_a_password_and_keeps_an_append_only_file():
-    command = " ".join(compose()["services"]["redis"]["command"])
-    assert "requirepass" in command
+def test_redis_takes_its_users_from_the_acl_file_and_keeps_an_append_only_file():
+    redis = compose()["services"]["redis"]
+    command = " ".join(redis["command"])
+    assert "--aclfile /etc/redis/users.acl" in command
+    assert {"source": "redis-users", "target": "/etc/redis/users.acl"} in redis["configs"]
+    assert compose()["configs"]["redis-users"]["file"] == "./keys/redis-users.acl"
     assert "--appendonly yes" in command
+
+
+def test_each_team_service_uses_its_own_redis_user_and_the_platform_none():
+    services = compose()["services"]
+    for team in team_folders():
+        for name in (f"{team}-code", f"{team}-worker"):
+            environment = services[name]["environment"]
+            for variable in ("DAGSTER_CELERY_BROKER_URL", "DAGSTER_CELERY_BACKEND_URL"):
+                assert environment[variable].startswith(f"redis://team_{team}:${{"), name
+    for name in ("webserver", "daemon", "init", "platform-code"):
+        environment = services[name].get("environment") or {}
+        assert "DAGSTER_CELERY_BROKER_URL" not in environment, name
+    assert services["flower"]["environment"]["DAGSTER_CELERY_BROKER_URL"].startswith(
+        "redis://flower:"
+    )
 
 
 def test_no_secret_is_interpolated_into_any_command_line():

@@ -194,7 +194,9 @@ def test_compose_run_containers_and_local_mode_give_team_code_the_same_variables
     # reports liveness, its own temporary folder, and a quiet wandb.
     # Compose sets each team's key per service too.
     local_only = {"DAGSTER_HOME", "DAGSTER_TEAM", "DAGSTER_CELERY_LIVENESS_FILE", "TMPDIR"}
-    local_only |= {"DAGSTER_WANDB_IO_SIGNING_KEY"}
+    # Its Redis user too (and the launcher gives each run container its team's).
+    local_only |= {"DAGSTER_WANDB_IO_SIGNING_KEY", "DAGSTER_CELERY_BROKER_URL"}
+    local_only |= {"DAGSTER_CELERY_BACKEND_URL"}
     local_names = set(local.team_env("bakery")) - local_only - {"WANDB_SILENT"}
 
     assert run_container_names == compose_names - signing, (

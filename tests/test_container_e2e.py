@@ -17,7 +17,13 @@ from devstack import config
 from devstack.client import PlatformClient
 from devstack.stack import free_port
 from registry.scaffold import copy_template
-from tests.repo import REPO_ROOT, SHARED_SECRETS, SIGNING_KEY_PREFIX, copy_checkout
+from tests.repo import (
+    REDIS_PASSWORD_PREFIX,
+    REPO_ROOT,
+    SHARED_SECRETS,
+    SIGNING_KEY_PREFIX,
+    copy_checkout,
+)
 from tests.stacks import wait_for_loaded_locations
 from tests.terminate import (
     SLEEPING,
@@ -149,6 +155,8 @@ class ComposeStack:
         build, up, wait, reload the workspace."""
         self.make_env()
         self.build_like_make_build(config.teams(self.checkout))
+        # A running Redis rereads its users, so a new team's services can log in.
+        self.run("exec", "-T", "redis", "redis-cli", "ACL", "LOAD", check=False)
         up = subprocess.run(
             [*self.compose, "up", "-d", "--remove-orphans"],
             cwd=self.checkout,
@@ -414,13 +422,14 @@ def test_team_containers_run_as_a_non_root_user(compose_stack):
 
 
 def secret_values(env_file: Path) -> set[str]:
-    """The shared secrets and every team signing key in an env file."""
+    """The shared secrets, and every team's signing key and Redis password, in an env file."""
     if not env_file.exists():
         return set()
     values = set()
     for line in env_file.read_text().splitlines():
         name, _, value = line.partition("=")
-        if (name in SHARED_SECRETS or name.startswith(SIGNING_KEY_PREFIX)) and value:
+        per_team = name.startswith((SIGNING_KEY_PREFIX, REDIS_PASSWORD_PREFIX))
+        if (name in SHARED_SECRETS or per_team) and value:
             values.add(value)
     return values
 
@@ -455,6 +464,66 @@ def test_each_team_container_holds_its_own_signing_key_and_no_other(compose_stac
                 team_name for team_name, key in keys.items() if any(key in e for e in environment)
             }
             assert held == ({team} if team else set()), f"{service} holds the keys of {held}"
+
+
+# Run in ml's worker with ml's own broker credentials, against the bakery's keys.
+ML_AGAINST_THE_BAKERY = """
+import os, redis
+from dagster_team_celery.settings import key_prefix
+broker = redis.Redis.from_url(os.environ["DAGSTER_CELERY_BROKER_URL"])
+results = redis.Redis.from_url(os.environ["DAGSTER_CELERY_BACKEND_URL"])
+bakery = key_prefix("bakery")
+attacks = {
+    "push": lambda: broker.lpush(bakery + "bakery", b"x"),
+    "read results": lambda: results.get(bakery + "celery-task-meta-0"),
+    "delete results": lambda: results.delete(bakery + "celery-task-meta-0"),
+    "revoke": lambda: broker.publish(bakery + "/0.celery.pidbox", b"x"),
+    "scan": lambda: broker.scan(0),
+}
+for name, attack in attacks.items():
+    try:
+        attack()
+        print("ALLOWED", name)
+    except redis.exceptions.NoPermissionError:
+        print("refused", name)
+"""
+
+
+def test_the_ml_containers_redis_user_cannot_reach_the_bakerys_keys(compose_stack):
+    attempt = in_worker(compose_stack, "ml", ML_AGAINST_THE_BAKERY)
+    assert attempt.returncode == 0, attempt.stderr
+    assert "ALLOWED" not in attempt.stdout, attempt.stdout
+    assert attempt.stdout.count("refused") == 5, attempt.stdout
+
+
+def test_each_team_container_holds_its_own_redis_password_and_no_other(compose_stack):
+    settings = dict(
+        line.partition("=")[::2] for line in compose_stack.env_file.read_text().splitlines()
+    )
+    passwords = {
+        name.removeprefix(REDIS_PASSWORD_PREFIX).lower(): value
+        for name, value in settings.items()
+        if name.startswith(REDIS_PASSWORD_PREFIX)
+    }
+    operator = settings["REDIS_PASSWORD"]
+    for team in compose_stack.teams:
+        for service in (f"{team}-code", f"{team}-worker"):
+            for container in compose_stack.container_ids(service):
+                environment = " ".join(
+                    json.loads(
+                        subprocess.run(
+                            ["docker", "inspect", container],
+                            capture_output=True,
+                            text=True,
+                            check=True,
+                        ).stdout
+                    )[0]["Config"]["Env"]
+                    or []
+                )
+                assert f"team_{team}:{passwords[team]}@" in environment, service
+                others = [p for other, p in passwords.items() if other != team]
+                assert not any(p in environment for p in others), f"{service}: another's"
+                assert operator not in environment, f"{service} holds the operator's password"
 
 
 def test_no_secret_is_baked_into_any_image(compose_stack):

@@ -5,6 +5,7 @@ and an existing 0644 .env stayed 0644 while secrets were appended to it.
 """
 
 import importlib.util
+import json
 import os
 import stat
 from pathlib import Path
@@ -75,3 +76,31 @@ def test_every_team_gets_its_own_key_and_the_trust_file_names_its_entity(tmp_pat
     make_env.main(env, REPO_ROOT / ".env.example", trust)
     assert make_env.read_settings(env.read_text()) == settings
     assert TrustStore.load(trust).teams.keys() == trusted.teams.keys()
+
+
+def test_every_team_gets_its_own_redis_user_and_the_acl_file_holds_no_password(tmp_path):
+    import registry
+
+    env, trust = tmp_path / ".env", tmp_path / "keys" / "trusted-keys.json"
+    make_env.main(env, REPO_ROOT / ".env.example", trust)
+    settings = make_env.read_settings(env.read_text())
+    teams = registry.teams(REPO_ROOT)
+    passwords = {team.name: settings[team.redis_password_variable] for team in teams}
+    assert len(set(passwords.values())) == len(teams), "no two teams share a Redis password"
+    acl = tmp_path / "keys" / make_env.REDIS_USERS_FILE
+    text = acl.read_text()
+    for team in teams:
+        assert f"user team_{team.name} on #" in text
+    secrets = [*passwords.values(), settings["REDIS_PASSWORD"], settings["FLOWER_REDIS_PASSWORD"]]
+    assert not any(secret in text for secret in secrets), "the ACL file holds hashes only"
+    credentials = tmp_path / "keys" / make_env.TEAM_REDIS_FILE
+    assert mode(credentials) == 0o600
+    assert json.loads(credentials.read_text()) == passwords
+
+    # A second run keeps every password, and rewrites the ACL file in place: Redis has it
+    # bind-mounted, and a replaced file would never reach the running server.
+    inode = acl.stat().st_ino
+    make_env.main(env, REPO_ROOT / ".env.example", trust)
+    assert make_env.read_settings(env.read_text()) == settings
+    assert acl.stat().st_ino == inode
+    assert acl.read_text() == text

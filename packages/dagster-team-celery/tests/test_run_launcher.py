@@ -19,7 +19,9 @@ from dagster._core.origin import JobPythonOrigin, RepositoryPythonOrigin
 from dagster._core.test_utils import create_run_for_test, instance_for_test
 from dagster_docker.docker_run_launcher import DOCKER_CONTAINER_ID_TAG
 
+from dagster_team_celery.run_credentials import TEAM_REDIS_CREDENTIALS_ENV
 from dagster_team_celery.run_launcher import RUN_CONTAINER_CONTEXT_ENV
+from dagster_team_celery.settings import PlatformConfigError
 
 LAUNCHER = {
     "module": "dagster_team_celery.run_launcher",
@@ -151,3 +153,46 @@ def test_a_finished_run_is_left_alone(instance):
     run = started_run(instance, {DOCKER_CONTAINER_ID_TAG: "0123456789ab"})
     instance.report_run_canceled(run)
     assert not instance.run_launcher.terminate(run.run_id)
+
+
+def team_run(instance, team: str):
+    from dagster._core.remote_origin import (
+        GrpcServerCodeLocationOrigin,
+        RemoteJobOrigin,
+        RemoteRepositoryOrigin,
+    )
+
+    location = GrpcServerCodeLocationOrigin(host=f"{team}-code", port=4000, location_name=team)
+    origin = RemoteJobOrigin(RemoteRepositoryOrigin(location, "__repository__"), "probe_sleep")
+    return create_run_for_test(
+        instance,
+        job_name="probe_sleep",
+        job_code_origin=hostile_origin(),
+        remote_job_origin=origin,
+    )
+
+
+@pytest.fixture
+def team_credentials(tmp_path, monkeypatch):
+    path = tmp_path / "team-redis.json"
+    path.write_text(json.dumps({"bakery": "bakery-secret", "ml": "ml-secret"}))
+    monkeypatch.setenv(TEAM_REDIS_CREDENTIALS_ENV, str(path))
+    return path
+
+
+def test_a_run_container_gets_its_own_teams_broker_user_and_no_other(instance, team_credentials):
+    env = instance.run_launcher.get_container_context(team_run(instance, "bakery")).env_vars
+    assert "DAGSTER_CELERY_BROKER_URL=redis://team_bakery:bakery-secret@redis:6379/0" in env
+    assert "DAGSTER_CELERY_BACKEND_URL=redis://team_bakery:bakery-secret@redis:6379/1" in env
+    assert not any("ml-secret" in entry for entry in env)
+
+
+def test_a_location_without_credentials_gets_no_broker_user(instance, team_credentials):
+    env = instance.run_launcher.get_container_context(team_run(instance, "platform")).env_vars
+    assert not any(entry.startswith("DAGSTER_CELERY_BROKER_URL=") for entry in env)
+
+
+def test_an_unreadable_credentials_file_names_the_fix(instance, tmp_path, monkeypatch):
+    monkeypatch.setenv(TEAM_REDIS_CREDENTIALS_ENV, str(tmp_path / "missing.json"))
+    with pytest.raises(PlatformConfigError, match="make env"):
+        instance.run_launcher.get_container_context(team_run(instance, "bakery"))

@@ -31,6 +31,7 @@ from dagster_docker.container_context import DockerContainerContext
 from dagster_docker.docker_run_launcher import DOCKER_CONTAINER_ID_TAG
 
 import docker
+from dagster_team_celery.run_credentials import broker_env_for
 
 RUN_CONTAINER_CONTEXT_ENV = "DAGSTER_RUN_CONTAINER_CONTEXT"
 
@@ -51,6 +52,11 @@ def platform_container_context() -> dict:
     return context
 
 
+def run_team(run: DagsterRun) -> str | None:
+    """The run's code location, which is its team: named in the workspace, not by the team."""
+    return run.remote_job_origin.location_name if run.remote_job_origin else None
+
+
 class TeamDockerRunLauncher(DockerRunLauncher):
     def get_container_context(self, dagster_run: DagsterRun) -> DockerContainerContext:
         # Deliberately not DockerContainerContext.create_for_run: that merges the context the
@@ -61,9 +67,11 @@ class TeamDockerRunLauncher(DockerRunLauncher):
             networks=self.networks,
             container_kwargs=self.container_kwargs,
         )
+        team = run_team(dagster_run)
+        team_context = DockerContainerContext(env_vars=broker_env_for(team) if team else [])
         return launcher_context.merge(
             DockerContainerContext.create_from_config(platform_container_context())
-        )
+        ).merge(team_context)
 
     def terminate(self, run_id: str) -> bool:
         run = self._instance.get_run_by_id(run_id)
