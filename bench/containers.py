@@ -28,8 +28,8 @@ def cold_start() -> dict:
         env_file = Path(scratch) / "bench.env"
         settings = {
             **{secret: secrets.token_hex(16) for secret in SECRETS},
-            # Its own keys: the developer's keys/trusted-keys.json is left alone.
-            "TRUSTED_KEYS_FILE": str(Path(scratch) / "trusted-keys.json"),
+            # Its own keys and users: the developer's keys/ is left alone.
+            "KEYS_DIR": scratch,
             "PLATFORM_NAME": name,
             "WEBSERVER_PORT": str(free_port()),
             "FLOWER_PORT": str(free_port()),

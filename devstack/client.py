@@ -9,10 +9,11 @@ import json
 import time
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import requests
 from dagster_graphql import DagsterGraphQLClient
+from requests.auth import HTTPBasicAuth
 
 TERMINAL_STATUSES = {"SUCCESS", "FAILURE", "CANCELED"}
 
@@ -169,12 +170,24 @@ class LocationStatus:
 
 
 class PlatformClient:
-    def __init__(self, webserver_url: str, timeout: float = 120.0) -> None:
-        self.url = webserver_url.rstrip("/")
+    """``login`` is the UI proxy's user and password (compose); a URL may carry them instead,
+    as ``http://user:password@host:port``."""
+
+    def __init__(
+        self, webserver_url: str, timeout: float = 120.0, login: tuple[str, str] | None = None
+    ) -> None:
+        parts = urlsplit(webserver_url.rstrip("/"))
+        if parts.username is not None:
+            login = (unquote(parts.username), unquote(parts.password or ""))
+            parts = parts._replace(netloc=parts.netloc.rpartition("@")[2])
+        self.url = urlunsplit(parts)
         self.timeout = timeout
-        parts = urlsplit(self.url)
+        self.auth = HTTPBasicAuth(*login) if login else None
         self.dagster = DagsterGraphQLClient(
-            parts.hostname or "localhost", port_number=parts.port, timeout=int(timeout)
+            parts.hostname or "localhost",
+            port_number=parts.port,
+            timeout=int(timeout),
+            auth=self.auth,
         )
 
     def query(self, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -182,6 +195,7 @@ class PlatformClient:
             f"{self.url}/graphql",
             json={"query": query, "variables": variables or {}},
             timeout=self.timeout,
+            auth=self.auth,
         )
         response.raise_for_status()
         body = response.json()

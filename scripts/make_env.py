@@ -12,6 +12,9 @@ Each team also gets its own Redis user's password in .env, and two files are rew
 the registry: keys/redis-users.acl, the Redis ACL file (hashed passwords only, so it may be
 readable), and keys/team-redis.json (owner-only), which the daemon reads to give each run
 container its own team's broker credentials.
+
+The UI's login is written to keys/ui-users: UI_USER and a bcrypt hash of UI_PASSWORD, which the
+UI's proxy reads; the hash is kept while the password still matches it.
 """
 
 import argparse
@@ -27,15 +30,26 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 # Run as a file (`make env`) or loaded by the tests: the registry is at the checkout's root.
 if str(REPO_ROOT) not in sys.path:
     sys.path.append(str(REPO_ROOT))
+if str(REPO_ROOT / "scripts") not in sys.path:
+    sys.path.append(str(REPO_ROOT / "scripts"))
+
+import ui_login  # noqa: E402
 
 import registry  # noqa: E402
 from dagster_team_celery import redis_acl  # noqa: E402
 from dagster_wandb_io.keys import provision_team_keys, write_private  # noqa: E402
 
-SECRETS = ("POSTGRES_PASSWORD", "REDIS_PASSWORD", "FLOWER_PASSWORD", "FLOWER_REDIS_PASSWORD")
+SECRETS = (
+    "POSTGRES_PASSWORD",
+    "REDIS_PASSWORD",
+    "FLOWER_PASSWORD",
+    "FLOWER_REDIS_PASSWORD",
+    "UI_PASSWORD",
+)
 TRUST_FILE = REPO_ROOT / "keys" / "trusted-keys.json"
 REDIS_USERS_FILE = "redis-users.acl"
 TEAM_REDIS_FILE = "team-redis.json"
+UI_USERS_FILE = "ui-users"
 
 
 def random_secret() -> str:
@@ -58,9 +72,10 @@ def read_settings(text: str) -> dict[str, str]:
 
 
 def trust_file_of(env_path: Path, default: Path) -> Path:
-    """Where compose reads the trust file: TRUSTED_KEYS_FILE in the env file, if set there."""
-    configured = read_settings(env_path.read_text()).get("TRUSTED_KEYS_FILE")
-    return Path(configured) if configured else default
+    """Where compose reads the trust file: in KEYS_DIR, if the env file sets it. The other
+    files made here go next to it, where compose reads them too."""
+    configured = read_settings(env_path.read_text()).get("KEYS_DIR")
+    return Path(configured) / TRUST_FILE.name if configured else default
 
 
 def sign_keys(env_path: Path, trust_file: Path, root: Path = REPO_ROOT) -> None:
@@ -111,6 +126,19 @@ def team_redis_users(env_path: Path, keys_dir: Path, root: Path = REPO_ROOT) -> 
     rewrite_in_place(keys_dir / TEAM_REDIS_FILE, json.dumps(passwords, indent=1) + "\n", 0o600)
 
 
+def write_derived_files(env_path: Path, trust_file: Path, root: Path) -> None:
+    """Every file made from .env and the registry, next to the trust file."""
+    trust_file = trust_file_of(env_path, trust_file)
+    sign_keys(env_path, trust_file, root)
+    team_redis_users(env_path, trust_file.parent, root)
+    settings = read_settings(env_path.read_text())
+    ui_login.write_users_file(
+        trust_file.parent / UI_USERS_FILE,
+        settings.get("UI_USER", ui_login.DEFAULT_USER),
+        settings["UI_PASSWORD"],
+    )
+
+
 def main(
     env_path: Path = REPO_ROOT / ".env",
     template: Path = REPO_ROOT / ".env.example",
@@ -128,8 +156,7 @@ def main(
                 for name in missing:
                     env_file.write(f"\n{name}={random_secret()}\n")
             print(f"{env_path.name}: added random {', '.join(missing)}")
-        sign_keys(env_path, trust_file_of(env_path, trust_file), root)
-        team_redis_users(env_path, trust_file_of(env_path, trust_file).parent, root)
+        write_derived_files(env_path, trust_file, root)
         return 0
     lines = []
     for line in template.read_text().splitlines():
@@ -138,8 +165,7 @@ def main(
             line = f"{name}={random_secret()}"
         lines.append(line)
     write_private(env_path, "\n".join(lines) + "\n")
-    sign_keys(env_path, trust_file_of(env_path, trust_file), root)
-    team_redis_users(env_path, trust_file_of(env_path, trust_file).parent, root)
+    write_derived_files(env_path, trust_file, root)
     print(f"created {env_path.name} with random secrets (mode 600, git-ignored)")
     return 0
 

@@ -1,5 +1,6 @@
 """The two webserver calls the deploy scripts make, over GraphQL, with the standard library."""
 
+import base64
 import json
 import urllib.request
 
@@ -33,11 +34,21 @@ def default_url() -> str:
     return f"http://127.0.0.1:{setting('WEBSERVER_PORT', '3000')}"
 
 
+def login_header() -> dict[str, str]:
+    """The UI proxy's basic auth, from UI_USER and UI_PASSWORD (the environment, then .env).
+    None is sent without a password: local mode's webserver has no proxy in front."""
+    password = setting("UI_PASSWORD", "")
+    if not password:
+        return {}
+    login = f"{setting('UI_USER', 'admin')}:{password}".encode()
+    return {"Authorization": f"Basic {base64.b64encode(login).decode()}"}
+
+
 def graphql(url: str, query: str, variables: dict | None = None, timeout: float = 120) -> dict:
     request = urllib.request.Request(
         f"{url}/graphql",
         data=json.dumps({"query": query, "variables": variables or {}}).encode(),
-        headers={"Content-Type": "application/json"},
+        headers={"Content-Type": "application/json", **login_header()},
     )
     with urllib.request.urlopen(request, timeout=timeout) as response:
         return json.loads(response.read())["data"]

@@ -29,6 +29,8 @@ SIGNING_KEY_PREFIX = "WANDB_IO_SIGNING_KEY_"
 REDIS_PASSWORD_PREFIX = "REDIS_PASSWORD_"
 # The shared secrets, and each team's own signing key and Redis password.
 SHARED_SECRETS = ("POSTGRES_PASSWORD", "REDIS_PASSWORD", "FLOWER_PASSWORD", "FLOWER_REDIS_PASSWORD")
+# Held only on the host, by the UI's users (its proxy gets a hash): compose never reads it.
+HOST_SECRETS = ("UI_PASSWORD",)
 SECRET_VARIABLES = (
     *SHARED_SECRETS,
     *(team.signing_key_variable for team in registry.teams(REPO_ROOT)),

@@ -72,7 +72,7 @@ def test_redis_takes_its_users_from_the_acl_file_and_keeps_an_append_only_file()
     command = " ".join(redis["command"])
     assert "--aclfile /etc/redis/users.acl" in command
     assert {"source": "redis-users", "target": "/etc/redis/users.acl"} in redis["configs"]
-    assert compose()["configs"]["redis-users"]["file"] == "./keys/redis-users.acl"
+    assert compose()["configs"]["redis-users"]["file"] == "${KEYS_DIR:-./keys}/redis-users.acl"
     assert "--appendonly yes" in command
 
 
@@ -178,3 +178,21 @@ def test_compose_refuses_to_start_without_a_secret_and_says_how_to_fix_it(
     result = _config(compose_cli, env, tmp_path)
     assert result.returncode != 0
     assert missing in result.stderr and "make env" in result.stderr
+
+
+def test_the_ui_is_published_only_through_its_login_proxy():
+    services = compose()["services"]
+    assert "ports" not in services["webserver"], "the webserver has no login of its own"
+    ui = services["ui"]
+    assert ui["ports"] == ["${WEBSERVER_BIND:-127.0.0.1}:${WEBSERVER_PORT:-3000}:8080"]
+    assert ui["environment"]["UI_UPSTREAM"] == "webserver:3000"
+    assert ui["read_only"] is True
+    assert {"source": "ui-users", "target": "/etc/caddy/ui-users"} in ui["configs"]
+    assert compose()["configs"]["ui-users"]["file"] == "${KEYS_DIR:-./keys}/ui-users"
+    # The password stays on the host; the proxy gets only its hash.
+    assert "${UI_PASSWORD" not in COMPOSE_FILE.read_text()
+
+
+def test_the_ui_proxy_runs_unprivileged():
+    dockerfile = (REPO_ROOT / "docker" / "ui-proxy" / "Dockerfile").read_text()
+    assert "\nUSER 1000:1000\n" in dockerfile

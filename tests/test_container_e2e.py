@@ -1,15 +1,19 @@
 """The real images and docker-compose.yml, up on a container engine (containerlab in CI)."""
 
+import base64
 import json
 import os
 import secrets
 import shlex
+import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
+import requests
 
 import registry
 from dagster_team_celery.probes import FAN_OUT_WIDTH, fan_out_run_config
@@ -18,6 +22,7 @@ from devstack.client import PlatformClient
 from devstack.stack import free_port
 from registry.scaffold import copy_template
 from tests.repo import (
+    HOST_SECRETS,
     REDIS_PASSWORD_PREFIX,
     REPO_ROOT,
     SHARED_SECRETS,
@@ -55,7 +60,7 @@ class ComposeStack:
         self.flower_port = free_port()
         settings = {
             # Team keys are added by `make env`'s script, which up_like_make_up runs.
-            **{name: secrets.token_hex(16) for name in SHARED_SECRETS},
+            **{name: secrets.token_hex(16) for name in (*SHARED_SECRETS, *HOST_SECRETS)},
             "PLATFORM_NAME": self.name,
             "WEBSERVER_PORT": str(self.webserver_port),
             "FLOWER_PORT": str(self.flower_port),
@@ -65,7 +70,11 @@ class ComposeStack:
         self.flower_password = settings["FLOWER_PASSWORD"]
         self.flower_url = f"http://127.0.0.1:{self.flower_port}"
         self.compose = ["docker", "compose", "-p", self.name, "--env-file", str(env_file)]
+        # Through the UI's proxy, the only published way to the webserver.
         self.webserver_url = f"http://127.0.0.1:{self.webserver_port}"
+        self.ui_login = ("admin", settings["UI_PASSWORD"])
+        # How the deploy scripts find the UI's login: the environment, before .env.
+        self.script_env = {**os.environ, "UI_USER": "admin", "UI_PASSWORD": settings["UI_PASSWORD"]}
 
     def run(self, *args: str, check: bool = True, timeout: float = 1800) -> str:
         result = subprocess.run(
@@ -131,6 +140,7 @@ class ComposeStack:
         return subprocess.run(
             [sys.executable, *args],
             cwd=self.checkout,
+            env=self.script_env,
             capture_output=True,
             text=True,
             timeout=timeout,
@@ -205,7 +215,7 @@ def compose_stack(tmp_path_factory, request):
 
 @pytest.fixture(scope="module")
 def compose_client(compose_stack):
-    client = PlatformClient(compose_stack.webserver_url)
+    client = PlatformClient(compose_stack.webserver_url, login=compose_stack.ui_login)
     wait_for_loaded_locations(client, compose_stack.teams, timeout=180)
     return client
 
@@ -361,6 +371,7 @@ def test_the_browser_suite_passes_against_the_container_stack(compose_stack, com
         env={
             **os.environ,
             "UI_TEST_WEBSERVER_URL": compose_stack.webserver_url,
+            "UI_TEST_WEBSERVER_PASSWORD": compose_stack.ui_login[1],
             "UI_TEST_FLOWER_URL": compose_stack.flower_url,
             "UI_TEST_FLOWER_PASSWORD": compose_stack.flower_password,
         },
@@ -398,6 +409,7 @@ def test_redeploying_one_team_leaves_another_teams_run_in_flight_untouched(
             "bakery",
         ],
         cwd=compose_stack.checkout,
+        env=compose_stack.script_env,
         capture_output=True,
         text=True,
         timeout=900,
@@ -429,7 +441,7 @@ def secret_values(env_file: Path) -> set[str]:
     for line in env_file.read_text().splitlines():
         name, _, value = line.partition("=")
         per_team = name.startswith((SIGNING_KEY_PREFIX, REDIS_PASSWORD_PREFIX))
-        if (name in SHARED_SECRETS or per_team) and value:
+        if (name in SHARED_SECRETS or name in HOST_SECRETS or per_team) and value:
             values.add(value)
     return values
 
@@ -625,3 +637,59 @@ def test_no_secret_appears_on_any_container_command_line(compose_stack):
     running = compose_stack.run("exec", "-T", "redis", "cat", "/proc/1/cmdline")
     assert "redis-server" in running
     assert not [s for s in compose_stack.secrets if s in running]
+
+
+def websocket_handshake(url: str, login: tuple[str, str] | None) -> tuple[str, bytes]:
+    """The status line of a graphql-ws upgrade on /graphql (the UI's live run logs), and the
+    first frame after the protocol's connection_init, sent by hand."""
+    parts = urlsplit(url)
+    headers = [
+        "GET /graphql HTTP/1.1",
+        f"Host: {parts.netloc}",
+        "Upgrade: websocket",
+        "Connection: Upgrade",
+        f"Sec-WebSocket-Key: {base64.b64encode(secrets.token_bytes(16)).decode()}",
+        "Sec-WebSocket-Version: 13",
+        "Sec-WebSocket-Protocol: graphql-ws",
+    ]
+    if login:
+        headers.append(
+            f"Authorization: Basic {base64.b64encode(':'.join(login).encode()).decode()}"
+        )
+    with socket.create_connection((parts.hostname, parts.port), timeout=30) as connection:
+        connection.sendall(("\r\n".join(headers) + "\r\n\r\n").encode())
+        status = connection.recv(4096).decode(errors="replace").split("\r\n")[0]
+        if " 101 " not in status:
+            return status, b""
+        init = json.dumps({"type": "connection_init", "payload": {}}).encode()
+        # A masked text frame (clients must mask), with a zero mask for readability.
+        connection.sendall(bytes([0x81, 0x80 | len(init)]) + bytes(4) + init)
+        return status, connection.recv(4096)[2:]
+
+
+def test_the_ui_is_reached_only_through_its_login(compose_stack):
+    url = compose_stack.webserver_url
+    user, password = compose_stack.ui_login
+
+    anonymous = requests.get(f"{url}/server_info", timeout=30)
+    assert anonymous.status_code == 401
+    assert anonymous.headers["WWW-Authenticate"].startswith("Basic")
+    assert requests.get(f"{url}/server_info", auth=(user, "wrong"), timeout=30).status_code == 401
+    assert requests.get(f"{url}/server_info", auth=(user, password), timeout=30).ok
+    assert websocket_handshake(url, None)[0].split()[1] == "401"
+    status, first_frame = websocket_handshake(url, (user, password))
+    assert " 101 " in status
+    assert json.loads(first_frame)["type"] == "connection_ack"
+
+    # Nothing but the proxy is published: the webserver has no port on the host.
+    for container in compose_stack.container_ids("webserver"):
+        bindings = subprocess.run(
+            ["docker", "inspect", "--format", "{{json .HostConfig.PortBindings}}", container],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        assert bindings in ("null", "{}"), bindings
+    # Only a hash of the password reaches the proxy.
+    users = compose_stack.run("exec", "-T", "ui", "cat", "/etc/caddy/ui-users")
+    assert users.startswith(f"{user} $2b$") and password not in users

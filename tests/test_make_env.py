@@ -104,3 +104,38 @@ def test_every_team_gets_its_own_redis_user_and_the_acl_file_holds_no_password(t
     assert make_env.read_settings(env.read_text()) == settings
     assert acl.stat().st_ino == inode
     assert acl.read_text() == text
+
+
+def test_the_ui_login_reaches_its_proxy_as_a_bcrypt_hash_that_is_kept_while_it_matches(tmp_path):
+    import bcrypt
+
+    env, trust = tmp_path / ".env", tmp_path / "keys" / "trusted-keys.json"
+    make_env.main(env, REPO_ROOT / ".env.example", trust)
+    password = make_env.read_settings(env.read_text())["UI_PASSWORD"]
+    users = tmp_path / "keys" / make_env.UI_USERS_FILE
+    user, hashed = users.read_text().split()
+    assert user == "admin" and password not in users.read_text()
+    assert bcrypt.checkpw(password.encode(), hashed.encode())
+
+    make_env.main(env, REPO_ROOT / ".env.example", trust)
+    assert users.read_text().split() == [user, hashed], "an unchanged login is not rehashed"
+
+    # A new password (edited in .env) gets a new hash on the next run.
+    env.write_text(env.read_text().replace(f"UI_PASSWORD={password}", "UI_PASSWORD=changed"))
+    make_env.main(env, REPO_ROOT / ".env.example", trust)
+    assert bcrypt.checkpw(b"changed", users.read_text().split()[1].encode())
+
+
+@pytest.mark.parametrize(
+    "hostile", ["admin }\nrespond 200", "admin\nroot $2b$12$forged", "{$UI_PASSWORD}", ""]
+)
+def test_a_ui_user_that_would_rewrite_the_proxys_configuration_is_refused(tmp_path, hostile):
+    # The attack: the user name is written into Caddy's configuration; a brace, a space or a
+    # newline in it would add directives (or a second user) of the writer's choosing.
+    env, trust = tmp_path / ".env", tmp_path / "keys" / "trusted-keys.json"
+    make_env.main(env, REPO_ROOT / ".env.example", trust)
+    users = tmp_path / "keys" / make_env.UI_USERS_FILE
+    before = users.read_text()
+    with pytest.raises(ValueError, match=r"UI_USER=.* is not a valid login name.*fix it in \.env"):
+        make_env.ui_login.write_users_file(users, hostile, "a-password")
+    assert users.read_text() == before, "nothing is lost"

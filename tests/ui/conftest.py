@@ -1,6 +1,8 @@
 """A real Chromium, driven by Playwright, pointed at the local process stack, or at a stack
 that is already up (containers: `make up`, or the container end-to-end test) when
-UI_TEST_WEBSERVER_URL, UI_TEST_FLOWER_URL and UI_TEST_FLOWER_PASSWORD name it."""
+UI_TEST_WEBSERVER_URL, UI_TEST_FLOWER_URL and UI_TEST_FLOWER_PASSWORD name it. The UI's login
+(compose puts the webserver behind a proxy) comes from UI_TEST_WEBSERVER_USER (default admin)
+and UI_TEST_WEBSERVER_PASSWORD, or from the URL itself: http://user:password@host:port."""
 
 import os
 import re
@@ -56,7 +58,13 @@ def browser(playwright: Playwright) -> Iterator[Browser]:
 @pytest.fixture(scope="session")
 def ui_target(request: pytest.FixtureRequest) -> UiTarget:
     if url := os.environ.get("UI_TEST_WEBSERVER_URL"):
-        client = PlatformClient(url)
+        login = None
+        if password := os.environ.get("UI_TEST_WEBSERVER_PASSWORD"):
+            login = (os.environ.get("UI_TEST_WEBSERVER_USER", "admin"), password)
+        client = PlatformClient(url, login=login)
+        # The client takes a login out of the URL: the browser gets it the same way.
+        url = client.url
+        login = (client.auth.username, client.auth.password) if client.auth else None
         # Every location but the platform's own is a team's.
         teams = sorted(set(client.locations()) - {PLATFORM_LOCATION})
         wait_for_loaded_locations(client, teams, timeout=180)
@@ -65,12 +73,15 @@ def ui_target(request: pytest.FixtureRequest) -> UiTarget:
             os.environ.get("UI_TEST_FLOWER_USER", "admin"),
             os.environ["UI_TEST_FLOWER_PASSWORD"],
         )
-        target = UiTarget(url, flower, credentials, teams, client, None, SCREENSHOTS / "running")
+        target = UiTarget(
+            url, login, flower, credentials, teams, client, None, SCREENSHOTS / "running"
+        )
     else:
         stack: LocalStack = request.getfixturevalue("local_stack")
         client = request.getfixturevalue("client")
         target = UiTarget(
             stack.webserver_url,
+            None,
             stack.flower_url,
             stack.flower_credentials,
             stack.teams,
@@ -104,8 +115,17 @@ def dagster_ui(ui_target: UiTarget) -> str:
 
 
 @pytest.fixture
-def context(browser: Browser) -> Iterator[BrowserContext]:
-    with new_context(browser) as context:
+def context(browser: Browser, ui_target: UiTarget) -> Iterator[BrowserContext]:
+    options = {}
+    if ui_target.webserver_login:
+        user, password = ui_target.webserver_login
+        # Sent to the UI's origin only, never to Flower, which has its own login.
+        options["http_credentials"] = {
+            "username": user,
+            "password": password,
+            "origin": ui_target.webserver_url,
+        }
+    with new_context(browser, **options) as context:
         yield context
 
 

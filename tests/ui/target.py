@@ -12,6 +12,7 @@ class UiTarget:
     """The stack the browser visits."""
 
     webserver_url: str
+    webserver_login: tuple[str, str] | None  # the UI proxy's login; None: no proxy (local)
     flower_url: str
     flower_credentials: tuple[str, str]
     teams: list[str]

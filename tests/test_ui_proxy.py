@@ -1,0 +1,191 @@
+"""The UI's proxy image (docker/ui-proxy) on its own, in front of stand-in services: its
+forward-auth mode against a real sign-in service, its refusals of bad settings, and its
+reconnect to a webserver that came back at a new address (the reason it is Caddy, not nginx).
+
+Its basic-auth mode, with websockets, is tested in front of the real webserver in
+test_container_e2e.py."""
+
+import os
+import subprocess
+import time
+from collections.abc import Iterator
+
+import pytest
+import requests
+
+from devstack.stack import free_port
+from tests.repo import REPO_ROOT
+
+pytestmark = pytest.mark.container
+
+IMAGE = f"mlp-ui-proxy-test:{os.getpid()}"
+PYTHON_IMAGE = "python:3.11-slim"
+
+# Answers every request with the headers it was sent, so the test sees what passed the proxy.
+ECHO_SERVER = """
+import http.server, json
+class Echo(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = json.dumps(dict(self.headers)).encode()
+        self.send_response(200); self.send_header("Content-Length", str(len(body)))
+        self.end_headers(); self.wfile.write(body)
+http.server.ThreadingHTTPServer(("0.0.0.0", 3000), Echo).serve_forever()
+"""
+
+# A sign-in service in the manner of oauth2-proxy's /oauth2/auth: 2xx with who signed in, for a
+# request that carries a valid session; otherwise a redirect to its sign-in page.
+SIGN_IN_SERVICE = """
+import http.server
+class Auth(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        if self.headers.get("Cookie") == "session=alice-session":
+            self.send_response(200); self.send_header("Remote-User", "alice")
+        else:
+            self.send_response(302); self.send_header("Location", "https://sso.example/sign-in")
+        self.send_header("Content-Length", "0"); self.end_headers()
+http.server.ThreadingHTTPServer(("0.0.0.0", 4180), Auth).serve_forever()
+"""
+
+
+def docker(*args: str, check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess:
+    result = subprocess.run(["docker", *args], capture_output=True, text=True, timeout=timeout)
+    if check and result.returncode != 0:
+        raise AssertionError(f"docker {' '.join(args)} failed:\n{result.stderr[-3000:]}")
+    return result
+
+
+class ProxyLab:
+    """A private network holding a proxy, an echoing upstream named `webserver`, and a
+    sign-in service named `sign-in`."""
+
+    def __init__(self) -> None:
+        self.network = f"mlp-ui-proxy-{os.getpid()}"
+        self.containers: list[str] = []
+
+    def start(self, name: str, *args: str) -> str:
+        container = f"{self.network}-{name}"
+        docker("run", "-d", "--name", container, "--network", self.network, *args)
+        self.containers.append(container)
+        return container
+
+    def start_python(self, name: str, alias: str, code: str) -> str:
+        return self.start(name, "--network-alias", alias, PYTHON_IMAGE, "python", "-u", "-c", code)
+
+    def start_proxy(self, name: str, **settings: str) -> str:
+        port = free_port()
+        environment = {"UI_UPSTREAM": "webserver:3000", **settings}
+        options = [arg for key, value in environment.items() for arg in ("-e", f"{key}={value}")]
+        self.start(
+            name, "--read-only", "--tmpfs", "/tmp", "-p", f"127.0.0.1:{port}:8080", *options, IMAGE
+        )
+        return f"http://127.0.0.1:{port}"
+
+    def remove(self, container: str) -> None:
+        docker("rm", "-f", container, check=False)
+        self.containers.remove(container)
+
+    def close(self) -> None:
+        for container in list(self.containers):
+            self.remove(container)
+        docker("network", "rm", "-f", self.network, check=False)
+
+
+@pytest.fixture(scope="module")
+def lab() -> Iterator[ProxyLab]:
+    docker("build", "-q", "-t", IMAGE, str(REPO_ROOT / "docker" / "ui-proxy"), timeout=600)
+    lab = ProxyLab()
+    docker("network", "create", lab.network)
+    try:
+        lab.start_python("webserver", "webserver", ECHO_SERVER)
+        lab.start_python("sign-in", "sign-in", SIGN_IN_SERVICE)
+        yield lab
+    finally:
+        lab.close()
+        docker("rmi", "-f", IMAGE, check=False)
+
+
+def answered(url: str, timeout: float = 60, **request) -> requests.Response:
+    """The first answer other than the proxy's own 502 while its upstreams start."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            response = requests.get(url, timeout=5, allow_redirects=False, **request)
+            if response.status_code != 502:
+                return response
+        except requests.ConnectionError:
+            pass
+        assert time.monotonic() < deadline, f"{url} never answered"
+        time.sleep(0.5)
+
+
+@pytest.fixture(scope="module")
+def forward_proxy(lab: ProxyLab) -> str:
+    return lab.start_proxy(
+        "forward",
+        UI_AUTH="forward",
+        UI_FORWARD_AUTH_ADDRESS="http://sign-in:4180",
+        UI_FORWARD_AUTH_URI="/oauth2/auth",
+        UI_FORWARD_AUTH_COPY_HEADERS="Remote-User",
+    )
+
+
+def test_forward_auth_sends_a_visitor_without_a_session_to_sign_in(forward_proxy):
+    response = answered(f"{forward_proxy}/graphql")
+    assert response.status_code == 302
+    assert response.headers["Location"] == "https://sso.example/sign-in"
+
+
+def test_forward_auth_lets_a_signed_in_visitor_through_as_the_user_it_names(forward_proxy):
+    response = answered(f"{forward_proxy}/graphql", cookies={"session": "alice-session"})
+    assert response.status_code == 200
+    assert response.json()["Remote-User"] == "alice"
+
+
+def test_forward_auth_does_not_let_a_visitor_claim_to_be_someone_else(forward_proxy):
+    # The attack: a signed-in visitor sends its own Remote-User, hoping the UI trusts it.
+    response = answered(
+        f"{forward_proxy}/graphql",
+        cookies={"session": "alice-session"},
+        headers={"Remote-User": "admin"},
+    )
+    assert response.json()["Remote-User"] == "alice"
+
+
+def test_the_health_check_answers_without_a_session(forward_proxy):
+    assert answered(f"{forward_proxy}/proxy-health").status_code == 200
+
+
+def test_a_recreated_webserver_at_a_new_address_is_reached_without_restarting_the_proxy(
+    lab, forward_proxy
+):
+    signed_in = {"cookies": {"session": "alice-session"}}
+    assert answered(f"{forward_proxy}/", **signed_in).status_code == 200
+    old = next(c for c in lab.containers if c.endswith("-webserver"))
+    address = "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}"
+    before = docker("inspect", "--format", address, old).stdout.strip()
+    lab.remove(old)
+    # Holds the old address, so the new webserver gets another one.
+    lab.start("filler", PYTHON_IMAGE, "sleep", "600")
+    new = lab.start_python("webserver", "webserver", ECHO_SERVER)
+    assert docker("inspect", "--format", address, new).stdout.strip() != before
+    assert answered(f"{forward_proxy}/", **signed_in).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("settings", "named"),
+    [
+        ({"UI_AUTH": "forward"}, "UI_FORWARD_AUTH_ADDRESS"),
+        ({"UI_AUTH": "ldap"}, "UI_AUTH='ldap' is not a sign-in method"),
+    ],
+)
+def test_a_bad_sign_in_setting_stops_the_proxy_with_the_fix(lab, settings, named):
+    environment = [arg for key, value in settings.items() for arg in ("-e", f"{key}={value}")]
+    container = f"{lab.network}-refused"
+    # Not --rm: podman's API then reports exit code 0 for any container.
+    result = docker("run", "--name", container, *environment, IMAGE, check=False, timeout=60)
+    try:
+        exit_code = docker("inspect", "--format", "{{.State.ExitCode}}", container).stdout
+    finally:
+        docker("rm", "-f", container, check=False)
+    assert exit_code.strip() == "64"
+    assert named in result.stderr and ".env" in result.stderr
