@@ -149,10 +149,46 @@ def test_the_acl_file_holds_no_password():
     assert text.count(" on #") == 2 + len(PASSWORDS)
 
 
-@pytest.mark.parametrize("team", ["Bakery", "a b", "x\non", "../x", ""])
+HOSTILE_TEAM_NAMES = [
+    "Bakery",
+    "a b",
+    "x\non",
+    "bakery\n",
+    "../x",
+    "",
+    "bak*",
+    "bak?ry",
+    "bak[e]ry",
+    "*",
+    "bakery_2",
+    "b",
+    "a" * 31,
+]
+
+
+@pytest.mark.parametrize("team", HOSTILE_TEAM_NAMES)
 def test_a_hostile_team_name_is_refused(team):
-    with pytest.raises(ValueError, match="not a team name"):
-        redis_acl.team_rule(team, "secret")
+    for build in (
+        lambda: redis_acl.team_rule(team, "secret"),
+        lambda: redis_acl.team_user(team),
+        lambda: redis_acl.acl_file("pw", FLOWER_PASSWORD, {**PASSWORDS, team: "secret"}),
+    ):
+        with pytest.raises(ValueError, match="not a team name") as refused:
+            build()
+        assert repr(team) in str(refused.value)
+        assert redis_acl.TEAM_NAME_PATTERN.pattern in str(refused.value)
+
+
+def test_a_team_named_with_a_glob_gets_no_user_that_reaches_the_bakerys_keys():
+    # As a glob, ~team:bak*:* would match team:bakery:<anything>.
+    with pytest.raises(ValueError, match=r"'bak\*' is not a team name"):
+        redis_acl.acl_file("pw", FLOWER_PASSWORD, {"bakery": "bakery-pw", "bak*": "evil-pw"})
+
+
+@pytest.mark.parametrize("team", ["bakery", "ml", "team2", "a" * 30])
+def test_a_registry_team_name_gets_a_user(team):
+    assert redis_acl.team_user(team) == f"team_{team}"
+    assert f" ~team:{team}:* " in redis_acl.team_rule(team, "secret")
 
 
 def test_a_password_with_whitespace_is_refused():
