@@ -184,7 +184,7 @@ class StackEnvironment:
             url = urlsplit(self.settings.redis_url)
             return f"{url.scheme}://{url.netloc}"
         password = self.secrets["redis_password"] if password is None else password
-        return f"redis://{user}:{password}@{config.LOCAL_HOST}:{self.ports['redis']}"
+        return redis_acl.redis_url(user, password, config.LOCAL_HOST, self.ports["redis"])
 
     def team_redis_env(self, team: str) -> dict[str, str]:
         """The team's broker and result URLs, as its own Redis user."""

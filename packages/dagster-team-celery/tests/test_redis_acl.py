@@ -9,6 +9,8 @@ import redis
 from celery import Celery
 from celery_team import CeleryTeam  # noqa: F401  (the conftest's import path)
 from kombu.exceptions import OperationalError
+from kombu.utils.url import url_to_parts
+from redis.connection import parse_url
 from throwaway_redis import RedisServer
 
 from dagster_team_celery import redis_acl
@@ -189,6 +191,30 @@ def test_a_team_named_with_a_glob_gets_no_user_that_reaches_the_bakerys_keys():
 def test_a_registry_team_name_gets_a_user(team):
     assert redis_acl.team_user(team) == f"team_{team}"
     assert f" ~team:{team}:* " in redis_acl.team_rule(team, "secret")
+
+
+def test_a_redis_url_quotes_its_credentials():
+    password = "p@ss:w/rd%#?"
+    quoted = redis_acl.redis_url("team_bakery", password, "127.0.0.1", 6379, 1)
+    assert parse_url(quoted) == {
+        "username": "team_bakery",
+        "password": password,
+        "host": "127.0.0.1",
+        "port": 6379,
+        "db": 1,
+    }
+    parts = url_to_parts(quoted)  # how Celery's broker and result backend read it
+    assert (parts.username, parts.password, parts.port, parts.path) == (
+        "team_bakery",
+        password,
+        6379,
+        "1",
+    )
+    # The generated (hex) passwords come out as they are; without db, a base for /<db>.
+    assert redis_acl.redis_url("team_ml", "0a1b", "redis", "6379", 0) == (
+        "redis://team_ml:0a1b@redis:6379/0"
+    )
+    assert redis_acl.redis_url("", "pw", "127.0.0.1", 6379) == "redis://:pw@127.0.0.1:6379"
 
 
 def test_a_password_with_whitespace_is_refused():

@@ -16,6 +16,7 @@ Passwords are stored as SHA-256 (``#<hex>``), so the file holds no secret.
 
 import hashlib
 import re
+from urllib.parse import quote
 
 from dagster_team_celery.settings import key_prefix
 
@@ -90,5 +91,8 @@ def acl_file(admin_password: str, flower_password: str, team_passwords: dict[str
     return "\n".join(lines) + "\n"
 
 
-def redis_url(user: str, password: str, host: str, port: int | str, db: int) -> str:
-    return f"redis://{user}:{password}@{host}:{port}/{db}"
+def redis_url(user: str, password: str, host: str, port: int | str, db: int | None = None) -> str:
+    """A URL logging in to Redis as ``user`` (``""``: the ``default`` user), the user and
+    password URL-quoted; without ``db``, the base a database number is appended to."""
+    base = f"redis://{quote(user, safe='')}:{quote(password, safe='')}@{host}:{port}"
+    return base if db is None else f"{base}/{db}"
