@@ -1,21 +1,25 @@
 """Each team's Redis user against a real Redis loaded with the platform's ACL file: what a
 process holding team ml's credentials tries against team bakery, and what Flower may do."""
 
+import inspect
 import shutil
 import threading
 
+import kombu
 import pytest
 import redis
 from celery import Celery
 from celery_team import CeleryTeam  # noqa: F401  (the conftest's import path)
+from kombu import Connection, Exchange, Queue
 from kombu.exceptions import OperationalError
+from kombu.transport import redis as kombu_redis
 from kombu.utils.url import url_to_parts
 from redis.connection import parse_url
 from throwaway_redis import RedisServer
 
 from dagster_team_celery import redis_acl
 from dagster_team_celery.control import team_app
-from dagster_team_celery.every_team_events import EVERY_TEAM, every_team_broker
+from dagster_team_celery.every_team_events import EVERY_TEAM, EveryTeamChannel, every_team_broker
 from dagster_team_celery.settings import key_prefix
 
 PASSWORDS = {"bakery": "bakery-secret-1", "ml": "ml-secret-2"}
@@ -220,6 +224,43 @@ def test_a_redis_url_quotes_its_credentials():
 def test_a_password_with_whitespace_is_refused():
     with pytest.raises(ValueError, match="whitespace"):
         redis_acl.team_rule("bakery", "two words")
+
+
+# The private methods of kombu's Redis channel that every_team_events.py overrides, as the
+# pinned kombu (pyproject.toml) defines them.
+KOMBU_OVERRIDES = {
+    "_get_subscribe_topics": ["self", "queue"],
+    "_handle_message": ["self", "client", "r"],
+}
+
+
+@pytest.mark.parametrize("name", KOMBU_OVERRIDES)
+def test_the_kombu_methods_every_team_events_overrides_are_as_it_expects(name):
+    original = getattr(kombu_redis.Channel, name, None)
+    assert original is not None, f"kombu {kombu.__version__} has no Channel.{name}"
+    assert list(inspect.signature(original).parameters) == KOMBU_OVERRIDES[name]
+    assert name in vars(EveryTeamChannel)
+
+
+def test_flowers_channel_subscribes_to_every_team_and_strips_the_team_prefix(acl_redis):
+    flower_url = url(acl_redis, redis_acl.FLOWER_USER, FLOWER_PASSWORD)
+    with Connection(every_team_broker(flower_url)) as connection:
+        channel = connection.default_channel
+        assert isinstance(channel, EveryTeamChannel)
+        # As Celery's event receiver binds on Redis: a fanout exchange, events by routing key.
+        events = Exchange("celeryev", type="fanout")
+        Queue("celeryev.probe", events, routing_key="worker.#", auto_delete=True)(channel).declare()
+        plain = kombu_redis.Channel._get_subscribe_topics(channel, "celeryev.probe")
+        assert plain and all(topic.startswith("/0.celeryev") for topic in plain)
+        topics = channel._get_subscribe_topics("celeryev.probe")
+        assert topics == [EVERY_TEAM + topic for topic in plain]
+        heartbeat = f"{BAKERY}/0.celeryev/worker.heartbeat".encode()
+        payload = channel._handle_message(
+            channel.subclient, [b"pmessage", topics[0].encode(), heartbeat, b"{}"]
+        )
+        assert payload["channel"] == "/0.celeryev/worker.heartbeat"
+        assert payload["pattern"] == topics[0].encode()
+        assert payload["data"] == b"{}"
 
 
 def test_flowers_app_receives_a_teams_events_as_celery_events(acl_redis):
