@@ -29,7 +29,10 @@ from devstack.health import liveness_file
 
 POSTGRES_USER = "dagster"
 POSTGRES_DB = "dagster"
-SECRET_NAMES = ("postgres_password", "redis_password", "flower_password")
+# flower_password is Flower's HTTP login, flower_redis_password its Redis user's: separate, as
+# compose's FLOWER_PASSWORD and FLOWER_REDIS_PASSWORD are. A secrets file from before one was
+# added gets it at the next start (prepare_state).
+SECRET_NAMES = ("postgres_password", "redis_password", "flower_password", "flower_redis_password")
 
 
 @dataclass
@@ -130,7 +133,7 @@ class StackEnvironment:
         """The Redis users: the operator's (``default``), Flower's, and one per team."""
         return redis_acl.acl_file(
             self.secrets["redis_password"],
-            self.secrets["flower_password"],
+            self.secrets["flower_redis_password"],
             self.secrets["team_redis_passwords"],
         )
 
@@ -184,7 +187,7 @@ class StackEnvironment:
             url = urlsplit(self.settings.redis_url)
             return f"{url.scheme}://{url.netloc}"
         password = self.secrets["redis_password"] if password is None else password
-        return f"redis://{user}:{password}@{config.LOCAL_HOST}:{self.ports['redis']}"
+        return redis_acl.redis_url(user, password, config.LOCAL_HOST, self.ports["redis"])
 
     def team_redis_env(self, team: str) -> dict[str, str]:
         """The team's broker and result URLs, as its own Redis user."""
@@ -194,7 +197,8 @@ class StackEnvironment:
         return {BROKER_URL_ENV: f"{base}/0", BACKEND_URL_ENV: f"{base}/1"}
 
     def flower_redis_url(self) -> str:
-        return f"{self.redis_base_url(redis_acl.FLOWER_USER, self.secrets['flower_password'])}/0"
+        password = self.secrets["flower_redis_password"]
+        return f"{self.redis_base_url(redis_acl.FLOWER_USER, password)}/0"
 
     def dagster_env(self) -> dict[str, str]:
         """What every Dagster process gets; the mirror of x-dagster-env in docker-compose.yml."""

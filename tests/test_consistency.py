@@ -207,3 +207,13 @@ def test_compose_run_containers_and_local_mode_give_team_code_the_same_variables
         "devstack/environment.py team_env and docker-compose.yml x-team-env differ: "
         f"{sorted(local_names ^ compose_names)}"
     )
+
+
+def test_redis_users_accept_exactly_the_registrys_team_names():
+    """redis_acl cannot import the registry (nor the registry it), so it keeps a copy of the
+    registry's team-name pattern; a looser copy would let glob characters into ACL patterns."""
+    from dagster_team_celery import redis_acl
+    from registry import NAME_PATTERN
+
+    assert redis_acl.TEAM_NAME_PATTERN.pattern == NAME_PATTERN.pattern
+    assert redis_acl.TEAM_NAME_PATTERN.flags == NAME_PATTERN.flags

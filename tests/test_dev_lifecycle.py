@@ -259,3 +259,34 @@ def test_the_stack_secrets_file_is_owner_only_even_when_it_was_not(tmp_path):
 
     assert stat.S_IMODE(leaked.stat().st_mode) == 0o600
     assert environment.secrets["postgres_password"] == "kept"
+
+
+def test_flowers_redis_password_is_its_own_and_an_older_secrets_file_gets_one(tmp_path):
+    import json
+
+    from dagster_team_celery import redis_acl
+    from devstack.environment import StackEnvironment, StackSettings
+
+    settings = StackSettings(name="flower", state_root=tmp_path, teams=["bakery"])
+    environment = StackEnvironment(settings)
+    environment.state.mkdir(parents=True)
+    # A secrets file written before Flower's Redis user had a password of its own.
+    older = {"postgres_password": "p0", "redis_password": "r0", "flower_password": "f0"}
+    (environment.state / "secrets.json").write_text(json.dumps(older))
+
+    environment.prepare_state()
+    environment.ports = {"redis": 6390}
+
+    redis_password = environment.secrets["flower_redis_password"]
+    assert redis_password not in older.values()
+    assert environment.flower_credentials == ("admin", "f0")
+    assert environment.flower_redis_url() == f"redis://flower:{redis_password}@127.0.0.1:6390/0"
+    assert redis_acl.flower_rule(redis_password) in environment.redis_acl().splitlines()
+    # Kept in the file, so the next start gives Flower the same Redis password.
+    assert (
+        json.loads((environment.state / "secrets.json").read_text())["flower_redis_password"]
+        == redis_password
+    )
+    again = StackEnvironment(settings)
+    again.prepare_state()
+    assert again.secrets["flower_redis_password"] == redis_password

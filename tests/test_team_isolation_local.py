@@ -136,3 +136,18 @@ def test_the_ml_team_cannot_reach_the_bakerys_queue_or_results(local_stack, clie
     finally:
         app.close()
     assert admin.exists(results[0]), "the bakery's result is still there"
+
+
+def test_flowers_http_login_is_not_its_redis_password(local_stack):
+    # As in compose (FLOWER_PASSWORD, FLOWER_REDIS_PASSWORD): who learns the web UI's login
+    # cannot log in to Redis as Flower, which hears every team's events.
+    http_password = local_stack.flower_credentials[1]
+    redis_password = local_stack.secrets["flower_redis_password"]
+    assert http_password != redis_password
+    as_flower = redis.Redis.from_url(local_stack.flower_redis_url())
+    assert as_flower.execute_command("ACL", "WHOAMI") == b"flower"
+    with_http_password = redis.Redis.from_url(
+        local_stack.flower_redis_url().replace(redis_password, http_password)
+    )
+    with pytest.raises(redis.exceptions.AuthenticationError):
+        with_http_password.ping()

@@ -1,19 +1,25 @@
 """Each team's Redis user against a real Redis loaded with the platform's ACL file: what a
 process holding team ml's credentials tries against team bakery, and what Flower may do."""
 
+import inspect
 import shutil
 import threading
 
+import kombu
 import pytest
 import redis
 from celery import Celery
 from celery_team import CeleryTeam  # noqa: F401  (the conftest's import path)
+from kombu import Connection, Exchange, Queue
 from kombu.exceptions import OperationalError
+from kombu.transport import redis as kombu_redis
+from kombu.utils.url import url_to_parts
+from redis.connection import parse_url
 from throwaway_redis import RedisServer
 
 from dagster_team_celery import redis_acl
 from dagster_team_celery.control import team_app
-from dagster_team_celery.every_team_events import EVERY_TEAM, every_team_broker
+from dagster_team_celery.every_team_events import EVERY_TEAM, EveryTeamChannel, every_team_broker
 from dagster_team_celery.settings import key_prefix
 
 PASSWORDS = {"bakery": "bakery-secret-1", "ml": "ml-secret-2"}
@@ -149,15 +155,112 @@ def test_the_acl_file_holds_no_password():
     assert text.count(" on #") == 2 + len(PASSWORDS)
 
 
-@pytest.mark.parametrize("team", ["Bakery", "a b", "x\non", "../x", ""])
+HOSTILE_TEAM_NAMES = [
+    "Bakery",
+    "a b",
+    "x\non",
+    "bakery\n",
+    "../x",
+    "",
+    "bak*",
+    "bak?ry",
+    "bak[e]ry",
+    "*",
+    "bakery_2",
+    "b",
+    "a" * 31,
+]
+
+
+@pytest.mark.parametrize("team", HOSTILE_TEAM_NAMES)
 def test_a_hostile_team_name_is_refused(team):
-    with pytest.raises(ValueError, match="not a team name"):
-        redis_acl.team_rule(team, "secret")
+    for build in (
+        lambda: redis_acl.team_rule(team, "secret"),
+        lambda: redis_acl.team_user(team),
+        lambda: redis_acl.acl_file("pw", FLOWER_PASSWORD, {**PASSWORDS, team: "secret"}),
+    ):
+        with pytest.raises(ValueError, match="not a team name") as refused:
+            build()
+        assert repr(team) in str(refused.value)
+        assert redis_acl.TEAM_NAME_PATTERN.pattern in str(refused.value)
+
+
+def test_a_team_named_with_a_glob_gets_no_user_that_reaches_the_bakerys_keys():
+    # As a glob, ~team:bak*:* would match team:bakery:<anything>.
+    with pytest.raises(ValueError, match=r"'bak\*' is not a team name"):
+        redis_acl.acl_file("pw", FLOWER_PASSWORD, {"bakery": "bakery-pw", "bak*": "evil-pw"})
+
+
+@pytest.mark.parametrize("team", ["bakery", "ml", "team2", "a" * 30])
+def test_a_registry_team_name_gets_a_user(team):
+    assert redis_acl.team_user(team) == f"team_{team}"
+    assert f" ~team:{team}:* " in redis_acl.team_rule(team, "secret")
+
+
+def test_a_redis_url_quotes_its_credentials():
+    password = "p@ss:w/rd%#?"
+    quoted = redis_acl.redis_url("team_bakery", password, "127.0.0.1", 6379, 1)
+    assert parse_url(quoted) == {
+        "username": "team_bakery",
+        "password": password,
+        "host": "127.0.0.1",
+        "port": 6379,
+        "db": 1,
+    }
+    parts = url_to_parts(quoted)  # how Celery's broker and result backend read it
+    assert (parts.username, parts.password, parts.port, parts.path) == (
+        "team_bakery",
+        password,
+        6379,
+        "1",
+    )
+    # The generated (hex) passwords come out as they are; without db, a base for /<db>.
+    assert redis_acl.redis_url("team_ml", "0a1b", "redis", "6379", 0) == (
+        "redis://team_ml:0a1b@redis:6379/0"
+    )
+    assert redis_acl.redis_url("", "pw", "127.0.0.1", 6379) == "redis://:pw@127.0.0.1:6379"
 
 
 def test_a_password_with_whitespace_is_refused():
     with pytest.raises(ValueError, match="whitespace"):
         redis_acl.team_rule("bakery", "two words")
+
+
+# The private methods of kombu's Redis channel that every_team_events.py overrides, as the
+# pinned kombu (pyproject.toml) defines them.
+KOMBU_OVERRIDES = {
+    "_get_subscribe_topics": ["self", "queue"],
+    "_handle_message": ["self", "client", "r"],
+}
+
+
+@pytest.mark.parametrize("name", KOMBU_OVERRIDES)
+def test_the_kombu_methods_every_team_events_overrides_are_as_it_expects(name):
+    original = getattr(kombu_redis.Channel, name, None)
+    assert original is not None, f"kombu {kombu.__version__} has no Channel.{name}"
+    assert list(inspect.signature(original).parameters) == KOMBU_OVERRIDES[name]
+    assert name in vars(EveryTeamChannel)
+
+
+def test_flowers_channel_subscribes_to_every_team_and_strips_the_team_prefix(acl_redis):
+    flower_url = url(acl_redis, redis_acl.FLOWER_USER, FLOWER_PASSWORD)
+    with Connection(every_team_broker(flower_url)) as connection:
+        channel = connection.default_channel
+        assert isinstance(channel, EveryTeamChannel)
+        # As Celery's event receiver binds on Redis: a fanout exchange, events by routing key.
+        events = Exchange("celeryev", type="fanout")
+        Queue("celeryev.probe", events, routing_key="worker.#", auto_delete=True)(channel).declare()
+        plain = kombu_redis.Channel._get_subscribe_topics(channel, "celeryev.probe")
+        assert plain and all(topic.startswith("/0.celeryev") for topic in plain)
+        topics = channel._get_subscribe_topics("celeryev.probe")
+        assert topics == [EVERY_TEAM + topic for topic in plain]
+        heartbeat = f"{BAKERY}/0.celeryev/worker.heartbeat".encode()
+        payload = channel._handle_message(
+            channel.subclient, [b"pmessage", topics[0].encode(), heartbeat, b"{}"]
+        )
+        assert payload["channel"] == "/0.celeryev/worker.heartbeat"
+        assert payload["pattern"] == topics[0].encode()
+        assert payload["data"] == b"{}"
 
 
 def test_flowers_app_receives_a_teams_events_as_celery_events(acl_redis):

@@ -16,6 +16,7 @@ Passwords are stored as SHA-256 (``#<hex>``), so the file holds no secret.
 
 import hashlib
 import re
+from urllib.parse import quote
 
 from dagster_team_celery.settings import key_prefix
 
@@ -23,16 +24,30 @@ from dagster_team_celery.settings import key_prefix
 # team's key names, PUBSUB lists every channel, SCRIPT FLUSH drops every team's scripts.
 # @dangerous holds FLUSHALL, FLUSHDB, KEYS, CONFIG, CLIENT KILL, MONITOR, DEBUG and the like.
 COMMANDS = "-@all +@all -@dangerous -scan -randomkey -pubsub -script|flush"
-_USER_NAME = re.compile(r"[a-z][a-z0-9_]*")
+# The team registry's NAME_PATTERN (registry/__init__.py), copied because neither can import
+# the other: the registry is standard library only, outside any package (the Makefile runs it
+# before the virtualenvs exist), and team images install this package without it.
+# tests/test_consistency.py checks the two are the same. The name goes into key and channel
+# patterns, where '*', '?' and '[' are glob characters: a team named 'bak*' would get
+# '~team:bak*:*', bakery's keys included.
+TEAM_NAME_PATTERN = re.compile(r"[a-z][a-z0-9]{1,29}")
 # Flower's inspect replies come back on <uuid>.reply.celery.pidbox lists. The pattern fixes
 # a '-' at the ninth character, which no team key has (they start team:<identifier>:).
 FLOWER_REPLY_KEYS = "~????????-????-????-????-????????????.reply.celery.pidbox*"
 FLOWER_USER = "flower"
 
 
+def check_team_name(team: str) -> None:
+    if not TEAM_NAME_PATTERN.fullmatch(team):
+        raise ValueError(
+            f"{team!r} is not a team name: a Redis user for it needs a name matching "
+            f"{TEAM_NAME_PATTERN.pattern} (the team registry's), since it goes into Redis "
+            "key and channel patterns."
+        )
+
+
 def team_user(team: str) -> str:
-    if not _USER_NAME.fullmatch(team):
-        raise ValueError(f"{team!r} is not a team name (lowercase letters, digits, '_').")
+    check_team_name(team)
     return f"team_{team}"
 
 
@@ -43,6 +58,7 @@ def password_hash(password: str) -> str:
 
 
 def team_rule(team: str, password: str) -> str:
+    check_team_name(team)
     prefix = key_prefix(team)
     channels = [
         f"&{prefix}*",
@@ -75,5 +91,8 @@ def acl_file(admin_password: str, flower_password: str, team_passwords: dict[str
     return "\n".join(lines) + "\n"
 
 
-def redis_url(user: str, password: str, host: str, port: int | str, db: int) -> str:
-    return f"redis://{user}:{password}@{host}:{port}/{db}"
+def redis_url(user: str, password: str, host: str, port: int | str, db: int | None = None) -> str:
+    """A URL logging in to Redis as ``user`` (``""``: the ``default`` user), the user and
+    password URL-quoted; without ``db``, the base a database number is appended to."""
+    base = f"redis://{quote(user, safe='')}:{quote(password, safe='')}@{host}:{port}"
+    return base if db is None else f"{base}/{db}"
