@@ -104,6 +104,7 @@ def main() -> int:
     results["wandb_io"] = {
         "cross_team": wandb_io.cross_team_read(args.wandb_size_mb),
         "package": wandb_io.package_benchmark(args.wandb_size_mb, repeat=7),
+        "signatures": wandb_io.signature_cost(args.wandb_size_mb),
     }
     checkpoint("wandb_io", started)
 

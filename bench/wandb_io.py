@@ -81,3 +81,58 @@ def cross_team_read(size_mb: int) -> dict:
         "bytes_fetched_digest_cached": warm.stats.bytes_downloaded,
         "bytes_fetched_cold_cache": cold_reader.stats.bytes_downloaded,
     }
+
+
+def signature_cost(size_mb: int, repeat: int = 7) -> dict:
+    """Sign and verify a ``size_mb`` payload: the chunk digests both schemes share, then the
+    per-team Ed25519 signature over them, side by side with the retired shared-key
+    HMAC-SHA256 over the same digests (what the package signed with before per-team keys)."""
+    import hashlib
+    import hmac
+    import statistics
+    import time
+
+    from dagster_wandb_io.keys import Signer, TrustStore, _parse_private_key, provision_team_keys
+    from dagster_wandb_io.signing import Binding, ChunkDigester, sign, verify
+
+    def median_ms(action) -> float:
+        seconds = []
+        for _ in range(repeat):
+            started = time.perf_counter()
+            action()
+            seconds.append(time.perf_counter() - started)
+        return round(statistics.median(seconds) * 1000, 3)
+
+    payload = os.urandom(size_mb * 1024 * 1024)
+
+    def digest():
+        digester = ChunkDigester()
+        digester.update(payload)
+        return digester.finish()
+
+    digests = digest()
+    with tempfile.TemporaryDirectory() as scratch:
+        trust_file = Path(scratch) / "trusted-keys.json"
+        private = provision_team_keys(trust_file, {"bakery": ["bakery"]})
+        trust = TrustStore.load(trust_file)
+    signer = Signer("bakery", _parse_private_key(private["bakery"], source="bench"))
+    binding = Binding(entity="bakery", project="p", name="baked", team="bakery")
+    signature = sign(signer, "payload.pkl", digests, binding)
+    expected = ("bakery", "p", "baked")
+    shared_key = os.urandom(32)
+    message = signature.message(digests)
+    tag = hmac.new(shared_key, message, hashlib.sha256).digest()
+    return {
+        "payload_mb": size_mb,
+        "chunk_digests_ms": median_ms(digest),
+        "ed25519_sign_ms": median_ms(lambda: sign(signer, "payload.pkl", digests, binding)),
+        "ed25519_verify_ms": median_ms(
+            lambda: verify(trust, signature, "payload.pkl", digests, expected)
+        ),
+        "hmac_sha256_sign_ms": median_ms(
+            lambda: hmac.new(shared_key, message, hashlib.sha256).digest()
+        ),
+        "hmac_sha256_verify_ms": median_ms(
+            lambda: hmac.compare_digest(tag, hmac.new(shared_key, message, hashlib.sha256).digest())
+        ),
+    }
