@@ -44,7 +44,7 @@ def cold_start() -> dict:
         )
         compose = [*compose_command(), "-p", name, "--env-file", str(env_file)]
         # As `make build`: one image at a time, the platform's first.
-        for service in ("init", *(f"{t}-code" for t in teams())):
+        for service in ("init", "ui", *(f"{t}-code" for t in teams())):
             subprocess.run(
                 [*compose, "build", service], cwd=REPO_ROOT, check=True, capture_output=True
             )

@@ -1,11 +1,15 @@
 """The W&B IO manager on a 100 MB object: its write/read benchmark, plus the cross-team read in
 online mode against the fake cloud (the one fake allowed: W&B's API is unreachable)."""
 
+import hashlib
+import hmac
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 from devstack.config import REPO_ROOT
@@ -87,12 +91,7 @@ def signature_cost(size_mb: int, repeat: int = 7) -> dict:
     """Sign and verify a ``size_mb`` payload: the chunk digests both schemes share, then the
     per-team Ed25519 signature over them, side by side with the retired shared-key
     HMAC-SHA256 over the same digests (what the package signed with before per-team keys)."""
-    import hashlib
-    import hmac
-    import statistics
-    import time
-
-    from dagster_wandb_io.keys import Signer, TrustStore, _parse_private_key, provision_team_keys
+    from dagster_wandb_io.keys import load_signer, load_trust, signing_environment
     from dagster_wandb_io.signing import Binding, ChunkDigester, sign, verify
 
     def median_ms(action) -> float:
@@ -111,11 +110,14 @@ def signature_cost(size_mb: int, repeat: int = 7) -> dict:
         return digester.finish()
 
     digests = digest()
+    saved = dict(os.environ)
     with tempfile.TemporaryDirectory() as scratch:
-        trust_file = Path(scratch) / "trusted-keys.json"
-        private = provision_team_keys(trust_file, {"bakery": ["bakery"]})
-        trust = TrustStore.load(trust_file)
-    signer = Signer("bakery", _parse_private_key(private["bakery"], source="bench"))
+        # Only while the key and trust file load: the stacks started later bring their own.
+        os.environ.update(signing_environment(Path(scratch), "bakery", ["bakery"]))
+        trust = load_trust(required=True)
+        signer = load_signer(trust, required=True)
+    os.environ.clear()
+    os.environ.update(saved)
     binding = Binding(entity="bakery", project="p", name="baked", team="bakery")
     signature = sign(signer, "payload.pkl", digests, binding)
     expected = ("bakery", "p", "baked")

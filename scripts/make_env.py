@@ -72,10 +72,16 @@ def read_settings(text: str) -> dict[str, str]:
 
 
 def trust_file_of(env_path: Path, default: Path) -> Path:
-    """Where compose reads the trust file: in KEYS_DIR, if the env file sets it. The other
-    files made here go next to it, where compose reads them too."""
-    configured = read_settings(env_path.read_text()).get("KEYS_DIR")
-    return Path(configured) / TRUST_FILE.name if configured else default
+    """Where compose reads the trust file: in KEYS_DIR, if the env file sets it (relative to
+    the project folder, as compose reads it). The other files made here go next to it."""
+    settings = read_settings(env_path.read_text())
+    if "TRUSTED_KEYS_FILE" in settings:
+        raise ValueError(
+            f"{env_path.name} sets TRUSTED_KEYS_FILE, which is no longer read: replace it with "
+            "KEYS_DIR=<the folder holding trusted-keys.json>"
+        )
+    configured = settings.get("KEYS_DIR")
+    return REPO_ROOT / configured / TRUST_FILE.name if configured else default
 
 
 def sign_keys(env_path: Path, trust_file: Path, root: Path = REPO_ROOT) -> None:
@@ -132,11 +138,15 @@ def write_derived_files(env_path: Path, trust_file: Path, root: Path) -> None:
     sign_keys(env_path, trust_file, root)
     team_redis_users(env_path, trust_file.parent, root)
     settings = read_settings(env_path.read_text())
-    ui_login.write_users_file(
+    if ui_login.write_users_file(
         trust_file.parent / UI_USERS_FILE,
         settings.get("UI_USER", ui_login.DEFAULT_USER),
         settings["UI_PASSWORD"],
-    )
+    ):
+        print(
+            f"{UI_USERS_FILE}: wrote the UI login's hash; a running proxy reads it after "
+            "`docker compose restart ui`"
+        )
 
 
 def main(
@@ -173,4 +183,8 @@ def main(
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--env-file", type=Path, default=REPO_ROOT / ".env")
-    sys.exit(main(parser.parse_args().env_file))
+    try:
+        sys.exit(main(parser.parse_args().env_file))
+    except ValueError as error:
+        print(f"make env: {error}", file=sys.stderr)
+        sys.exit(1)

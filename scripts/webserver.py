@@ -1,10 +1,11 @@
 """The two webserver calls the deploy scripts make, over GraphQL, with the standard library."""
 
-import base64
 import json
+import urllib.error
 import urllib.request
 
 from envfile import setting
+from ui_login import DEFAULT_USER, basic_auth_header
 
 RELOAD_LOCATION = """
 mutation Reload($name: String!) {
@@ -35,13 +36,12 @@ def default_url() -> str:
 
 
 def login_header() -> dict[str, str]:
-    """The UI proxy's basic auth, from UI_USER and UI_PASSWORD (the environment, then .env).
-    None is sent without a password: local mode's webserver has no proxy in front."""
+    """The UI proxy's basic auth, from UI_USER and UI_PASSWORD (the environment, then .env);
+    no header where no password is set (a webserver reached without the proxy)."""
     password = setting("UI_PASSWORD", "")
     if not password:
         return {}
-    login = f"{setting('UI_USER', 'admin')}:{password}".encode()
-    return {"Authorization": f"Basic {base64.b64encode(login).decode()}"}
+    return basic_auth_header(setting("UI_USER", DEFAULT_USER), password)
 
 
 def graphql(url: str, query: str, variables: dict | None = None, timeout: float = 120) -> dict:
@@ -50,8 +50,16 @@ def graphql(url: str, query: str, variables: dict | None = None, timeout: float 
         data=json.dumps({"query": query, "variables": variables or {}}).encode(),
         headers={"Content-Type": "application/json", **login_header()},
     )
-    with urllib.request.urlopen(request, timeout=timeout) as response:
-        return json.loads(response.read())["data"]
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return json.loads(response.read())["data"]
+    except urllib.error.HTTPError as error:
+        if error.code == 401:
+            raise RuntimeError(
+                f"the UI's proxy at {url} refused UI_USER/UI_PASSWORD from .env: if you changed "
+                "UI_PASSWORD, run `make env`, then `docker compose restart ui`"
+            ) from None
+        raise
 
 
 def load_error(entry: dict) -> str | None:

@@ -28,6 +28,7 @@ from tests.repo import (
     SHARED_SECRETS,
     SIGNING_KEY_PREFIX,
     copy_checkout,
+    load_script,
 )
 from tests.stacks import wait_for_loaded_locations
 from tests.terminate import (
@@ -41,6 +42,8 @@ from tests.terminate import (
 )
 
 pytestmark = pytest.mark.container
+
+UI_LOGIN = load_script("ui_login")
 
 # Scaffolded by `make new-team`'s command into the running stack's checkout, so the container
 # stack proves a new team runs green without hand edits and without restarting anything else.
@@ -72,9 +75,9 @@ class ComposeStack:
         self.compose = ["docker", "compose", "-p", self.name, "--env-file", str(env_file)]
         # Through the UI's proxy, the only published way to the webserver.
         self.webserver_url = f"http://127.0.0.1:{self.webserver_port}"
-        self.ui_login = ("admin", settings["UI_PASSWORD"])
+        self.ui_login = (UI_LOGIN.DEFAULT_USER, settings["UI_PASSWORD"])
         # How the deploy scripts find the UI's login: the environment, before .env.
-        self.script_env = {**os.environ, "UI_USER": "admin", "UI_PASSWORD": settings["UI_PASSWORD"]}
+        self.script_env = {**os.environ, "UI_PASSWORD": settings["UI_PASSWORD"]}
 
     def run(self, *args: str, check: bool = True, timeout: float = 1800) -> str:
         result = subprocess.run(
@@ -152,7 +155,7 @@ class ComposeStack:
 
     def build_like_make_build(self, teams: list[str]) -> None:
         """One image at a time, the platform's first (the Makefile's build target says why)."""
-        for service in ("init", *(f"{team}-code" for team in teams)):
+        for service in ("init", "ui", *(f"{team}-code" for team in teams)):
             self.run("build", service)
 
     def make_env(self) -> None:
@@ -653,9 +656,9 @@ def websocket_handshake(url: str, login: tuple[str, str] | None) -> tuple[str, b
         "Sec-WebSocket-Protocol: graphql-ws",
     ]
     if login:
-        headers.append(
-            f"Authorization: Basic {base64.b64encode(':'.join(login).encode()).decode()}"
-        )
+        headers += [
+            f"{name}: {value}" for name, value in UI_LOGIN.basic_auth_header(*login).items()
+        ]
     with socket.create_connection((parts.hostname, parts.port), timeout=30) as connection:
         connection.sendall(("\r\n".join(headers) + "\r\n\r\n").encode())
         status = connection.recv(4096).decode(errors="replace").split("\r\n")[0]
@@ -681,7 +684,7 @@ def test_the_ui_is_reached_only_through_its_login(compose_stack):
     assert " 101 " in status
     assert json.loads(first_frame)["type"] == "connection_ack"
 
-    # Nothing but the proxy is published: the webserver has no port on the host.
+    # Nothing but the proxy is published: the webserver's own port is not.
     for container in compose_stack.container_ids("webserver"):
         bindings = subprocess.run(
             ["docker", "inspect", "--format", "{{json .HostConfig.PortBindings}}", container],
@@ -689,7 +692,25 @@ def test_the_ui_is_reached_only_through_its_login(compose_stack):
             text=True,
             check=True,
         ).stdout.strip()
-        assert bindings in ("null", "{}"), bindings
+        assert list(json.loads(bindings)) == ["8080/tcp"], bindings
     # Only a hash of the password reaches the proxy.
     users = compose_stack.run("exec", "-T", "ui", "cat", "/etc/caddy/ui-users")
     assert users.startswith(f"{user} $2b$") and password not in users
+
+
+def test_a_teams_container_cannot_reach_the_webserver_around_its_login(compose_stack):
+    # The attack: a team's code, on the platform's network, calls the webserver's GraphQL API
+    # directly, to launch or terminate another team's runs without the login.
+    probe = (
+        "import urllib.request, urllib.error\n"
+        "for url in ('http://webserver:3000/server_info', 'http://webserver:8080/server_info'):\n"
+        "    try:\n"
+        "        urllib.request.urlopen(url, timeout=10); print(url, 'open')\n"
+        "    except urllib.error.HTTPError as error:\n"
+        "        print(url, error.code)\n"
+        "    except OSError as error:\n"
+        "        print(url, 'unreachable', type(error).__name__)\n"
+    )
+    seen = in_worker(compose_stack, "ml", probe).stdout.splitlines()
+    assert seen[0].startswith("http://webserver:3000/server_info unreachable"), seen
+    assert seen[1] == "http://webserver:8080/server_info 401", seen

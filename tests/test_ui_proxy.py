@@ -1,6 +1,6 @@
 """The UI's proxy image (docker/ui-proxy) on its own, in front of stand-in services: its
-forward-auth mode against a real sign-in service, its refusals of bad settings, and its
-reconnect to a webserver that came back at a new address (the reason it is Caddy, not nginx).
+forward-auth mode against a sign-in service that answers as oauth2-proxy does, its refusals of
+bad or hostile settings, and its reconnect to an upstream that came back at a new address.
 
 Its basic-auth mode, with websockets, is tested in front of the real webserver in
 test_container_e2e.py."""
@@ -32,17 +32,23 @@ class Echo(http.server.BaseHTTPRequestHandler):
 http.server.ThreadingHTTPServer(("0.0.0.0", 3000), Echo).serve_forever()
 """
 
-# A sign-in service in the manner of oauth2-proxy's /oauth2/auth: 2xx with who signed in, for a
-# request that carries a valid session; otherwise a redirect to its sign-in page.
+# A sign-in service in the manner of oauth2-proxy: /oauth2/auth answers 202 for a request with
+# a valid session and a bare 401 otherwise; /oauth2/sign_in is its sign-in page. Like uvicorn,
+# it refuses a check that asks it to upgrade to a websocket.
 SIGN_IN_SERVICE = """
 import http.server
 class Auth(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
-        if self.headers.get("Cookie") == "session=alice-session":
-            self.send_response(200); self.send_header("Remote-User", "alice")
+        if self.path.startswith("/oauth2/sign_in"):
+            status, body = 200, b"the sign-in page"
+        elif self.headers.get("Upgrade"):
+            status, body = 400, b"a check is no websocket"
+        elif self.headers.get("Cookie") == "session=alice-session":
+            status, body = 202, b""
         else:
-            self.send_response(302); self.send_header("Location", "https://sso.example/sign-in")
-        self.send_header("Content-Length", "0"); self.end_headers()
+            status, body = 401, b"not signed in"
+        self.send_response(status); self.send_header("Content-Length", str(len(body)))
+        self.end_headers(); self.wfile.write(body)
 http.server.ThreadingHTTPServer(("0.0.0.0", 4180), Auth).serve_forever()
 """
 
@@ -125,30 +131,35 @@ def forward_proxy(lab: ProxyLab) -> str:
         UI_AUTH="forward",
         UI_FORWARD_AUTH_ADDRESS="http://sign-in:4180",
         UI_FORWARD_AUTH_URI="/oauth2/auth",
-        UI_FORWARD_AUTH_COPY_HEADERS="Remote-User",
+        UI_FORWARD_AUTH_PAGES="/oauth2/*",
+        UI_FORWARD_AUTH_SIGN_IN="/oauth2/sign_in",
     )
 
 
-def test_forward_auth_sends_a_visitor_without_a_session_to_sign_in(forward_proxy):
-    response = answered(f"{forward_proxy}/graphql")
+SIGNED_IN = {"cookies": {"session": "alice-session"}}
+
+
+def test_forward_auth_sends_a_visitor_without_a_session_to_the_sign_in_page(forward_proxy):
+    response = answered(f"{forward_proxy}/runs?view=list")
     assert response.status_code == 302
-    assert response.headers["Location"] == "https://sso.example/sign-in"
+    assert response.headers["Location"] == (f"/oauth2/sign_in?rd={forward_proxy}/runs?view=list")
+    page = answered(f"{forward_proxy}{response.headers['Location']}")
+    assert (page.status_code, page.text) == (200, "the sign-in page")
 
 
-def test_forward_auth_lets_a_signed_in_visitor_through_as_the_user_it_names(forward_proxy):
-    response = answered(f"{forward_proxy}/graphql", cookies={"session": "alice-session"})
+def test_forward_auth_lets_a_signed_in_visitor_through(forward_proxy):
+    response = answered(f"{forward_proxy}/graphql", **SIGNED_IN)
     assert response.status_code == 200
-    assert response.json()["Remote-User"] == "alice"
+    assert response.json()["Cookie"] == "session=alice-session"
 
 
-def test_forward_auth_does_not_let_a_visitor_claim_to_be_someone_else(forward_proxy):
-    # The attack: a signed-in visitor sends its own Remote-User, hoping the UI trusts it.
-    response = answered(
-        f"{forward_proxy}/graphql",
-        cookies={"session": "alice-session"},
-        headers={"Remote-User": "admin"},
-    )
-    assert response.json()["Remote-User"] == "alice"
+def test_forward_auth_checks_a_websocket_upgrade_without_upgrading_the_check(forward_proxy):
+    upgrade = {"Connection": "Upgrade", "Upgrade": "websocket", "Sec-WebSocket-Version": "13"}
+    response = answered(f"{forward_proxy}/graphql", headers=upgrade, **SIGNED_IN)
+    # The echoing upstream answers plain HTTP; it got the upgrade, the check did not.
+    assert response.status_code == 200, response.text
+    assert response.json()["Upgrade"] == "websocket"
+    assert answered(f"{forward_proxy}/graphql", headers=upgrade).status_code == 302
 
 
 def test_the_health_check_answers_without_a_session(forward_proxy):
@@ -158,8 +169,7 @@ def test_the_health_check_answers_without_a_session(forward_proxy):
 def test_a_recreated_webserver_at_a_new_address_is_reached_without_restarting_the_proxy(
     lab, forward_proxy
 ):
-    signed_in = {"cookies": {"session": "alice-session"}}
-    assert answered(f"{forward_proxy}/", **signed_in).status_code == 200
+    assert answered(f"{forward_proxy}/", **SIGNED_IN).status_code == 200
     old = next(c for c in lab.containers if c.endswith("-webserver"))
     address = "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}"
     before = docker("inspect", "--format", address, old).stdout.strip()
@@ -168,7 +178,7 @@ def test_a_recreated_webserver_at_a_new_address_is_reached_without_restarting_th
     lab.start("filler", PYTHON_IMAGE, "sleep", "600")
     new = lab.start_python("webserver", "webserver", ECHO_SERVER)
     assert docker("inspect", "--format", address, new).stdout.strip() != before
-    assert answered(f"{forward_proxy}/", **signed_in).status_code == 200
+    assert answered(f"{forward_proxy}/", **SIGNED_IN).status_code == 200
 
 
 @pytest.mark.parametrize(
@@ -176,9 +186,20 @@ def test_a_recreated_webserver_at_a_new_address_is_reached_without_restarting_th
     [
         ({"UI_AUTH": "forward"}, "UI_FORWARD_AUTH_ADDRESS"),
         ({"UI_AUTH": "ldap"}, "UI_AUTH='ldap' is not a sign-in method"),
+        # The attack: a value that would close the block and add a directive of its own.
+        (
+            {
+                "UI_AUTH": "forward",
+                "UI_FORWARD_AUTH_ADDRESS": "http://sign-in:4180",
+                "UI_FORWARD_AUTH_URI": "/ }\nrespond 200\n{",
+            },
+            "UI_FORWARD_AUTH_URI=",
+        ),
+        ({"UI_AUTH": "basic", "UI_UPSTREAM": "webserver:3000 {"}, "UI_UPSTREAM="),
     ],
 )
 def test_a_bad_sign_in_setting_stops_the_proxy_with_the_fix(lab, settings, named):
+    settings = {"UI_UPSTREAM": "webserver:3000", **settings}
     environment = [arg for key, value in settings.items() for arg in ("-e", f"{key}={value}")]
     container = f"{lab.network}-refused"
     # Not --rm: podman's API then reports exit code 0 for any container.

@@ -1,0 +1,69 @@
+"""The UI login as the host's tools and `make env` handle it: the login a deploy script sends,
+its error when the proxy refuses it, and the settings `make env` refuses before hashing."""
+
+import http.server
+import threading
+from collections.abc import Iterator
+
+import pytest
+
+from tests.repo import REPO_ROOT, load_script
+from tests.test_make_env import make_env
+
+webserver = load_script("webserver")
+ui_login = load_script("ui_login")
+
+
+class RefusingProxy(http.server.BaseHTTPRequestHandler):
+    """Answers as the UI's proxy does to a wrong login; remembers what it was sent."""
+
+    seen: list[str | None] = []
+
+    def do_POST(self) -> None:
+        RefusingProxy.seen.append(self.headers.get("Authorization"))
+        self.send_response(401)
+        self.send_header("WWW-Authenticate", 'Basic realm="restricted"')
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+@pytest.fixture
+def refusing_proxy() -> Iterator[str]:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), RefusingProxy)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+
+
+def test_a_refused_login_names_the_settings_and_the_fix(refusing_proxy, monkeypatch):
+    monkeypatch.setenv("UI_USER", "operator")
+    monkeypatch.setenv("UI_PASSWORD", "stale")
+    with pytest.raises(RuntimeError, match=r"refused UI_USER/UI_PASSWORD.*compose restart ui"):
+        webserver.reload_workspace(refusing_proxy)
+    assert (
+        RefusingProxy.seen[-1] == ui_login.basic_auth_header("operator", "stale")["Authorization"]
+    )
+
+
+def test_a_password_bcrypt_would_cut_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="longer than bcrypt's 72 bytes"):
+        ui_login.write_users_file(tmp_path / "ui-users", "admin", "x" * 73)
+    assert not (tmp_path / "ui-users").exists()
+
+
+def test_an_env_file_naming_the_retired_trusted_keys_file_names_its_replacement(tmp_path):
+    env = tmp_path / ".env"
+    env.write_text("TRUSTED_KEYS_FILE=/somewhere/trusted-keys.json\n")
+    with pytest.raises(ValueError, match=r"TRUSTED_KEYS_FILE.*KEYS_DIR"):
+        make_env.main(env, REPO_ROOT / ".env.example", tmp_path / "trusted-keys.json")
+
+
+def test_a_relative_keys_dir_is_the_project_folder_s_as_compose_reads_it(tmp_path):
+    env = tmp_path / ".env"
+    env.write_text("KEYS_DIR=keys\n")
+    assert make_env.trust_file_of(env, tmp_path / "unused") == (
+        REPO_ROOT / "keys" / "trusted-keys.json"
+    )
