@@ -13,7 +13,7 @@ from tests.repo import REPO_ROOT, team_folders
 PLATFORM_FILES = [
     REPO_ROOT / "docker-compose.yml",
     REPO_ROOT / "dagster.yaml",
-    *sorted((REPO_ROOT / "docker").glob("*")),
+    *sorted(path for path in (REPO_ROOT / "docker").rglob("*") if path.is_file()),
     *sorted((REPO_ROOT / "devstack").glob("*.py")),
 ]
 
