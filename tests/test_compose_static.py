@@ -183,13 +183,16 @@ def test_compose_refuses_to_start_without_a_secret_and_says_how_to_fix_it(
 def test_the_ui_is_published_only_through_its_login_proxy():
     services = compose()["services"]
     webserver, ui = services["webserver"], services["ui"]
-    # The webserver listens on loopback in a namespace only the proxy shares; the published
-    # port is the proxy's.
+    # The webserver listens only on its name in the `ui` network, which only the proxy joins.
     command = webserver["command"]
-    assert command[command.index("--host") + 1] == "127.0.0.1"
-    assert ui["network_mode"] == "service:webserver"
-    assert ui["environment"]["UI_UPSTREAM"] == "127.0.0.1:3000"
-    assert webserver["ports"] == ["${WEBSERVER_BIND:-127.0.0.1}:${WEBSERVER_PORT:-3000}:8080"]
+    listens_on = command[command.index("--host") + 1]
+    assert webserver["networks"]["ui"] == {"aliases": [listens_on]}
+    assert compose()["networks"]["ui"]["internal"] is True
+    joined = [name for name, service in services.items() if "ui" in (service.get("networks") or [])]
+    assert sorted(joined) == ["ui", "webserver"]
+    assert ui["environment"]["UI_UPSTREAM"] == f"{listens_on}:3000"
+    assert "ports" not in webserver
+    assert ui["ports"] == ["${WEBSERVER_BIND:-127.0.0.1}:${WEBSERVER_PORT:-3000}:8080"]
     assert ui["read_only"] is True
     assert {"source": "ui-users", "target": "/etc/caddy/ui-users"} in ui["configs"]
     assert compose()["configs"]["ui-users"]["file"] == "${KEYS_DIR:-./keys}/ui-users"
