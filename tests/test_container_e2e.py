@@ -701,9 +701,27 @@ def test_the_ui_is_reached_only_through_its_login(compose_stack):
 def test_a_teams_container_cannot_reach_the_webserver_around_its_login(compose_stack):
     # The attack: a team's code, on the platform's network, calls the webserver's GraphQL API
     # directly, to launch or terminate another team's runs without the login.
+    # Also at its address in the `ui` network, which a team's container could guess.
+    behind_login = subprocess.run(
+        [
+            "docker",
+            "inspect",
+            "--format",
+            f'{{{{(index .NetworkSettings.Networks "{compose_stack.name}-ui").IPAddress}}}}',
+            compose_stack.container_ids("webserver")[0],
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    urls = (
+        "http://webserver:3000/server_info",
+        "http://ui:8080/server_info",
+        f"http://{behind_login}:3000/server_info",
+    )
     probe = (
         "import urllib.request, urllib.error\n"
-        "for url in ('http://webserver:3000/server_info', 'http://ui:8080/server_info'):\n"
+        f"for url in {urls!r}:\n"
         "    try:\n"
         "        urllib.request.urlopen(url, timeout=10); print(url, 'open')\n"
         "    except urllib.error.HTTPError as error:\n"
@@ -712,8 +730,9 @@ def test_a_teams_container_cannot_reach_the_webserver_around_its_login(compose_s
         "        print(url, 'unreachable', type(error).__name__)\n"
     )
     seen = in_worker(compose_stack, "ml", probe).stdout.splitlines()
-    assert seen[0].startswith("http://webserver:3000/server_info unreachable"), seen
-    assert seen[1] == "http://ui:8080/server_info 401", seen
+    assert seen[0].startswith(f"{urls[0]} unreachable"), seen
+    assert seen[1] == f"{urls[1]} 401", seen
+    assert seen[2].startswith(f"{urls[2]} unreachable"), seen
 
 
 def test_a_recreated_webserver_is_reached_through_the_same_login(compose_stack):

@@ -9,16 +9,20 @@ import os
 import subprocess
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import requests
 
 from devstack.stack import free_port
-from tests.repo import REPO_ROOT
+from tests.repo import REPO_ROOT, load_script
 
 pytestmark = pytest.mark.container
 
 IMAGE = f"mlp-ui-proxy-test:{os.getpid()}"
+UI_LOGIN = load_script("ui_login")
+# What the platform's own tools sign in with, as `make env` writes it.
+TOOL_LOGIN = ("admin", "the-tools-password")
 PYTHON_IMAGE = "python:3.11-slim"
 
 # Answers every request with the headers it was sent, so the test sees what passed the proxy.
@@ -64,9 +68,10 @@ class ProxyLab:
     """A private network holding a proxy, an echoing upstream named `webserver`, and a
     sign-in service named `sign-in`."""
 
-    def __init__(self) -> None:
+    def __init__(self, users_file: Path) -> None:
         self.network = f"mlp-ui-proxy-{os.getpid()}"
         self.containers: list[str] = []
+        self.users_file = users_file
 
     def start(self, name: str, *args: str) -> str:
         container = f"{self.network}-{name}"
@@ -81,8 +86,12 @@ class ProxyLab:
         port = free_port()
         environment = {"UI_UPSTREAM": "webserver:3000", **settings}
         options = [arg for key, value in environment.items() for arg in ("-e", f"{key}={value}")]
+        users = f"{self.users_file}:/etc/caddy/ui-users:ro"
         self.start(
-            name, "--read-only", "--tmpfs", "/tmp", "-p", f"127.0.0.1:{port}:8080", *options, IMAGE
+            name,
+            *("--read-only", "--tmpfs", "/tmp", "-v", users, "-p", f"127.0.0.1:{port}:8080"),
+            *options,
+            IMAGE,
         )
         return f"http://127.0.0.1:{port}"
 
@@ -97,9 +106,11 @@ class ProxyLab:
 
 
 @pytest.fixture(scope="module")
-def lab() -> Iterator[ProxyLab]:
+def lab(tmp_path_factory) -> Iterator[ProxyLab]:
     docker("build", "-q", "-t", IMAGE, str(REPO_ROOT / "docker" / "ui-proxy"), timeout=600)
-    lab = ProxyLab()
+    users_file = tmp_path_factory.mktemp("ui") / "ui-users"
+    UI_LOGIN.write_users_file(users_file, *TOOL_LOGIN)
+    lab = ProxyLab(users_file)
     docker("network", "create", lab.network)
     try:
         lab.start_python("webserver", "webserver", ECHO_SERVER)
@@ -160,6 +171,15 @@ def test_forward_auth_checks_a_websocket_upgrade_without_upgrading_the_check(for
     assert response.status_code == 200, response.text
     assert response.json()["Upgrade"] == "websocket"
     assert answered(f"{forward_proxy}/graphql", headers=upgrade).status_code == 302
+
+
+def test_forward_auth_lets_the_platforms_tools_in_with_the_ui_login_alone(forward_proxy):
+    # `make up` and `make redeploy` reload code locations with UI_USER and UI_PASSWORD.
+    response = answered(f"{forward_proxy}/graphql", auth=TOOL_LOGIN)
+    assert response.status_code == 200
+    assert "Authorization" not in response.json(), "the password is not passed on"
+    wrong = answered(f"{forward_proxy}/graphql", auth=(TOOL_LOGIN[0], "wrong"))
+    assert wrong.status_code == 401, "a wrong login is refused, not sent on to sign in"
 
 
 def test_the_health_check_answers_without_a_session(forward_proxy):
