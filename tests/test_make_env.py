@@ -54,14 +54,19 @@ def test_an_existing_world_readable_env_is_made_owner_only_before_secrets_are_ad
     assert "REDIS_PASSWORD=" in text
 
 
-def test_every_team_gets_its_own_key_and_the_trust_file_names_its_entity(tmp_path):
+def made_env(tmp_path: Path) -> tuple[Path, Path, dict[str, str], list]:
+    """`make env` run once into tmp_path: the env file, the trust file, its settings, the teams."""
     import registry
-    from dagster_wandb_io.keys import TrustStore, public_key_of
 
     env, trust = tmp_path / ".env", tmp_path / "keys" / "trusted-keys.json"
     make_env.main(env, REPO_ROOT / ".env.example", trust)
-    settings = make_env.read_settings(env.read_text())
-    teams = registry.teams(REPO_ROOT)
+    return env, trust, make_env.read_settings(env.read_text()), registry.teams(REPO_ROOT)
+
+
+def test_every_team_gets_its_own_key_and_the_trust_file_names_its_entity(tmp_path):
+    from dagster_wandb_io.keys import TrustStore, public_key_of
+
+    env, trust, settings, teams = made_env(tmp_path)
     keys = {team.name: settings[team.signing_key_variable] for team in teams}
     assert len(set(keys.values())) == len(teams), "no two teams share a key"
     trusted = TrustStore.load(trust)
@@ -79,12 +84,7 @@ def test_every_team_gets_its_own_key_and_the_trust_file_names_its_entity(tmp_pat
 
 
 def test_every_team_gets_its_own_redis_user_and_the_acl_file_holds_no_password(tmp_path):
-    import registry
-
-    env, trust = tmp_path / ".env", tmp_path / "keys" / "trusted-keys.json"
-    make_env.main(env, REPO_ROOT / ".env.example", trust)
-    settings = make_env.read_settings(env.read_text())
-    teams = registry.teams(REPO_ROOT)
+    env, trust, settings, teams = made_env(tmp_path)
     passwords = {team.name: settings[team.redis_password_variable] for team in teams}
     assert len(set(passwords.values())) == len(teams), "no two teams share a Redis password"
     acl = tmp_path / "keys" / make_env.REDIS_USERS_FILE
