@@ -11,6 +11,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from unittest import mock
 
 from devstack.config import REPO_ROOT
 
@@ -110,14 +111,13 @@ def signature_cost(size_mb: int, repeat: int = 7) -> dict:
         return digester.finish()
 
     digests = digest()
-    saved = dict(os.environ)
-    with tempfile.TemporaryDirectory() as scratch:
-        # Only while the key and trust file load: the stacks started later bring their own.
-        os.environ.update(signing_environment(Path(scratch), "bakery", ["bakery"]))
+    # The deployment's key only while it loads: the stacks started later bring their own.
+    with (
+        tempfile.TemporaryDirectory() as scratch,
+        mock.patch.dict(os.environ, signing_environment(Path(scratch), "bakery", ["bakery"])),
+    ):
         trust = load_trust(required=True)
         signer = load_signer(trust, required=True)
-    os.environ.clear()
-    os.environ.update(saved)
     binding = Binding(entity="bakery", project="p", name="baked", team="bakery")
     signature = sign(signer, "payload.pkl", digests, binding)
     expected = ("bakery", "p", "baked")

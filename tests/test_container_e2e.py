@@ -53,6 +53,14 @@ NEW_TEAM = "carrots"
 EXTERNAL_TEAM = "forecast"
 
 
+def docker_inspect(target: str, template: str | None = None) -> str:
+    """`docker inspect` of a container or image: its JSON, or ``template`` filled in."""
+    options = ["--format", template] if template else []
+    return subprocess.run(
+        ["docker", "inspect", *options, target], capture_output=True, text=True, check=True
+    ).stdout.strip()
+
+
 class ComposeStack:
     def __init__(self, checkout, tmp_path) -> None:
         self.checkout = checkout
@@ -469,12 +477,7 @@ def test_each_team_container_holds_its_own_signing_key_and_no_other(compose_stac
     for service in compose_stack.services():
         team = next((t for t in teams if service.startswith(f"{t}-")), None)
         for container in compose_stack.container_ids(service):
-            inspected = json.loads(
-                subprocess.run(
-                    ["docker", "inspect", container], capture_output=True, text=True, check=True
-                ).stdout
-            )
-            environment = inspected[0]["Config"]["Env"] or []
+            environment = json.loads(docker_inspect(container))[0]["Config"]["Env"] or []
             held = {
                 team_name for team_name, key in keys.items() if any(key in e for e in environment)
             }
@@ -525,15 +528,7 @@ def test_each_team_container_holds_its_own_redis_password_and_no_other(compose_s
         for service in (f"{team}-code", f"{team}-worker"):
             for container in compose_stack.container_ids(service):
                 environment = " ".join(
-                    json.loads(
-                        subprocess.run(
-                            ["docker", "inspect", container],
-                            capture_output=True,
-                            text=True,
-                            check=True,
-                        ).stdout
-                    )[0]["Config"]["Env"]
-                    or []
+                    json.loads(docker_inspect(container))[0]["Config"]["Env"] or []
                 )
                 assert f"team_{team}:{passwords[team]}@" in environment, service
                 others = [p for other, p in passwords.items() if other != team]
@@ -549,9 +544,7 @@ def test_no_secret_is_baked_into_any_image(compose_stack):
         history = subprocess.run(
             ["docker", "history", "--no-trunc", image], capture_output=True, text=True, check=True
         ).stdout
-        inspected = subprocess.run(
-            ["docker", "inspect", image], capture_output=True, text=True, check=True
-        ).stdout
+        inspected = docker_inspect(image)
         for secret in secrets_to_find:
             assert secret not in history and secret not in inspected, f"{image} holds a secret"
         for name in (*(f"{secret}=" for secret in SHARED_SECRETS), SIGNING_KEY_PREFIX):
@@ -629,12 +622,7 @@ def test_no_secret_appears_on_any_container_command_line(compose_stack):
     # `docker inspect` and `ps` show command lines to anyone who can read them.
     for service in compose_stack.services():
         for container in compose_stack.container_ids(service):
-            inspected = subprocess.run(
-                ["docker", "inspect", "--format", "{{json .Path}} {{json .Args}}", container],
-                capture_output=True,
-                text=True,
-                check=True,
-            ).stdout
+            inspected = docker_inspect(container, "{{json .Path}} {{json .Args}}")
             assert not [s for s in compose_stack.secrets if s in inspected], service
     # The process that really runs in the Redis container, after its entrypoint's execs.
     running = compose_stack.run("exec", "-T", "redis", "cat", "/proc/1/cmdline")
@@ -686,12 +674,7 @@ def test_the_ui_is_reached_only_through_its_login(compose_stack):
 
     # Nothing but the proxy is published: the webserver has no port on the host.
     for container in compose_stack.container_ids("webserver"):
-        bindings = subprocess.run(
-            ["docker", "inspect", "--format", "{{json .HostConfig.PortBindings}}", container],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
+        bindings = docker_inspect(container, "{{json .HostConfig.PortBindings}}")
         assert bindings in ("null", "{}"), bindings
     # Only a hash of the password reaches the proxy.
     users = compose_stack.run("exec", "-T", "ui", "cat", "/etc/caddy/ui-users")
@@ -702,18 +685,10 @@ def test_a_teams_container_cannot_reach_the_webserver_around_its_login(compose_s
     # The attack: a team's code, on the platform's network, calls the webserver's GraphQL API
     # directly, to launch or terminate another team's runs without the login.
     # Also at its address in the `ui` network, which a team's container could guess.
-    behind_login = subprocess.run(
-        [
-            "docker",
-            "inspect",
-            "--format",
-            f'{{{{(index .NetworkSettings.Networks "{compose_stack.name}-ui").IPAddress}}}}',
-            compose_stack.container_ids("webserver")[0],
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.strip()
+    behind_login = docker_inspect(
+        compose_stack.container_ids("webserver")[0],
+        f'{{{{(index .NetworkSettings.Networks "{compose_stack.name}-ui").IPAddress}}}}',
+    )
     urls = (
         "http://webserver:3000/server_info",
         "http://ui:8080/server_info",

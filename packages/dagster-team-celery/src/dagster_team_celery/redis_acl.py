@@ -58,7 +58,7 @@ def password_hash(password: str) -> str:
 
 
 def team_rule(team: str, password: str) -> str:
-    check_team_name(team)
+    user = team_user(team)  # refuses a name that would widen the patterns below
     prefix = key_prefix(team)
     channels = [
         f"&{prefix}*",
@@ -67,7 +67,7 @@ def team_rule(team: str, password: str) -> str:
         f"&{prefix}/0.celeryev/worker.*",
     ]
     return (
-        f"user {team_user(team)} on {password_hash(password)} resetkeys ~{prefix}* "
+        f"user {user} on {password_hash(password)} resetkeys ~{prefix}* "
         f"resetchannels {' '.join(channels)} {COMMANDS}"
     )
 
