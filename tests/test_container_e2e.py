@@ -462,15 +462,21 @@ def developer_secrets() -> set[str]:
     return secret_values(REPO_ROOT / ".env")
 
 
-def test_each_team_container_holds_its_own_signing_key_and_no_other(compose_stack):
-    settings = dict(
-        line.partition("=")[::2] for line in compose_stack.env_file.read_text().splitlines()
-    )
-    keys = {
-        name.removeprefix(SIGNING_KEY_PREFIX).lower(): value
+def env_settings(env_file: Path) -> dict[str, str]:
+    return dict(line.partition("=")[::2] for line in env_file.read_text().splitlines())
+
+
+def per_team_secrets(settings: dict[str, str], prefix: str) -> dict[str, str]:
+    """Team name -> value of each ``<prefix><TEAM>`` setting."""
+    return {
+        name.removeprefix(prefix).lower(): value
         for name, value in settings.items()
-        if name.startswith(SIGNING_KEY_PREFIX)
+        if name.startswith(prefix)
     }
+
+
+def test_each_team_container_holds_its_own_signing_key_and_no_other(compose_stack):
+    keys = per_team_secrets(env_settings(compose_stack.env_file), SIGNING_KEY_PREFIX)
     # Every registered team, one deployed from its own repository by an earlier test included.
     teams = [team.name for team in registry.teams(compose_stack.checkout)]
     assert set(teams) <= set(keys)
@@ -515,14 +521,8 @@ def test_the_ml_containers_redis_user_cannot_reach_the_bakerys_keys(compose_stac
 
 
 def test_each_team_container_holds_its_own_redis_password_and_no_other(compose_stack):
-    settings = dict(
-        line.partition("=")[::2] for line in compose_stack.env_file.read_text().splitlines()
-    )
-    passwords = {
-        name.removeprefix(REDIS_PASSWORD_PREFIX).lower(): value
-        for name, value in settings.items()
-        if name.startswith(REDIS_PASSWORD_PREFIX)
-    }
+    settings = env_settings(compose_stack.env_file)
+    passwords = per_team_secrets(settings, REDIS_PASSWORD_PREFIX)
     operator = settings["REDIS_PASSWORD"]
     for team in compose_stack.teams:
         for service in (f"{team}-code", f"{team}-worker"):
