@@ -31,6 +31,10 @@ class PlatformStack(LocalStack):
 class VanillaStack(LocalStack):
     label = "vanilla"
 
+    @property
+    def warm_runs(self) -> bool:
+        return False
+
     def instance_yaml(self) -> str:
         instance = yaml.safe_load(config.local_instance_yaml(self.root))
         instance["run_launcher"] = VANILLA_LAUNCHER

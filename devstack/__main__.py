@@ -41,6 +41,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--teams", nargs="+", metavar="TEAM", help="run only these teams (default: all)"
     )
+    parser.add_argument(
+        "--run-launcher",
+        choices=["warm", "process"],
+        default="warm",
+        help="warm: runs start in each team's warm run worker (the default); process: each run "
+        "in a fresh subprocess of its team's code server",
+    )
     parser.add_argument("--timeout", type=float, default=180.0)
     return parser.parse_args(argv)
 
@@ -60,6 +67,7 @@ def main(argv: list[str] | None = None) -> int:
             fresh=args.fresh,
             flower=not args.no_flower,
             teams=args.teams,
+            run_launcher=args.run_launcher,
         )
     )
     stop_requested = threading.Event()

@@ -1,8 +1,10 @@
 """Where local process mode differs from docker compose. Every difference is in this file.
 
-1. The run launcher: LocalRunLauncher (devstack/run_launcher.py: DefaultRunLauncher, where a
-   run is a subprocess of its team's code server, plus the worker health check run monitoring
-   needs) instead of DockerRunLauncher (a run is a container from its team's image).
+1. The run launcher. By default the same as compose's: WarmRunLauncher, each run goes to its
+   team's warm run worker (dagster_team_celery/warm_run_launcher.py). The isolation choice
+   (`run_launcher="process"`) is LocalRunLauncher (devstack/run_launcher.py: DefaultRunLauncher,
+   where a run is a fresh subprocess of its team's code server, plus the worker health check
+   run monitoring needs), as compose's is a container per run.
 2. Host names and ports: services listen on 127.0.0.1, on free ports, instead of compose's
    service names on fixed ports.
 3. Folders: the artifact cache, step outputs and compute logs live under the stack's state
@@ -21,9 +23,9 @@ import registry
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
-LOCAL_RUN_LAUNCHER: dict[str, Any] = {
-    "module": "devstack.run_launcher",
-    "class": "LocalRunLauncher",
+RUN_LAUNCHERS: dict[str, dict[str, Any]] = {
+    "warm": {"module": "dagster_team_celery.warm_run_launcher", "class": "WarmRunLauncher"},
+    "process": {"module": "devstack.run_launcher", "class": "LocalRunLauncher"},
 }
 # The platform processes import the launcher above from this checkout.
 DEVSTACK_PYTHONPATH = str(Path(__file__).resolve().parent.parent)
@@ -54,9 +56,9 @@ def teams(root: Path = REPO_ROOT) -> list[str]:
         raise SystemExit(f"error: {error}") from error
 
 
-def local_instance_yaml(root: Path = REPO_ROOT) -> str:
+def local_instance_yaml(root: Path = REPO_ROOT, run_launcher: str = "warm") -> str:
     instance = load_yaml(root / "dagster.yaml")
-    instance["run_launcher"] = LOCAL_RUN_LAUNCHER
+    instance["run_launcher"] = RUN_LAUNCHERS[run_launcher]
     return yaml.safe_dump(instance, sort_keys=False)
 
 

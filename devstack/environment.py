@@ -12,11 +12,13 @@ from urllib.parse import urlsplit
 
 import registry
 from dagster_team_celery import redis_acl
+from dagster_team_celery.run_credentials import RUN_REDIS_ADDRESS_ENV, TEAM_REDIS_CREDENTIALS_ENV
 from dagster_team_celery.settings import (
     BACKEND_URL_ENV,
     BROKER_URL_ENV,
     DEFAULT_VISIBILITY_TIMEOUT_SECONDS,
     VISIBILITY_TIMEOUT_ENV,
+    run_queue,
 )
 from dagster_wandb_io.keys import (
     PRIVATE_KEY_ENV,
@@ -50,6 +52,9 @@ class StackSettings:
     extra_env: dict[str, str] = field(default_factory=dict)
     # The checkout whose dagster.yaml, workspace.yaml and code_locations/ to run.
     repo_root: Path = config.REPO_ROOT
+    # "warm": runs start in each team's warm run worker; "process": in a fresh subprocess of
+    # the team's code server (config.RUN_LAUNCHERS).
+    run_launcher: str = "warm"
 
 
 def free_port() -> int:
@@ -128,6 +133,12 @@ class StackEnvironment:
             team: known.get(team) or secrets.token_hex(24) for team in self.teams
         }
         write_private(secrets_file, json.dumps(self.secrets))
+        # As keys/team-redis.json in compose: the launcher sends each team's runs as its user.
+        write_private(self.team_redis_file, json.dumps(self.secrets["team_redis_passwords"]))
+
+    @property
+    def team_redis_file(self) -> Path:
+        return self.state / "team-redis.json"
 
     def redis_acl(self) -> str:
         """The Redis users: the operator's (``default``), Flower's, and one per team."""
@@ -196,6 +207,17 @@ class StackEnvironment:
         )
         return {BROKER_URL_ENV: f"{base}/0", BACKEND_URL_ENV: f"{base}/1"}
 
+    def launcher_redis_env(self) -> dict[str, str]:
+        """How the run launcher reaches each team's run queue: as the team's Redis user, or
+        with the given Redis's URL, which has no platform users."""
+        if self.settings.redis_url:
+            base = self.redis_base_url()
+            return {BROKER_URL_ENV: f"{base}/0", BACKEND_URL_ENV: f"{base}/1"}
+        return {
+            TEAM_REDIS_CREDENTIALS_ENV: str(self.team_redis_file),
+            RUN_REDIS_ADDRESS_ENV: f"{config.LOCAL_HOST}:{self.ports['redis']}",
+        }
+
     def flower_redis_url(self) -> str:
         password = self.secrets["flower_redis_password"]
         return f"{self.redis_base_url(redis_acl.FLOWER_USER, password)}/0"
@@ -254,5 +276,15 @@ class StackEnvironment:
         return {**self.dagster_env(), "DAGSTER_WANDB_IO_BASE_DIR": str(self.artifact_cache)}
 
     def platform_env(self) -> dict[str, str]:
-        """The webserver's and the daemon's environment: they load the local run launcher."""
-        return {**self.dagster_env(), "PYTHONPATH": config.DEVSTACK_PYTHONPATH}
+        """The webserver's and the daemon's environment: they load the run launcher."""
+        return {
+            **self.dagster_env(),
+            **self.launcher_redis_env(),
+            "PYTHONPATH": config.DEVSTACK_PYTHONPATH,
+        }
+
+    def run_worker_env(self, team: str) -> dict[str, str]:
+        return {
+            **self.team_env(team),
+            "DAGSTER_CELERY_LIVENESS_FILE": str(liveness_file(self.state, run_queue(team))),
+        }

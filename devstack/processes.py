@@ -2,7 +2,8 @@
 
 Each service gets its own session (process group), default SIGINT/SIGTERM handling even when
 started from a non-interactive shell (which would otherwise leave them ignored), and a log
-file. Stopping signals the whole group, then kills whatever is left of the process tree, so
+file. Stopping signals the whole group (or only the main process of a Celery worker, whose
+warm shutdown lets running tasks finish), then kills whatever is left of the process tree, so
 a code server's run subprocesses never outlive the stack.
 """
 
@@ -39,6 +40,9 @@ class Service:
     log_path: Path
     ready: Callable[[], bool]
     stop_signal: int = signal.SIGTERM
+    # False: the stop signal goes to the main process only, as `docker stop` sends it to PID 1,
+    # so a Celery worker's warm shutdown lets its pool processes finish their tasks.
+    signal_group: bool = True
     stop_timeout: float = 20.0
     restart: bool = True
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
@@ -84,7 +88,10 @@ class Service:
         tree = _process_tree(self.process.pid)
         if self.process.poll() is None:
             with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.process.pid, self.stop_signal)
+                if self.signal_group:
+                    os.killpg(self.process.pid, self.stop_signal)
+                else:
+                    os.kill(self.process.pid, self.stop_signal)
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self.process.wait(self.stop_timeout)
         # Anything left (the group ignored the signal, or a child started its own session)

@@ -117,7 +117,25 @@ class LocalStack(StackEnvironment):
             ready=lambda: worker_alive(liveness, since=service.started_wall),
             cwd=config.team_dir(team, self.root),
             # Warm shutdown: let running steps finish before the worker exits.
+            signal_group=False,
             stop_timeout=60.0,
+        )
+        return service
+
+    def _run_worker(self, team: str) -> Service:
+        env = self.run_worker_env(team)
+        liveness = Path(env["DAGSTER_CELERY_LIVENESS_FILE"])
+        liveness.unlink(missing_ok=True)
+        service = self._service(
+            f"{team}-runs",
+            [config.team_bin(team, "dagster-team-run-worker", self.root)],
+            env,
+            ready=lambda: worker_alive(liveness, since=service.started_wall),
+            cwd=config.team_dir(team, self.root),
+            # Warm shutdown: runs in flight finish on the code they started with (a redeploy
+            # drains them); one still running after this is killed, and fails.
+            signal_group=False,
+            stop_timeout=120.0,
         )
         return service
 
@@ -153,8 +171,7 @@ class LocalStack(StackEnvironment):
         return self._service(
             "daemon",
             [PLATFORM_BIN / "dagster-daemon", "run", "--workspace", self.home / "workspace.yaml"],
-            # In local mode a run is a subprocess of its team's code server and gets that
-            # server's environment, so the daemon needs no team secrets.
+            # The launcher sends each team's runs as that team's Redis user (launcher_redis_env).
             self.platform_env(),
             ready=ready,
         )
@@ -175,8 +192,12 @@ class LocalStack(StackEnvironment):
             ready=lambda: http_ok(f"{self.flower_url}/healthcheck", auth),
         )
 
+    @property
+    def warm_runs(self) -> bool:
+        return self.settings.run_launcher == "warm"
+
     def instance_yaml(self) -> str:
-        return config.local_instance_yaml(self.root)
+        return config.local_instance_yaml(self.root, self.settings.run_launcher)
 
     # ---- lifecycle ------------------------------------------------------------------------
 
@@ -239,6 +260,7 @@ class LocalStack(StackEnvironment):
                 self._platform_code_server(),
                 *(self._code_server(team) for team in self.teams),
                 *(self._worker(team) for team in self.teams),
+                *(self._run_worker(team) for team in self.teams if self.warm_runs),
                 self._webserver(),
                 self._daemon(),
             ]

@@ -86,6 +86,7 @@ def stack_status(state: Path) -> dict:
 
 
 def redeploy_local(state: Path, team: str, timeout: float = 180.0) -> RedeployReport:
+    from dagster_team_celery.settings import run_queue
     from devstack import config
     from devstack.client import PlatformClient
     from devstack.health import grpc_serving, liveness_file, worker_alive
@@ -97,6 +98,10 @@ def redeploy_local(state: Path, team: str, timeout: float = 180.0) -> RedeployRe
     services = [f"{team}-code", f"{team}-worker"]
     if any(service not in status["pids"] for service in services):
         raise RedeployError(f"Team {team!r} is not part of the stack in {state}.")
+    # The warm run worker, unless the stack starts each run in a fresh process.
+    run_worker = run_queue(team)
+    if run_worker in status["pids"]:
+        services.append(run_worker)
     sync = subprocess.run(
         ["uv", "sync", "--frozen", "--quiet"],
         cwd=config.team_dir(team, root),
@@ -106,12 +111,18 @@ def redeploy_local(state: Path, team: str, timeout: float = 180.0) -> RedeployRe
     if sync.returncode != 0:
         raise RedeployError(f"uv sync for {team} failed; nothing was restarted:\n{sync.stderr}")
     old_pids = {service: status["pids"][service] for service in services}
-    liveness = liveness_file(state, team)
+    liveness = [liveness_file(state, team)]
+    if run_worker in services:
+        liveness.append(liveness_file(state, run_worker))
     stopped_at = time.time()
-    for pid in old_pids.values():
-        # The worker finishes the steps it is running (warm shutdown) before it exits.
+    for service, pid in old_pids.items():
         with contextlib.suppress(ProcessLookupError):
-            os.killpg(pid, signal.SIGTERM)
+            if service == f"{team}-code":
+                os.killpg(pid, signal.SIGTERM)  # the code server and its run subprocesses
+            else:
+                # Only the worker's main process, as `docker stop` does: its warm shutdown lets
+                # the steps, or the runs, in flight finish on the code they started with.
+                os.kill(pid, signal.SIGTERM)
 
     def restarted() -> bool:
         pids = stack_status(state)["pids"]
@@ -123,7 +134,9 @@ def redeploy_local(state: Path, team: str, timeout: float = 180.0) -> RedeployRe
 
     def ready() -> bool:
         try:
-            return grpc_serving(code_port) and worker_alive(liveness, since=stopped_at)
+            return grpc_serving(code_port) and all(
+                worker_alive(path, since=stopped_at) for path in liveness
+            )
         except Exception:
             return False
 

@@ -36,15 +36,25 @@ def team_passwords() -> dict[str, str]:
     return passwords
 
 
+def team_redis_urls(team: str) -> tuple[str, str] | None:
+    """The team's broker and result backend URLs, as its own Redis user; None when the
+    deployment gives the launcher no credentials file."""
+    password = team_passwords().get(team)
+    if password is None:
+        return None
+    host, _, port = os.environ.get(RUN_REDIS_ADDRESS_ENV, DEFAULT_RUN_REDIS_ADDRESS).rpartition(":")
+    user = redis_acl.team_user(team)
+    return (
+        redis_acl.redis_url(user, password, host, port, 0),
+        redis_acl.redis_url(user, password, host, port, 1),
+    )
+
+
 def broker_env_for(team: str) -> list[str]:
     """``KEY=VALUE`` entries for the run container; none when the deployment gives the launcher
     no credentials file (then the run containers get the URLs listed in dagster.yaml)."""
-    password = team_passwords().get(team)
-    if password is None:
+    urls = team_redis_urls(team)
+    if urls is None:
         return []
-    host, _, port = os.environ.get(RUN_REDIS_ADDRESS_ENV, DEFAULT_RUN_REDIS_ADDRESS).rpartition(":")
-    user = redis_acl.team_user(team)
-    return [
-        f"{BROKER_URL_ENV}={redis_acl.redis_url(user, password, host, port, 0)}",
-        f"{BACKEND_URL_ENV}={redis_acl.redis_url(user, password, host, port, 1)}",
-    ]
+    broker, backend = urls
+    return [f"{BROKER_URL_ENV}={broker}", f"{BACKEND_URL_ENV}={backend}"]

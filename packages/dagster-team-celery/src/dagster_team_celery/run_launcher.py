@@ -32,6 +32,7 @@ from dagster_docker.docker_run_launcher import DOCKER_CONTAINER_ID_TAG
 
 import docker
 from dagster_team_celery.run_credentials import broker_env_for
+from dagster_team_celery.warm_run_launcher import run_team
 
 RUN_CONTAINER_CONTEXT_ENV = "DAGSTER_RUN_CONTAINER_CONTEXT"
 
@@ -52,11 +53,6 @@ def platform_container_context() -> dict:
     return context
 
 
-def run_team(run: DagsterRun) -> str | None:
-    """The run's code location, which is its team: named in the workspace, not by the team."""
-    return run.remote_job_origin.location_name if run.remote_job_origin else None
-
-
 class TeamDockerRunLauncher(DockerRunLauncher):
     def get_container_context(self, dagster_run: DagsterRun) -> DockerContainerContext:
         # Deliberately not DockerContainerContext.create_for_run: that merges the context the
@@ -67,8 +63,7 @@ class TeamDockerRunLauncher(DockerRunLauncher):
             networks=self.networks,
             container_kwargs=self.container_kwargs,
         )
-        team = run_team(dagster_run)
-        team_context = DockerContainerContext(env_vars=broker_env_for(team) if team else [])
+        team_context = DockerContainerContext(env_vars=broker_env_for(run_team(dagster_run)))
         return launcher_context.merge(
             DockerContainerContext.create_from_config(platform_container_context())
         ).merge(team_context)

@@ -74,11 +74,17 @@ def key_prefix(team: str) -> str:
     return f"team:{team}:"
 
 
-def celery_settings(queue: str) -> dict[str, Any]:
-    """Celery's lowercase settings for one team's queue, with at-least-once delivery. Every key
-    and channel, the queue's, worker control's (inspect, revoke) and events', and every result,
-    is under the team's key prefix."""
-    prefix = key_prefix(queue)
+def run_queue(team: str) -> str:
+    """The queue of a team's warm run workers (run_worker.py); its steps go to queue ``team``."""
+    return f"{team}-runs"
+
+
+def celery_settings(queue: str, team: str | None = None) -> dict[str, Any]:
+    """Celery's lowercase settings for one of a team's queues (``team`` defaults to the queue's
+    name, which is the team's step queue), with at-least-once delivery. Every key and channel,
+    the queue's, worker control's (inspect, revoke) and events', and every result, is under the
+    team's key prefix."""
+    prefix = key_prefix(team or queue)
     transport_options = {
         "global_keyprefix": prefix,
         "visibility_timeout": visibility_timeout_seconds(),
@@ -125,16 +131,30 @@ DEFAULT_TERMINATE_GRACE_SECONDS = 10.0
 
 
 def terminate_grace_seconds() -> float:
-    raw = os.environ.get(TERMINATE_GRACE_ENV, "").strip()
+    return seconds_setting(TERMINATE_GRACE_ENV, DEFAULT_TERMINATE_GRACE_SECONDS)
+
+
+RUN_TERMINATE_GRACE_ENV = "DAGSTER_RUN_TERMINATE_GRACE_SECONDS"
+# A terminated run first stops its own steps (each has terminate_grace_seconds()) and then
+# reports CANCELED; only a run stuck past this is killed, and run monitoring then cancels it.
+DEFAULT_RUN_TERMINATE_GRACE_SECONDS = 25.0
+
+
+def seconds_setting(name: str, default: float) -> float:
+    raw = os.environ.get(name, "").strip()
     if not raw:
-        return DEFAULT_TERMINATE_GRACE_SECONDS
+        return default
     try:
         seconds = float(raw)
     except ValueError:
         seconds = -1.0
     if seconds < 0:
         raise PlatformConfigError(
-            f"{TERMINATE_GRACE_ENV}={raw!r} is not a number of seconds >= 0. Unset it to use "
-            f"the default ({DEFAULT_TERMINATE_GRACE_SECONDS:.0f})."
+            f"{name}={raw!r} is not a number of seconds >= 0. Unset it to use the default "
+            f"({default:g})."
         )
     return seconds
+
+
+def run_terminate_grace_seconds() -> float:
+    return seconds_setting(RUN_TERMINATE_GRACE_ENV, DEFAULT_RUN_TERMINATE_GRACE_SECONDS)

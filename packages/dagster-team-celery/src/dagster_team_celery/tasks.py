@@ -160,7 +160,9 @@ STEP_MODULES = (
 WANDB_STEP_MODULES = ("wandb", "wandb.sdk.artifacts.artifact")
 
 
-def warm_up_before_fork(repository: ReconstructableRepository) -> None:
+def warm_up_before_fork(
+    repository: ReconstructableRepository, preload: tuple[str, ...] = ()
+) -> None:
     """Load a repository once, before the pool forks, so every pool process starts warm.
 
     The modules its steps import are loaded here too, so they are shared by the pool processes
@@ -170,7 +172,7 @@ def warm_up_before_fork(repository: ReconstructableRepository) -> None:
     key = repository_key(repository)
     if key is not None:
         cached_repository(repository, key)
-    step_modules = STEP_MODULES
+    step_modules = STEP_MODULES + preload
     if "dagster_wandb_io" in sys.modules:
         step_modules += WANDB_STEP_MODULES
     for name in step_modules:

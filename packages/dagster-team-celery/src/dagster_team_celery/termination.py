@@ -29,12 +29,16 @@ logger = logging.getLogger(__name__)
 class TerminableStepRequest(Request):
     """A request whose termination is escalated to SIGKILL when the step outlives the grace."""
 
+    @staticmethod
+    def grace_seconds() -> float:
+        return terminate_grace_seconds()
+
     def terminate(self, pool, signal=None) -> None:
         pid, job = self.worker_pid, self._apply_result
         super().terminate(pool, signal)
         if pid is None or job is None or signal in (9, "9", "KILL", "SIGKILL"):
             return
-        grace = terminate_grace_seconds()
+        grace = self.grace_seconds()
         timer = threading.Timer(grace, self._kill_if_still_running, (pool, pid, job, grace))
         timer.daemon = True
         timer.start()
@@ -44,7 +48,7 @@ class TerminableStepRequest(Request):
         if result is None or result.ready():
             return
         logger.warning(
-            "Step task %s still running in pool process %d %.0fs after SIGTERM; sending SIGKILL.",
+            "Task %s still running in pool process %d %.0fs after SIGTERM; sending SIGKILL.",
             self.id,
             pid,
             grace,

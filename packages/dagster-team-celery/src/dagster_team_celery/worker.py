@@ -1,85 +1,21 @@
-"""The Celery app a team worker runs: ``celery -A dagster_team_celery.worker worker``.
+"""The Celery app a team's step worker runs: ``celery -A dagster_team_celery.worker worker``.
 
-Importing this module imports the team's Dagster code first. If that fails, Celery exits before
-it connects, so a worker that cannot run a team's steps never takes one off the queue.
+Importing this module imports the team's Dagster code first (worker_startup.py), so a worker
+that cannot run a team's steps never takes one off the queue.
 """
 
-import importlib
-import logging
-import os
-from pathlib import Path
-
-from celery import bootsteps
-from dagster._core.definitions.reconstruct import ReconstructableRepository
 from dagster_celery.config import dict_wrapper
 from dagster_celery.make_app import make_app
 
-from dagster_team_celery.liveness import REFRESH_SECONDS, liveness_path, mark_alive, mark_dead
 from dagster_team_celery.settings import (
-    PlatformConfigError,
     backend_url,
     broker_url,
     celery_settings,
     team_name,
     terminate_grace_seconds,
 )
-from dagster_team_celery.tasks import create_execute_plan_task, serve_only, warm_up_before_fork
-
-TEAM_MODULE_ENV = "DAGSTER_TEAM_MODULE"
-
-logger = logging.getLogger(__name__)
-
-
-def import_team_code(team: str) -> None:
-    module_name = os.environ.get(TEAM_MODULE_ENV) or f"{team}.definitions"
-    serve_only(module_name)
-    try:
-        importlib.import_module(module_name)
-        # Load the definitions as the code server does (same pointer), so a broken asset
-        # module fails the worker now, and every forked pool process starts with them loaded.
-        warm_up_before_fork(ReconstructableRepository.for_module(module_name, "defs", os.getcwd()))
-    except Exception as error:
-        raise PlatformConfigError(
-            f"Worker for team {team!r} cannot import its code module {module_name!r}: "
-            f"{type(error).__name__}: {error}. Fix the team's code or its image; the worker "
-            f"will not consume queue {team!r} until it imports. (Override the module with "
-            f"{TEAM_MODULE_ENV}.)"
-        ) from error
-
-
-class LivenessFile(bootsteps.StartStopStep):
-    """Refresh the liveness file from the consumer loop; remove it when the consumer stops."""
-
-    requires = {"celery.worker.consumer.tasks:Tasks"}
-
-    def __init__(self, consumer, **kwargs):
-        super().__init__(consumer, **kwargs)
-        self.path = liveness_path()
-        self.timer_ref = None
-
-    def start(self, consumer) -> None:
-        mark_alive(self.path)
-        self.timer_ref = consumer.timer.call_repeatedly(REFRESH_SECONDS, mark_alive, (self.path,))
-
-    def stop(self, consumer) -> None:
-        if self.timer_ref is not None:
-            self.timer_ref.cancel()
-            self.timer_ref = None
-        mark_dead(self.path)
-
-    shutdown = stop
-
-
-def check_own_instance() -> None:
-    """Steps record events in the worker's own instance (tasks.own_instance), so it must have
-    one: without dagster.yaml, Dagster would silently make a local SQLite instance."""
-    home = os.environ.get("DAGSTER_HOME")
-    if not home or not (Path(home) / "dagster.yaml").is_file():
-        raise PlatformConfigError(
-            f"The worker has no instance config: DAGSTER_HOME={home!r} holds no dagster.yaml."
-            " Mount the platform's dagster.yaml there (docker-compose.yml does, as a config)."
-        )
-
+from dagster_team_celery.tasks import create_execute_plan_task
+from dagster_team_celery.worker_startup import LivenessFile, check_own_instance, import_team_code
 
 TEAM = team_name()
 check_own_instance()

@@ -1,4 +1,5 @@
-"""``dagster-team-worker``: start a Celery worker on the team's own queue.
+"""``dagster-team-worker`` and ``dagster-team-run-worker``: start a Celery worker on one of the
+team's queues, its step queue or its run queue.
 
 The process replaces itself with Celery (exec), so no wrapper process stays resident, and
 signals from Docker or the devstack reach Celery directly.
@@ -7,32 +8,61 @@ signals from Docker or the devstack reach Celery directly.
 import os
 import sys
 
-from dagster_team_celery.settings import team_name
+from dagster_team_celery.settings import run_queue, team_name
 
 CONCURRENCY_ENV = "DAGSTER_CELERY_WORKER_CONCURRENCY"
 POOL_ENV = "DAGSTER_CELERY_WORKER_POOL"
 LOGLEVEL_ENV = "DAGSTER_CELERY_WORKER_LOGLEVEL"
+# Runs at once per run worker: the per-team run limit in dagster.yaml, so one worker can run
+# every run the coordinator lets the team have.
+RUN_CONCURRENCY_ENV = "DAGSTER_RUN_WORKER_CONCURRENCY"
+DEFAULT_RUN_CONCURRENCY = "4"
 
 
 def celery_worker_argv(team: str, extra_args: list[str]) -> list[str]:
+    return celery_argv(
+        "dagster_team_celery.worker",
+        queue=team,
+        hostname=f"{team}@%h",
+        concurrency=os.environ.get(CONCURRENCY_ENV, "2"),
+        pool=os.environ.get(POOL_ENV, "prefork"),
+        extra_args=extra_args,
+    )
+
+
+def run_worker_argv(team: str, extra_args: list[str]) -> list[str]:
+    return celery_argv(
+        "dagster_team_celery.run_worker",
+        queue=run_queue(team),
+        hostname=f"{run_queue(team)}@%h",
+        concurrency=os.environ.get(RUN_CONCURRENCY_ENV, DEFAULT_RUN_CONCURRENCY),
+        pool="prefork",
+        # Every run gets a fresh fork of the warm main process; none inherits another's state.
+        extra_args=["--max-tasks-per-child", "1", *extra_args],
+    )
+
+
+def celery_argv(
+    app: str, queue: str, hostname: str, concurrency: str, pool: str, extra_args: list[str]
+) -> list[str]:
     return [
         sys.executable,
         "-m",
         "celery",
         "--app",
-        "dagster_team_celery.worker",
+        app,
         "worker",
         "--queues",
-        team,
+        queue,
         "--hostname",
-        f"{team}@%h",
+        hostname,
         "--concurrency",
-        os.environ.get(CONCURRENCY_ENV, "2"),
+        concurrency,
         "--pool",
-        os.environ.get(POOL_ENV, "prefork"),
+        pool,
         "--loglevel",
         os.environ.get(LOGLEVEL_ENV, "INFO"),
-        # Hand a step to the first free process instead of pre-assigning it to a busy one.
+        # Hand a task to the first free process instead of pre-assigning it to a busy one.
         "-O",
         "fair",
         # Team workers never need each other's state at startup; mingle costs seconds.
@@ -43,7 +73,14 @@ def celery_worker_argv(team: str, extra_args: list[str]) -> list[str]:
 
 
 def main() -> None:
-    argv = celery_worker_argv(team_name(), sys.argv[1:])
+    exec_argv(celery_worker_argv(team_name(), sys.argv[1:]))
+
+
+def run_worker_main() -> None:
+    exec_argv(run_worker_argv(team_name(), sys.argv[1:]))
+
+
+def exec_argv(argv: list[str]) -> None:
     os.execv(argv[0], argv)
 
 

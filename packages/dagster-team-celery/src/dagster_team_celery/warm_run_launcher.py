@@ -1,0 +1,197 @@
+"""The default run launcher: each run goes to its team's warm run workers through the broker.
+
+Launching a run sends one task, named after the run, to the team's run queue
+(settings.run_queue), as the team's own Redis user. Whichever warm run worker of the team takes
+it, on any host, executes the run in a pool process forked from an interpreter that has
+already imported the team's code (run_worker.py, run_task.py). No container is started and no
+engine socket is involved.
+
+**Health.** Run monitoring asks ``check_run_worker_health`` about every STARTED run. The
+task's state in the result backend answers most of it in one read:
+
+- FAILURE, SUCCESS or REVOKED while the run has not ended: the run's process is gone (Celery
+  records a pool process's death, e.g. ``signal 9 (SIGKILL)``, as the task's failure);
+- STARTED names the worker running it, and that worker is asked which tasks it runs. A run that
+  two checks in a row find nowhere was lost with its worker (killed, or restarted: a restarted
+  worker keeps its name but not its tasks).
+
+**Locations with no run workers.** The platform's own code location (cache eviction, with no
+Celery queue) has no run workers: its runs start as DefaultRunLauncher starts them, as
+subprocesses of its code server (``code_server_locations``).
+
+**Terminate** records CANCELING and, for a run that has started, has the worker send its
+process SIGTERM, escalated to SIGKILL after the run's grace (termination.py). A run not started
+yet is canceled by the run task when a worker takes it.
+"""
+
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from celery import Celery, states
+from dagster import DagsterRunStatus, Field
+from dagster import _check as check
+from dagster._core.launcher import (
+    CheckRunHealthResult,
+    DefaultRunLauncher,
+    LaunchRunContext,
+    RunLauncher,
+    WorkerStatus,
+)
+from dagster._core.storage.dagster_run import DagsterRun
+from dagster._serdes import ConfigurableClass, ConfigurableClassData
+
+from dagster_team_celery.control import team_app
+from dagster_team_celery.run_credentials import team_redis_urls
+from dagster_team_celery.run_task import RUN_TASK_NAME
+from dagster_team_celery.settings import celery_settings, run_queue
+
+# A busy worker may miss one inspection; a second miss in a row means the run is gone.
+MISSES_BEFORE_LOST = 2
+INSPECT_TIMEOUT_SECONDS = 2.0
+# One inspection of a worker answers for all of its runs checked within this long.
+ACTIVE_TASKS_CACHE_SECONDS = 5.0
+ENDED_TASK_STATES = {states.SUCCESS, states.FAILURE, states.REVOKED}
+
+
+def run_team(run: DagsterRun) -> str:
+    """The run's code location, which is its team: named in the workspace, not by the team."""
+    if run.remote_job_origin is None:
+        raise ValueError(f"Run {run.run_id} has no code location, so no team to run it.")
+    return run.remote_job_origin.location_name
+
+
+class WarmRunLauncher(RunLauncher, ConfigurableClass):
+    def __init__(
+        self,
+        inst_data: ConfigurableClassData | None = None,
+        code_server_locations: Sequence[str] = ("platform",),
+    ) -> None:
+        self._inst_data = inst_data
+        self.code_server_locations = frozenset(code_server_locations)
+        self.code_server_launcher = DefaultRunLauncher()
+        self._apps: dict[str, Celery] = {}
+        self._misses: dict[str, int] = {}
+        self._active: dict[str, tuple[float, set[str]]] = {}
+        super().__init__()
+
+    @property
+    def inst_data(self) -> ConfigurableClassData | None:
+        return self._inst_data
+
+    @classmethod
+    def config_type(cls) -> dict:
+        return {
+            "code_server_locations": Field(
+                [str],
+                is_required=False,
+                default_value=["platform"],
+                description="Code locations whose runs start in their code server.",
+            )
+        }
+
+    @classmethod
+    def from_config_value(
+        cls, inst_data: ConfigurableClassData, config_value: Mapping[str, Any]
+    ) -> "WarmRunLauncher":
+        return cls(inst_data=inst_data, **config_value)
+
+    def register_instance(self, instance) -> None:
+        super().register_instance(instance)
+        self.code_server_launcher.register_instance(instance)
+
+    def in_code_server(self, run: DagsterRun) -> bool:
+        return run_team(run) in self.code_server_locations
+
+    def app(self, team: str) -> Celery:
+        """The team's Celery client, as the team's own Redis user when the deployment names
+        the teams' credentials (run_credentials.py), else as this process's broker user."""
+        if team not in self._apps:
+            urls = team_redis_urls(team)
+            app = team_app(team, *urls) if urls else team_app(team)
+            app.conf.update(celery_settings(queue=run_queue(team), team=team))
+            self._apps[team] = app
+        return self._apps[team]
+
+    def launch_run(self, context: LaunchRunContext) -> None:
+        run = context.dagster_run
+        if self.in_code_server(run):
+            self.code_server_launcher.launch_run(context)
+            return
+        team = run_team(run)
+        self.app(team).send_task(
+            RUN_TASK_NAME, args=[run.run_id], task_id=run.run_id, queue=run_queue(team)
+        )
+        self._instance.report_engine_event(
+            f"Sent to team {team}'s warm run workers (queue {run_queue(team)}).",
+            run,
+            cls=self.__class__,
+        )
+
+    def terminate(self, run_id: str) -> bool:
+        run = self._instance.get_run_by_id(run_id)
+        if not run or run.is_finished:
+            return False
+        if self.in_code_server(run):
+            return self.code_server_launcher.terminate(run_id)
+        self._instance.report_run_canceling(run)
+        if run.status == DagsterRunStatus.STARTED:
+            # A broadcast, but the broker may be slow: the UI's request does not wait for it.
+            threading.Thread(
+                target=self.app(run_team(run)).control.revoke,
+                args=(run_id,),
+                kwargs={"terminate": True, "signal": "SIGTERM"},
+                name=f"revoke-run-{run_id[:8]}",
+                daemon=True,
+            ).start()
+        return True
+
+    @property
+    def supports_check_run_worker_health(self) -> bool:
+        return True
+
+    def check_run_worker_health(self, run: DagsterRun) -> CheckRunHealthResult:
+        if self.in_code_server(run):
+            return CheckRunHealthResult(WorkerStatus.UNKNOWN, "runs in its code server")
+        app = self.app(run_team(run))
+        meta = app.backend.get_task_meta(run.run_id)
+        state = meta.get("status", states.PENDING)
+        if state in ENDED_TASK_STATES:
+            current = check.not_none(self._instance.get_run_by_id(run.run_id))
+            if current.is_finished:
+                return CheckRunHealthResult(WorkerStatus.SUCCESS)
+            return CheckRunHealthResult(
+                WorkerStatus.FAILED,
+                f"The run's process ended without finishing the run (its task is {state}: "
+                f"{meta.get('result')!r}). It crashed or was killed.",
+            )
+        if state != states.STARTED:
+            return CheckRunHealthResult(WorkerStatus.RUNNING, f"run task is {state}")
+        started = meta.get("result") or {}
+        worker, pid = started.get("hostname", "?"), started.get("pid", "?")
+        if run.run_id in self.active_tasks(app, worker):
+            self._misses.pop(run.run_id, None)
+            return CheckRunHealthResult(WorkerStatus.RUNNING)
+        misses = self._misses.get(run.run_id, 0) + 1
+        self._misses[run.run_id] = misses
+        if misses < MISSES_BEFORE_LOST:
+            return CheckRunHealthResult(WorkerStatus.RUNNING, f"{worker} did not list the run")
+        self._misses.pop(run.run_id, None)
+        return CheckRunHealthResult(
+            WorkerStatus.FAILED,
+            f"Warm run worker {worker} no longer runs this run (its process was pid {pid}): the "
+            "worker died or was restarted while the run was in flight.",
+        )
+
+    def active_tasks(self, app: Celery, worker: str) -> set[str]:
+        """The ids of the tasks a worker is running; none if it does not answer."""
+        checked_at, active = self._active.get(worker, (0.0, set()))
+        if time.monotonic() - checked_at > ACTIVE_TASKS_CACHE_SECONDS:
+            inspect = app.control.inspect(
+                destination=[worker], timeout=INSPECT_TIMEOUT_SECONDS, limit=1
+            )
+            replies = inspect.active() or {}
+            active = {task["id"] for task in replies.get(worker, [])}
+            self._active[worker] = (time.monotonic(), active)
+        return active
