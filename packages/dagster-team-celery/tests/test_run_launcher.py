@@ -155,7 +155,7 @@ def test_a_finished_run_is_left_alone(instance):
     assert not instance.run_launcher.terminate(run.run_id)
 
 
-def team_run(instance, team: str):
+def team_run(instance, team: str, **run_args):
     from dagster._core.remote_origin import (
         GrpcServerCodeLocationOrigin,
         RemoteJobOrigin,
@@ -169,6 +169,7 @@ def team_run(instance, team: str):
         job_name="probe_sleep",
         job_code_origin=hostile_origin(),
         remote_job_origin=origin,
+        **run_args,
     )
 
 

@@ -81,3 +81,18 @@ def test_a_result_stored_while_redis_restarts_is_kept_not_turned_into_a_failure(
     assert time.monotonic() - started >= 1.0, "the store waited for Redis to come back"
     result = app.AsyncResult("finished-during-restart")
     assert (result.state, result.result) == (states.SUCCESS, ["events"])
+
+
+def test_a_teams_run_queue_shares_its_key_prefix_and_redis_user():
+    run_settings = settings.celery_settings(queue=settings.run_queue("bakery"), team="bakery")
+    assert run_settings["task_default_queue"] == "bakery-runs"
+    for options in ("broker_transport_options", "result_backend_transport_options"):
+        assert run_settings[options]["global_keyprefix"] == "team:bakery:"
+
+
+def test_a_malformed_run_grace_names_the_setting_and_the_default(monkeypatch):
+    monkeypatch.setenv(settings.RUN_TERMINATE_GRACE_ENV, "soon")
+    with pytest.raises(
+        settings.PlatformConfigError, match=r"DAGSTER_RUN_TERMINATE_GRACE_SECONDS='soon'.*25"
+    ):
+        settings.run_terminate_grace_seconds()

@@ -1,0 +1,126 @@
+"""The default launcher, on a real Redis: a run becomes one task on its team's run queue, and
+run monitoring learns from the broker whether the run's process is still alive."""
+
+import json
+import time
+
+import pytest
+import redis
+from billiard.exceptions import WorkerLostError
+from celery import states
+from dagster import DagsterRunStatus
+from dagster._core.launcher import LaunchRunContext, WorkerStatus
+from dagster._core.test_utils import create_run_for_test, instance_for_test
+from test_run_launcher import team_run
+
+from dagster_team_celery import warm_run_launcher
+from dagster_team_celery.run_task import RUN_TASK_NAME
+from dagster_team_celery.settings import BACKEND_URL_ENV, BROKER_URL_ENV, key_prefix, run_queue
+
+LAUNCHER = {"module": "dagster_team_celery.warm_run_launcher", "class": "WarmRunLauncher"}
+
+
+@pytest.fixture
+def instance(redis_url, monkeypatch):
+    monkeypatch.setenv(BROKER_URL_ENV, f"{redis_url}/0")
+    monkeypatch.setenv(BACKEND_URL_ENV, f"{redis_url}/1")
+    # Every check inspects the worker afresh.
+    monkeypatch.setattr(warm_run_launcher, "ACTIVE_TASKS_CACHE_SECONDS", 0.0)
+    with instance_for_test(overrides={"run_launcher": LAUNCHER}) as instance:
+        yield instance
+
+
+def started_team_run(instance, team: str = "bakery"):
+    return team_run(instance, team, status=DagsterRunStatus.STARTED)
+
+
+def test_a_launch_is_one_task_named_after_the_run_on_the_teams_run_queue(instance, redis_url):
+    run = team_run(instance, "bakery")
+    instance.run_launcher.launch_run(LaunchRunContext(dagster_run=run, workspace=None))
+
+    queued = redis.Redis.from_url(f"{redis_url}/0").lrange(
+        f"{key_prefix('bakery')}{run_queue('bakery')}", 0, -1
+    )
+    assert len(queued) == 1
+    headers = json.loads(queued[0])["headers"]
+    assert headers["task"] == RUN_TASK_NAME
+    assert headers["id"] == run.run_id
+    assert headers["argsrepr"] == repr([run.run_id])
+
+
+def test_a_run_whose_process_died_is_failed_with_what_killed_it(instance):
+    run = started_team_run(instance)
+    backend = instance.run_launcher.app("bakery").backend
+    backend.mark_as_failure(
+        run.run_id, WorkerLostError("Worker exited prematurely: signal 9 (SIGKILL) Job: 3.")
+    )
+    health = instance.run_launcher.check_run_worker_health(run)
+    assert health.status == WorkerStatus.FAILED
+    assert "signal 9 (SIGKILL)" in health.msg
+
+
+def test_a_run_that_ended_is_not_failed_for_its_finished_task(instance):
+    run = started_team_run(instance)
+    instance.run_launcher.app("bakery").backend.mark_as_done(run.run_id, "SUCCESS")
+    instance.report_run_failed(run)  # ended, whatever the way
+    assert instance.run_launcher.check_run_worker_health(run).status == WorkerStatus.SUCCESS
+
+
+def test_a_run_its_worker_no_longer_runs_is_failed_at_the_second_check(instance):
+    run = started_team_run(instance)
+    backend = instance.run_launcher.app("bakery").backend
+    backend.store_result(run.run_id, {"hostname": "bakery-runs@gone", "pid": 4242}, states.STARTED)
+
+    first = instance.run_launcher.check_run_worker_health(run)
+    assert first.status == WorkerStatus.RUNNING  # one missed answer may be a busy machine
+    second = instance.run_launcher.check_run_worker_health(run)
+    assert second.status == WorkerStatus.FAILED
+    assert "bakery-runs@gone" in second.msg and "4242" in second.msg
+
+
+def test_a_run_not_yet_taken_by_a_worker_is_running(instance):
+    run = started_team_run(instance)
+    assert instance.run_launcher.check_run_worker_health(run).status == WorkerStatus.RUNNING
+
+
+@pytest.fixture
+def revoked(instance, monkeypatch) -> list[tuple]:
+    control = instance.run_launcher.app("bakery").control
+    calls: list[tuple] = []
+    monkeypatch.setattr(control, "revoke", lambda *args, **kwargs: calls.append((args, kwargs)))
+    return calls
+
+
+def test_terminating_a_run_no_worker_took_yet_leaves_it_to_the_run_task(instance, revoked):
+    run = team_run(instance, "bakery", status=DagsterRunStatus.STARTING)
+    assert instance.run_launcher.terminate(run.run_id)
+    assert instance.get_run_by_id(run.run_id).status == DagsterRunStatus.CANCELING
+    # Not revoked: a revoked message is dropped unseen, and the run would stay CANCELING; the
+    # run task records CANCELED when a worker takes it (run_task.py).
+    assert revoked == []
+
+
+def test_terminating_a_started_run_has_its_process_sent_sigterm(instance, revoked):
+    run = started_team_run(instance)
+    assert instance.run_launcher.terminate(run.run_id)
+    wait_until(lambda: revoked, 5)
+    assert revoked == [((run.run_id,), {"terminate": True, "signal": "SIGTERM"})]
+
+
+def test_the_platforms_own_location_is_left_to_its_code_server(instance):
+    run = started_team_run(instance, "platform")
+    health = instance.run_launcher.check_run_worker_health(run)
+    assert health.status == WorkerStatus.UNKNOWN
+
+
+def test_a_run_without_a_code_location_names_the_run():
+    with instance_for_test() as instance:
+        run = create_run_for_test(instance, job_name="probe_sleep")
+    with pytest.raises(ValueError, match=run.run_id):
+        warm_run_launcher.run_team(run)
+
+
+def wait_until(predicate, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate() and time.monotonic() < deadline:
+        time.sleep(0.05)
