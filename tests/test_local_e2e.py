@@ -6,6 +6,7 @@ import time
 import pytest
 import requests
 
+from dagster_team_celery.settings import run_queue
 from devstack.config import PLATFORM_LOCATION
 
 pytestmark = pytest.mark.local_stack
@@ -68,7 +69,8 @@ def test_flower_lists_every_team_worker_behind_its_login(local_stack):
     )
     assert response.status_code == 200
     online = {name.split("@")[0] for name, alive in response.json().items() if alive}
-    assert online == set(local_stack.teams)
+    # Each team's step worker, and its warm run worker.
+    assert online == {*local_stack.teams, *(run_queue(team) for team in local_stack.teams)}
 
 
 def test_no_secret_appears_on_any_process_command_line(local_stack):

@@ -2,12 +2,14 @@
 run monitoring learns from the broker whether the run's process is still alive."""
 
 import json
+import socket
 import time
 
 import pytest
 import redis
 from billiard.exceptions import WorkerLostError
 from celery import states
+from celery_team import TEAM
 from dagster import DagsterRunStatus
 from dagster._core.launcher import LaunchRunContext, WorkerStatus
 from dagster._core.test_utils import create_run_for_test, instance_for_test
@@ -66,16 +68,49 @@ def test_a_run_that_ended_is_not_failed_for_its_finished_task(instance):
     assert instance.run_launcher.check_run_worker_health(run).status == WorkerStatus.SUCCESS
 
 
-def test_a_run_its_worker_no_longer_runs_is_failed_at_the_second_check(instance):
-    run = started_team_run(instance)
-    backend = instance.run_launcher.app("bakery").backend
-    backend.store_result(run.run_id, {"hostname": "bakery-runs@gone", "pid": 4242}, states.STARTED)
+def started_on(instance, team: str, worker: str):
+    run = started_team_run(instance, team)
+    backend = instance.run_launcher.app(team).backend
+    backend.store_result(run.run_id, {"hostname": worker, "pid": 4242}, states.STARTED)
+    return run
 
-    first = instance.run_launcher.check_run_worker_health(run)
-    assert first.status == WorkerStatus.RUNNING  # one missed answer may be a busy machine
-    second = instance.run_launcher.check_run_worker_health(run)
-    assert second.status == WorkerStatus.FAILED
-    assert "bakery-runs@gone" in second.msg and "4242" in second.msg
+
+def test_a_run_whose_worker_is_silent_while_the_teams_others_answer_is_failed(instance, team):
+    team.start_worker()  # the team's step worker answers; the run's worker is gone
+    run = started_on(instance, TEAM, f"{TEAM}-runs@gone")
+    for _ in range(warm_run_launcher.MISSES_BEFORE_LOST - 1):
+        # A miss may be a busy machine, or a worker reconnecting after a broker restart.
+        assert instance.run_launcher.check_run_worker_health(run).status == WorkerStatus.RUNNING
+    lost = instance.run_launcher.check_run_worker_health(run)
+    team.stop_worker()
+    assert lost.status == WorkerStatus.FAILED
+    assert f"{TEAM}-runs@gone" in lost.msg and "4242" in lost.msg and "died" in lost.msg
+
+
+def test_a_team_none_of_whose_workers_answers_is_given_time(instance, monkeypatch):
+    run = started_on(instance, "bakery", "bakery-runs@quiet")
+    health = instance.run_launcher.check_run_worker_health(run)
+    assert health.status == WorkerStatus.RUNNING
+    assert "no worker of the team answered" in health.msg
+    monkeypatch.setattr(warm_run_launcher, "SILENT_TEAM_SECONDS", 0.0)
+    health = instance.run_launcher.check_run_worker_health(run)
+    assert health.status == WorkerStatus.FAILED
+    assert "No worker of team bakery" in health.msg
+
+
+def test_a_broker_outage_is_not_taken_for_a_dead_run(instance, monkeypatch):
+    run = started_team_run(instance)
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))
+        closed_port = unused.getsockname()[1]
+    monkeypatch.setenv(BROKER_URL_ENV, f"redis://127.0.0.1:{closed_port}/0")
+    monkeypatch.setenv(BACKEND_URL_ENV, f"redis://127.0.0.1:{closed_port}/1")
+    instance.run_launcher._apps.clear()
+    started = time.monotonic()
+    health = instance.run_launcher.check_run_worker_health(run)
+    assert health.status == WorkerStatus.RUNNING
+    assert "broker is unreachable" in health.msg
+    assert time.monotonic() - started < 30  # one check never sits out the outage
 
 
 def test_a_run_not_yet_taken_by_a_worker_is_running(instance):

@@ -11,9 +11,12 @@ task's state in the result backend answers most of it in one read:
 
 - FAILURE, SUCCESS or REVOKED while the run has not ended: the run's process is gone (Celery
   records a pool process's death, e.g. ``signal 9 (SIGKILL)``, as the task's failure);
-- STARTED names the worker running it, and that worker is asked which tasks it runs. A run that
-  two checks in a row find nowhere was lost with its worker (killed, or restarted: a restarted
-  worker keeps its name but not its tasks).
+- STARTED names the worker running it, and the team's workers are asked which tasks they run.
+  A run that its worker no longer lists (a restarted worker keeps its name but not its tasks),
+  or whose worker stays silent while the team's other workers answer, is lost after
+  ``MISSES_BEFORE_LOST`` checks in a row. When no worker of the team answers, or the broker is
+  down, nothing can be told apart from an outage that the run rides out, so the run is failed
+  only after ``SILENT_TEAM_SECONDS``.
 
 **Locations with no run workers.** The platform's own code location (cache eviction, with no
 Celery queue) has no run workers: its runs start as DefaultRunLauncher starts them, as
@@ -41,18 +44,25 @@ from dagster._core.launcher import (
 )
 from dagster._core.storage.dagster_run import DagsterRun
 from dagster._serdes import ConfigurableClass, ConfigurableClassData
+from kombu.exceptions import OperationalError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from dagster_team_celery.control import team_app
 from dagster_team_celery.run_credentials import team_redis_urls
 from dagster_team_celery.run_task import RUN_TASK_NAME
 from dagster_team_celery.settings import celery_settings, run_queue
 
-# A busy worker may miss one inspection; a second miss in a row means the run is gone.
-MISSES_BEFORE_LOST = 2
+# Checks in a row (10 s apart, dagster.yaml's run_monitoring) that must miss the run: one miss
+# may be a busy machine or a worker still reconnecting after a broker restart.
+MISSES_BEFORE_LOST = 3
+# How long no worker of the team may answer before its STARTED runs are failed.
+SILENT_TEAM_SECONDS = 120.0
 INSPECT_TIMEOUT_SECONDS = 2.0
-# One inspection of a worker answers for all of its runs checked within this long.
+# One inspection of the team's workers answers for all of its runs checked within this long.
 ACTIVE_TASKS_CACHE_SECONDS = 5.0
 ENDED_TASK_STATES = {states.SUCCESS, states.FAILURE, states.REVOKED}
+BROKER_ERRORS = (OperationalError, RedisConnectionError, RedisTimeoutError)
 
 
 def run_team(run: DagsterRun) -> str:
@@ -73,7 +83,8 @@ class WarmRunLauncher(RunLauncher, ConfigurableClass):
         self.code_server_launcher = DefaultRunLauncher()
         self._apps: dict[str, Celery] = {}
         self._misses: dict[str, int] = {}
-        self._active: dict[str, tuple[float, set[str]]] = {}
+        self._silent_since: dict[str, float] = {}
+        self._active: dict[str, tuple[float, dict[str, set[str]]]] = {}
         super().__init__()
 
     @property
@@ -111,6 +122,9 @@ class WarmRunLauncher(RunLauncher, ConfigurableClass):
             urls = team_redis_urls(team)
             app = team_app(team, *urls) if urls else team_app(team)
             app.conf.update(celery_settings(queue=run_queue(team), team=team))
+            # Run monitoring must not sit out a Redis outage inside one check (workers retry
+            # result writes for minutes); the next check asks again.
+            app.conf.result_backend_always_retry = False
             self._apps[team] = app
         return self._apps[team]
 
@@ -154,23 +168,24 @@ class WarmRunLauncher(RunLauncher, ConfigurableClass):
     def check_run_worker_health(self, run: DagsterRun) -> CheckRunHealthResult:
         if self.in_code_server(run):
             return CheckRunHealthResult(WorkerStatus.UNKNOWN, "runs in its code server")
-        app = self.app(run_team(run))
-        meta = app.backend.get_task_meta(run.run_id)
-        state = meta.get("status", states.PENDING)
-        if state in ENDED_TASK_STATES:
-            current = check.not_none(self._instance.get_run_by_id(run.run_id))
-            if current.is_finished:
-                return CheckRunHealthResult(WorkerStatus.SUCCESS)
-            return CheckRunHealthResult(
-                WorkerStatus.FAILED,
-                f"The run's process ended without finishing the run (its task is {state}: "
-                f"{meta.get('result')!r}). It crashed or was killed.",
-            )
-        if state != states.STARTED:
-            return CheckRunHealthResult(WorkerStatus.RUNNING, f"run task is {state}")
+        team = run_team(run)
+        app = self.app(team)
+        try:
+            meta = app.backend.get_task_meta(run.run_id)
+            state = meta.get("status", states.PENDING)
+            if state in ENDED_TASK_STATES:
+                return self.ended_task_health(run, state, meta)
+            if state != states.STARTED:
+                return CheckRunHealthResult(WorkerStatus.RUNNING, f"run task is {state}")
+            active = self.active_tasks(app, team)
+        except BROKER_ERRORS as error:
+            return self.silent_team_health(run, team, f"the broker is unreachable: {error}")
         started = meta.get("result") or {}
         worker, pid = started.get("hostname", "?"), started.get("pid", "?")
-        if run.run_id in self.active_tasks(app, worker):
+        if not active:
+            return self.silent_team_health(run, team, "no worker of the team answered")
+        self._silent_since.pop(run.run_id, None)
+        if run.run_id in active.get(worker, set()):
             self._misses.pop(run.run_id, None)
             return CheckRunHealthResult(WorkerStatus.RUNNING)
         misses = self._misses.get(run.run_id, 0) + 1
@@ -178,20 +193,40 @@ class WarmRunLauncher(RunLauncher, ConfigurableClass):
         if misses < MISSES_BEFORE_LOST:
             return CheckRunHealthResult(WorkerStatus.RUNNING, f"{worker} did not list the run")
         self._misses.pop(run.run_id, None)
+        how = "was restarted" if worker in active else "died"
         return CheckRunHealthResult(
             WorkerStatus.FAILED,
             f"Warm run worker {worker} no longer runs this run (its process was pid {pid}): the "
-            "worker died or was restarted while the run was in flight.",
+            f"worker {how} while the run was in flight.",
         )
 
-    def active_tasks(self, app: Celery, worker: str) -> set[str]:
-        """The ids of the tasks a worker is running; none if it does not answer."""
-        checked_at, active = self._active.get(worker, (0.0, set()))
+    def ended_task_health(self, run: DagsterRun, state: str, meta: dict) -> CheckRunHealthResult:
+        current = check.not_none(self._instance.get_run_by_id(run.run_id))
+        if current.is_finished:
+            return CheckRunHealthResult(WorkerStatus.SUCCESS)
+        return CheckRunHealthResult(
+            WorkerStatus.FAILED,
+            f"The run's process ended without finishing the run (its task is {state}: "
+            f"{meta.get('result')!r}). It crashed or was killed.",
+        )
+
+    def silent_team_health(self, run: DagsterRun, team: str, why: str) -> CheckRunHealthResult:
+        silent_since = self._silent_since.setdefault(run.run_id, time.monotonic())
+        silent = time.monotonic() - silent_since
+        if silent < SILENT_TEAM_SECONDS:
+            return CheckRunHealthResult(WorkerStatus.RUNNING, f"cannot tell yet: {why}")
+        self._silent_since.pop(run.run_id, None)
+        return CheckRunHealthResult(
+            WorkerStatus.FAILED,
+            f"No worker of team {team} has answered for {silent:.0f}s ({why}): the run's warm "
+            "run worker is presumed dead with its run.",
+        )
+
+    def active_tasks(self, app: Celery, team: str) -> dict[str, set[str]]:
+        """Worker name -> ids of the tasks it is running, for the team's workers that answer."""
+        checked_at, active = self._active.get(team, (0.0, {}))
         if time.monotonic() - checked_at > ACTIVE_TASKS_CACHE_SECONDS:
-            inspect = app.control.inspect(
-                destination=[worker], timeout=INSPECT_TIMEOUT_SECONDS, limit=1
-            )
-            replies = inspect.active() or {}
-            active = {task["id"] for task in replies.get(worker, [])}
-            self._active[worker] = (time.monotonic(), active)
+            replies = app.control.inspect(timeout=INSPECT_TIMEOUT_SECONDS).active() or {}
+            active = {worker: {task["id"] for task in tasks} for worker, tasks in replies.items()}
+            self._active[team] = (time.monotonic(), active)
         return active
