@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from bench import footprint, report, wandb_io
-from bench.runs import RunTiming, percentile, summarize, timed_run
+from bench.runs import RunTiming, burst, percentile, summarize, timed_run
 from bench.stacks import PlatformStack, VanillaStack, start
 from dagster_team_celery.probes import FAN_OUT_WIDTH
 from devstack import config
@@ -72,6 +72,9 @@ def run_seconds(timings: list[RunTiming]) -> float:
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--runs", type=int, default=10, help="1-step runs per configuration")
+    parser.add_argument(
+        "--burst-runs", type=int, default=20, help="1-step runs of one team submitted at once"
+    )
     parser.add_argument("--shape-runs", type=int, default=2, help="fan-out/chain runs each")
     parser.add_argument("--multiprocess-runs", type=int, default=1)
     parser.add_argument("--wandb-size-mb", type=int, default=100)
@@ -129,6 +132,13 @@ def main() -> int:
                 one_step[label].append(timed_run(client, TEAM, "probe_ping"))
         results["one_step"] = {label: summarize(t) for label, t in one_step.items()}
         checkpoint("one_step", started)
+        started = time.monotonic()
+
+        results["burst"] = {
+            label: burst(client, TEAM, "probe_ping", args.burst_runs)
+            for label, client in clients.items()
+        }
+        checkpoint("burst", started)
         started = time.monotonic()
 
         shapes: dict[str, dict[str, list[RunTiming]]] = {

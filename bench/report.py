@@ -1,7 +1,8 @@
 """The side-by-side table, with ratios and the goals of issue [bench]."""
 
 GOALS = {
-    "one_step_p50_seconds": 3.0,
+    # [fast-runs]: 1.5 s is the aim, 2.5 s the floor.
+    "one_step_p50_seconds": 1.5,
     "fan_out_over_in_process": 2.0,
     "team_pss_mib": 400,
     "cache_hit_over_raw_load": 1.2,
@@ -31,10 +32,22 @@ def markdown(results: dict) -> str:
         ours, theirs = one["platform"][phase], one["vanilla"][phase]
         goal = ""
         if phase == "total":
-            goal = f"p50 <= 3.0 s: {verdict(ours['p50'], GOALS['one_step_p50_seconds'])}"
+            goal = f"p50 <= 1.5 s: {verdict(ours['p50'], GOALS['one_step_p50_seconds'])}"
         lines.append(
             f"| 1-step run, {phase} (p50 / p90 s) | {ours['p50']} / {ours['p90']} | "
             f"{theirs['p50']} / {theirs['p90']} | {ratio(ours['p50'], theirs['p50'])} | {goal} |"
+        )
+    if "burst" in results:
+        ours, theirs = results["burst"]["platform"], results["burst"]["vanilla"]
+        lines.append(
+            f"| {ours['runs']} 1-step runs of one team at once, each (p50 / p90 s) | "
+            f"{ours['p50']} / {ours['p90']} | {theirs['p50']} / {theirs['p90']} | "
+            f"{ratio(ours['p50'], theirs['p50'])} | |"
+        )
+        per_minute = ours["runs_per_minute"], theirs["runs_per_minute"]
+        lines.append(
+            f"| the same burst, runs per minute | {per_minute[0]} | {per_minute[1]} | "
+            f"{ratio(*per_minute)} | |"
         )
     shapes = results["shapes"]
     in_process = shapes["in_process"]
@@ -66,7 +79,7 @@ def markdown(results: dict) -> str:
     for team, ours in pss["platform"]["teams"].items():
         theirs = pss["vanilla"]["teams"][team]
         lines.append(
-            f"| idle PSS, team {team} (code server + worker, MiB) | {ours} | {theirs} | "
+            f"| idle PSS, team {team} (code server + workers, MiB) | {ours} | {theirs} | "
             f"{ratio(ours, theirs)} | <= 400: {verdict(ours, GOALS['team_pss_mib'])} |"
         )
     for service in ("webserver", "daemon", "postgres", "redis"):

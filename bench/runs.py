@@ -59,3 +59,32 @@ def summarize(timings: list[RunTiming]) -> dict[str, dict[str, float]]:
         }
         for phase in phases
     } | {"runs": {"count": len(timings)}}
+
+
+def run_succeeded_at(client: PlatformClient, run_id: str) -> float:
+    for event in client.run_events(run_id):
+        if event["__typename"] == "RunSuccessEvent":
+            return float(event["timestamp"]) / 1000
+    raise RuntimeError(f"run {run_id} has no success event")
+
+
+def burst(client: PlatformClient, team: str, job: str, count: int) -> dict[str, float]:
+    """``count`` runs of one team submitted at once: each run's submit-to-success time (p50,
+    p90), and runs finished per minute from the first submission to the last success."""
+    submitted: dict[str, float] = {}
+    for _ in range(count):
+        at = time.time()
+        submitted[client.submit_job(team, job)] = at
+    for run_id in submitted:
+        status = client.wait_for_run(run_id, timeout=900, poll=0.25)
+        if status != "SUCCESS":
+            raise RuntimeError(f"{team}/{job} run {run_id} of the burst ended {status}")
+    finished = {run_id: run_succeeded_at(client, run_id) for run_id in submitted}
+    totals = [finished[run_id] - at for run_id, at in submitted.items()]
+    span = max(finished.values()) - min(submitted.values())
+    return {
+        "runs": count,
+        "p50": round(statistics.median(totals), 3),
+        "p90": round(percentile(totals, 0.9), 3),
+        "runs_per_minute": round(count / span * 60, 1),
+    }
