@@ -145,7 +145,9 @@ def test_terminating_a_started_run_has_its_process_sent_sigterm(instance, revoke
 def test_the_platforms_own_location_is_left_to_its_code_server(instance):
     run = started_team_run(instance, "platform")
     health = instance.run_launcher.check_run_worker_health(run)
-    assert health.status == WorkerStatus.UNKNOWN
+    # Not UNKNOWN: run monitoring fails a run whose health is unknown (the local suite's
+    # cache-eviction run was failed and retried that way).
+    assert health.status == WorkerStatus.RUNNING
 
 
 def test_a_run_without_a_code_location_names_the_run():

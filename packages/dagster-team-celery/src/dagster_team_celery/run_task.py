@@ -7,10 +7,13 @@ It does what ``dagster api execute_run`` does in a fresh interpreter
 (``--max-tasks-per-child 1``), so a run that crashes takes only its own process down, and the
 next run starts in a fresh fork.
 
-A launch may be delivered twice: the message is acknowledged only after the run (so a worker
-that dies before starting it leaves it for another), and Redis hands an unacknowledged
-message out again after the visibility timeout. So a run executes only while it is STARTING;
-any other state means it was started, canceled or failed already. The message names only the
+A launch is acknowledged as soon as a run worker takes it (``acks_late=False``), unlike a step:
+a run holds its message for as long as it runs, and a worker holding an unacknowledged message
+when the broker restarts dies in kombu 5.7's restore of it (``Restoring 1 unacknowledged
+message(s)``, then ``Unrecoverable error: AttributeError(...'hostname')``, seen in the Redis
+restart fault test), taking its runs down. A launch lost with a worker before the run started is
+failed by run monitoring's start timeout. A run still executes only while it is STARTING: any
+other state means it was started, canceled or failed already. The message names only the
 run: the code comes from the run's own origin, checked against this worker's team module, and
 events go to the worker's own instance (tasks.py).
 """
@@ -47,7 +50,7 @@ def create_execute_run_task(app: Celery) -> Task:
         bind=True,
         name=RUN_TASK_NAME,
         Request=TerminableRunRequest,
-        acks_late=True,
+        acks_late=False,
         # A run whose process died is failed by run monitoring, never started again.
         reject_on_worker_lost=False,
     )

@@ -167,7 +167,10 @@ class WarmRunLauncher(RunLauncher, ConfigurableClass):
 
     def check_run_worker_health(self, run: DagsterRun) -> CheckRunHealthResult:
         if self.in_code_server(run):
-            return CheckRunHealthResult(WorkerStatus.UNKNOWN, "runs in its code server")
+            # As DefaultRunLauncher: not checked (UNKNOWN would make run monitoring fail it).
+            return CheckRunHealthResult(
+                WorkerStatus.RUNNING, "runs in its code server; not checked"
+            )
         team = run_team(run)
         app = self.app(team)
         try:
