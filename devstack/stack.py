@@ -107,35 +107,30 @@ class LocalStack(StackEnvironment):
         )
 
     def _worker(self, team: str) -> Service:
-        env = self.team_env(team)
-        liveness = Path(env["DAGSTER_CELERY_LIVENESS_FILE"])
-        liveness.unlink(missing_ok=True)
-        service = self._service(
-            f"{team}-worker",
-            [config.team_bin(team, "dagster-team-worker", self.root)],
-            env,
-            ready=lambda: worker_alive(liveness, since=service.started_wall),
-            cwd=config.team_dir(team, self.root),
-            # Warm shutdown: let running steps finish before the worker exits.
-            signal_group=False,
-            stop_timeout=60.0,
-        )
-        return service
+        # Warm shutdown: let running steps finish before the worker exits.
+        return self._celery_worker(team, "worker", "dagster-team-worker", self.team_env(team), 60)
 
     def _run_worker(self, team: str) -> Service:
+        # Warm shutdown: runs in flight finish on the code they started with (a redeploy drains
+        # them); one still running after this is killed, and fails.
         env = self.run_worker_env(team)
+        return self._celery_worker(team, "runs", "dagster-team-run-worker", env, 120)
+
+    def _celery_worker(
+        self, team: str, role: str, executable: str, env: dict[str, str], stop_timeout: float
+    ) -> Service:
+        """One of the team's Celery workers, stopped through its main process alone (as
+        `docker stop` does), so its warm shutdown lets its pool finish what it is running."""
         liveness = Path(env["DAGSTER_CELERY_LIVENESS_FILE"])
         liveness.unlink(missing_ok=True)
         service = self._service(
-            f"{team}-runs",
-            [config.team_bin(team, "dagster-team-run-worker", self.root)],
+            f"{team}-{role}",
+            [config.team_bin(team, executable, self.root)],
             env,
             ready=lambda: worker_alive(liveness, since=service.started_wall),
             cwd=config.team_dir(team, self.root),
-            # Warm shutdown: runs in flight finish on the code they started with (a redeploy
-            # drains them); one still running after this is killed, and fails.
             signal_group=False,
-            stop_timeout=120.0,
+            stop_timeout=stop_timeout,
         )
         return service
 
