@@ -18,7 +18,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from dagster_team_celery.worker_cli import celery_worker_argv
+from dagster_team_celery.worker_cli import celery_worker_argv, run_worker_argv
 from dagster_wandb_io.keys import signing_environment
 
 TEAM = "stopteam"
@@ -73,6 +73,20 @@ def model(config: SleepConfig) -> dict:
 
 executor = team_celery_executor("stopteam")
 
+# A constant the warm-run test changes, to see which code a run's step executes.
+GREETING = "first"
+
+
+@dg.op
+def greet(context: dg.OpExecutionContext) -> str:
+    context.log.info(f"greeting: {GREETING}")
+    return GREETING
+
+
+@dg.job(executor_def=executor)
+def greet_job():
+    greet()
+
 
 @dg.job(executor_def=executor)
 def sleep_job():
@@ -87,7 +101,7 @@ def publish_job():
 @dg.definitions
 def defs():
     return dg.Definitions(
-        jobs=[sleep_job, publish_job, *build_probe_jobs(executor)],
+        jobs=[sleep_job, publish_job, greet_job, *build_probe_jobs(executor)],
         resources={
             "wandb_artifacts_manager": WandbArtifactsIOManager(
                 wandb_resource=WandbResource(), entity="stopteam", project="models"
@@ -123,6 +137,7 @@ class CeleryTeam:
     root: Path
     redis_url: str
     worker: subprocess.Popen | None = None
+    run_worker: subprocess.Popen | None = None
     runs: list[subprocess.Popen] = field(default_factory=list)
 
     @property
@@ -168,6 +183,31 @@ class CeleryTeam:
             stderr=subprocess.STDOUT,
         )
         wait_for(alive.exists, 90, lambda: f"worker never became ready:\n{self.worker_log()}")
+
+    def start_run_worker(self) -> None:
+        """The team's warm run worker (``dagster-team-run-worker``), on the same Redis."""
+        alive = self.root / "runs-alive"
+        alive.unlink(missing_ok=True)
+        log = (self.root / "run-worker.log").open("ab")
+        self.run_worker = subprocess.Popen(
+            run_worker_argv(TEAM, ["--concurrency", "1"]),
+            env={**self.env, "DAGSTER_CELERY_LIVENESS_FILE": str(alive)},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        wait_for(
+            alive.exists,
+            90,
+            lambda: (
+                "run worker never became ready:\n"
+                + (self.root / "run-worker.log").read_text(errors="replace")[-4000:]
+            ),
+        )
+
+    def stop_run_worker(self) -> None:
+        if self.run_worker is not None and self.run_worker.poll() is None:
+            self.run_worker.terminate()  # warm shutdown: the run in flight finishes first
+            self.run_worker.wait(60)
 
     def kill_worker(self) -> None:
         """SIGKILL the worker and its pool, as when its container or host dies."""
@@ -254,6 +294,7 @@ class CeleryTeam:
                 process.kill()
                 process.wait(10)
         self.stop_worker()
+        self.stop_run_worker()
 
 
 def wait_for(predicate, timeout: float, describe=lambda: "condition never held"):

@@ -1,0 +1,79 @@
+"""A team's warm run worker, for real: a run launched by WarmRunLauncher executes in a fork of
+the run worker, its steps on the team's step worker; after the team's module changes and its
+workers restart (what `make redeploy` does), the next run executes the new code."""
+
+import re
+
+import pytest
+from celery_team import TEAM, wait_for
+from dagster import DagsterRunStatus
+from dagster._core.definitions.reconstruct import ReconstructableJob, ReconstructableRepository
+from dagster._core.launcher import LaunchRunContext
+from dagster._core.remote_origin import (
+    GrpcServerCodeLocationOrigin,
+    RemoteJobOrigin,
+    RemoteRepositoryOrigin,
+)
+
+from dagster_team_celery.warm_run_launcher import WarmRunLauncher
+
+RUN_PROCESS = re.compile(r"Started process for run \(pid: \d+\) in warm run worker (\S+)\.")
+
+
+@pytest.fixture
+def warm_team(team, monkeypatch):
+    for name, value in team.env.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.syspath_prepend(str(team.root))
+    team.start_worker()
+    team.start_run_worker()
+    return team
+
+
+def launch(team, instance, launcher) -> str:
+    repository = ReconstructableRepository.for_module("stopteam_code", "defs", str(team.root))
+    recon_job = ReconstructableJob(repository, "greet_job")
+    location = GrpcServerCodeLocationOrigin(host="localhost", port=4000, location_name=TEAM)
+    run = instance.create_run_for_job(
+        recon_job.get_definition(),
+        status=DagsterRunStatus.STARTING,
+        job_code_origin=recon_job.get_python_origin(),
+        remote_job_origin=RemoteJobOrigin(
+            RemoteRepositoryOrigin(location, "__repository__"), "greet_job"
+        ),
+    )
+    launcher.launch_run(LaunchRunContext(dagster_run=run, workspace=None))
+    wait_for(
+        lambda: instance.get_run_by_id(run.run_id).is_finished,
+        120,
+        lambda: f"run {run.run_id} is {instance.get_run_by_id(run.run_id).status}",
+    )
+    return run.run_id
+
+
+def messages(instance, run_id: str) -> str:
+    return "\n".join(entry.message or "" for entry in instance.all_logs(run_id))
+
+
+def test_a_run_starts_in_the_warm_worker_and_a_restart_brings_the_new_code(warm_team):
+    with warm_team.instance() as instance:
+        launcher = WarmRunLauncher()
+        launcher.register_instance(instance)
+
+        first = launch(warm_team, instance, launcher)
+        assert instance.get_run_by_id(first).status == DagsterRunStatus.SUCCESS
+        logged = messages(instance, first)
+        assert RUN_PROCESS.search(logged).group(1).startswith(f"{TEAM}-runs@")
+        assert "greeting: first" in logged
+
+        module = warm_team.root / "stopteam_code.py"
+        module.write_text(module.read_text().replace('GREETING = "first"', 'GREETING = "second"'))
+        # What `make redeploy TEAM=x` does: the team's workers restart and import the new code.
+        warm_team.stop_worker()
+        warm_team.stop_run_worker()
+        warm_team.start_worker()
+        warm_team.start_run_worker()
+
+        second = launch(warm_team, instance, launcher)
+        assert instance.get_run_by_id(second).status == DagsterRunStatus.SUCCESS
+        assert "greeting: second" in messages(instance, second)
