@@ -31,7 +31,6 @@ from bench.runs import RunTiming, burst, summarize, timed_run
 from bench.stacks import PlatformStack
 from devstack import config
 from devstack.client import PlatformClient
-from devstack.health import grpc_serving
 from devstack.processes import Service
 from devstack.stack import LocalStack, StackSettings
 from tests.stacks import wait_for_loaded_locations
@@ -58,36 +57,18 @@ class ForkserverStack(PlatformStack):
     label = "forkserver"
 
     def _code_server(self, team: str) -> Service:
-        port = self.ports[f"{team}-code"]
-        module = f"{team}.definitions"
-        env = {
-            **self.team_env(team),
-            "PYTHONPATH": str(PROTOTYPES),
-            "PROTO_MP_CONTEXT": "forkserver",
-            "PROTO_DEFS_MODULE": module,
-            "PROTO_TRACE_RUN_IMPORTS": "1",
-        }
-        return self._service(
-            f"{team}-code",
-            [
-                config.team_bin(team, "python", self.root),
-                "-m",
-                "forkserver_code_server",
-                "api",
-                "grpc",
-                "--host",
-                config.LOCAL_HOST,
-                "--port",
-                port,
-                "--module-name",
-                module,
-                "--location-name",
-                team,
-            ],
-            env,
-            ready=lambda: grpc_serving(port),
-            cwd=config.team_dir(team, self.root),
+        # The platform's code server, started as `dagster api grpc` through the forkserver
+        # wrapper instead of `dagster code-server start` (same host, port, module, location).
+        service = super()._code_server(team)
+        python = str(config.team_bin(team, "python", self.root))
+        service.argv[:3] = [python, "-m", "forkserver_code_server", "api", "grpc"]
+        service.env.update(
+            PYTHONPATH=str(PROTOTYPES),
+            PROTO_MP_CONTEXT="forkserver",
+            PROTO_DEFS_MODULE=f"{team}.definitions",
+            PROTO_TRACE_RUN_IMPORTS="1",
         )
+        return service
 
 
 def code_tree(stack: LocalStack) -> list[dict]:

@@ -190,7 +190,7 @@ class CeleryTeam:
         alive.unlink(missing_ok=True)
         log = (self.root / "run-worker.log").open("ab")
         self.run_worker = subprocess.Popen(
-            run_worker_argv(TEAM, ["--concurrency", "1"]),
+            run_worker_argv(TEAM, []),
             env={**self.env, "DAGSTER_CELERY_LIVENESS_FILE": str(alive)},
             stdout=log,
             stderr=subprocess.STDOUT,

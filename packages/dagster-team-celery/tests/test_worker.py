@@ -11,7 +11,12 @@ import redis
 
 from dagster_team_celery import healthcheck, liveness
 from dagster_team_celery.settings import key_prefix
-from dagster_team_celery.worker_cli import RUN_CONCURRENCY_ENV, celery_worker_argv, run_worker_argv
+from dagster_team_celery.worker_cli import (
+    IDLE_FORKS_ENV,
+    RUN_CONCURRENCY_ENV,
+    celery_worker_argv,
+    run_worker_argv,
+)
 
 BAKERY_QUEUE_KEY = key_prefix("bakery") + "bakery"
 
@@ -126,10 +131,11 @@ def test_worker_without_its_own_instance_config_exits_before_taking_a_step(tmp_p
 
 def test_run_worker_consumes_its_teams_run_queue_with_a_fresh_fork_per_run(monkeypatch):
     monkeypatch.delenv(RUN_CONCURRENCY_ENV, raising=False)
+    monkeypatch.delenv(IDLE_FORKS_ENV, raising=False)
     argv = run_worker_argv("bakery", [])
     assert argv[argv.index("--app") + 1] == "dagster_team_celery.run_worker"
     assert argv[argv.index("--queues") + 1] == "bakery-runs"
     assert argv[argv.index("--hostname") + 1] == "bakery-runs@%h"
     assert argv[argv.index("--max-tasks-per-child") + 1] == "1"
-    # As many runs at once as dagster.yaml lets a team have.
-    assert argv[argv.index("--concurrency") + 1] == "4"
+    # As many runs at once as dagster.yaml lets a team have; one fork kept ready when idle.
+    assert argv[argv.index("--autoscale") + 1] == "4,1"

@@ -17,6 +17,10 @@ LOGLEVEL_ENV = "DAGSTER_CELERY_WORKER_LOGLEVEL"
 # every run the coordinator lets the team have.
 RUN_CONCURRENCY_ENV = "DAGSTER_RUN_WORKER_CONCURRENCY"
 DEFAULT_RUN_CONCURRENCY = "4"
+# Forks kept ready while the worker is idle; Celery's autoscaler forks more (within a second)
+# while runs wait, and retires them after 30 s without work. Each idle fork costs memory.
+IDLE_FORKS_ENV = "DAGSTER_RUN_WORKER_IDLE_FORKS"
+DEFAULT_IDLE_FORKS = "1"
 
 
 def celery_worker_argv(team: str, extra_args: list[str]) -> list[str]:
@@ -24,18 +28,20 @@ def celery_worker_argv(team: str, extra_args: list[str]) -> list[str]:
         "dagster_team_celery.worker",
         queue=team,
         hostname=f"{team}@%h",
-        concurrency=os.environ.get(CONCURRENCY_ENV, "2"),
+        processes=["--concurrency", os.environ.get(CONCURRENCY_ENV, "2")],
         pool=os.environ.get(POOL_ENV, "prefork"),
         extra_args=extra_args,
     )
 
 
 def run_worker_argv(team: str, extra_args: list[str]) -> list[str]:
+    most = os.environ.get(RUN_CONCURRENCY_ENV, DEFAULT_RUN_CONCURRENCY)
+    idle = os.environ.get(IDLE_FORKS_ENV, DEFAULT_IDLE_FORKS)
     return celery_argv(
         "dagster_team_celery.run_worker",
         queue=run_queue(team),
         hostname=f"{run_queue(team)}@%h",
-        concurrency=os.environ.get(RUN_CONCURRENCY_ENV, DEFAULT_RUN_CONCURRENCY),
+        processes=["--autoscale", f"{most},{idle}"],
         pool="prefork",
         # Every run gets a fresh fork of the warm main process; none inherits another's state.
         extra_args=["--max-tasks-per-child", "1", *extra_args],
@@ -43,7 +49,7 @@ def run_worker_argv(team: str, extra_args: list[str]) -> list[str]:
 
 
 def celery_argv(
-    app: str, queue: str, hostname: str, concurrency: str, pool: str, extra_args: list[str]
+    app: str, queue: str, hostname: str, processes: list[str], pool: str, extra_args: list[str]
 ) -> list[str]:
     return [
         sys.executable,
@@ -56,8 +62,7 @@ def celery_argv(
         queue,
         "--hostname",
         hostname,
-        "--concurrency",
-        concurrency,
+        *processes,
         "--pool",
         pool,
         "--loglevel",
