@@ -63,7 +63,9 @@ class TeamDockerRunLauncher(DockerRunLauncher):
             networks=self.networks,
             container_kwargs=self.container_kwargs,
         )
-        team_context = DockerContainerContext(env_vars=broker_env_for(run_team(dagster_run)))
+        # A run with no code location (an ad-hoc run) gets no team's broker user.
+        team = run_team(dagster_run) if dagster_run.remote_job_origin else None
+        team_context = DockerContainerContext(env_vars=broker_env_for(team) if team else [])
         return launcher_context.merge(
             DockerContainerContext.create_from_config(platform_container_context())
         ).merge(team_context)
