@@ -77,3 +77,39 @@ def test_a_run_starts_in_the_warm_worker_and_a_restart_brings_the_new_code(warm_
         second = launch(warm_team, instance, launcher)
         assert instance.get_run_by_id(second).status == DagsterRunStatus.SUCCESS
         assert "greeting: second" in messages(instance, second)
+
+
+def test_a_run_worker_refuses_a_run_whose_code_is_another_teams(warm_team):
+    """Anyone holding the team's broker user can queue a run id; the worker executes only runs
+    whose code origin is its own team's module, never another team's run."""
+    from dagster._core.code_pointer import ModuleCodePointer
+    from dagster._core.origin import JobPythonOrigin, RepositoryPythonOrigin
+
+    with warm_team.instance() as instance:
+        launcher = WarmRunLauncher()
+        launcher.register_instance(instance)
+        repository = ReconstructableRepository.for_module(
+            "stopteam_code", "defs", str(warm_team.root)
+        )
+        foreign = JobPythonOrigin(
+            "greet_job",
+            RepositoryPythonOrigin(
+                "/usr/bin/python", ModuleCodePointer("bakery.definitions", "defs", "/opt/app")
+            ),
+        )
+        location = GrpcServerCodeLocationOrigin(host="localhost", port=4000, location_name=TEAM)
+        run = instance.create_run_for_job(
+            ReconstructableJob(repository, "greet_job").get_definition(),
+            status=DagsterRunStatus.STARTING,
+            job_code_origin=foreign,
+            remote_job_origin=RemoteJobOrigin(
+                RemoteRepositoryOrigin(location, "__repository__"), "greet_job"
+            ),
+        )
+        launcher.launch_run(LaunchRunContext(dagster_run=run, workspace=None))
+        app = launcher.app(TEAM)
+        wait_for(lambda: app.backend.get_task_meta(run.run_id)["status"] == "FAILURE", 60)
+        refusal = str(app.backend.get_task_meta(run.run_id)["result"])
+        assert "Refused" in refusal and "bakery.definitions" in refusal
+        assert instance.get_run_by_id(run.run_id).status == DagsterRunStatus.STARTING
+        assert "greeting" not in messages(instance, run.run_id)
