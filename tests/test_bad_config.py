@@ -64,13 +64,13 @@ def test_bad_value_in_a_classes_config_names_the_entry(home):
 def test_unknown_run_launcher_module_says_where_to_add_it(home):
     edit(
         home / "dagster.yaml",
-        "module: dagster_team_celery.run_launcher",
-        "module: dagster_team_celery.run_lancher",
+        "module: dagster_team_celery.run_isolation",
+        "module: dagster_team_celery.run_isolaton",
     )
     message = problems(home)
     assert (
-        "run_launcher names class 'TeamDockerRunLauncher' in module "
-        "'dagster_team_celery.run_lancher'" in message
+        "run_launcher names class 'RunLauncherByIsolation' in module "
+        "'dagster_team_celery.run_isolaton'" in message
     )
     assert "pyproject.toml" in message
 

@@ -177,7 +177,7 @@ def test_compose_run_containers_and_local_mode_give_team_code_the_same_variables
 
     # A run container needs no DAGSTER_HOME: its launch command carries the instance itself.
     compose_names = set(compose()["x-team-env"]) - {"DAGSTER_HOME"}
-    run_container_names = set(instance()["run_launcher"]["config"]["env_vars"])
+    run_container_names = set(instance()["run_launcher"]["config"]["container"]["env_vars"])
     # A run container orchestrates only (its steps run on the team's Celery workers), so it
     # gets no signing identity: neither a team key nor the trust file.
     signing = {"DAGSTER_WANDB_IO_TRUSTED_KEYS"}
