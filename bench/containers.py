@@ -1,7 +1,8 @@
-"""Cold start of the compose stack with prebuilt images: `up -d` to every service healthy."""
+"""The compose stack with prebuilt images: cold start, idle footprint, and 1-step runs with warm
+run workers (the default) and with a container per run (isolation mode, which is how vanilla
+dagster-docker starts every run)."""
 
 import os
-import secrets
 import shlex
 import subprocess
 import sys
@@ -10,10 +11,15 @@ import time
 from pathlib import Path
 
 from bench import footprint
+from bench.runs import RunTiming, summarize, timed_run
+from devstack.client import PlatformClient
 from devstack.config import REPO_ROOT, teams
 from devstack.stack import free_port
+from tests.stacks import wait_for_loaded_locations
 
-SECRETS = ("POSTGRES_PASSWORD", "REDIS_PASSWORD", "FLOWER_PASSWORD")
+TEAM = "bakery"
+WARM = "docker-compose.yml"
+CONTAINER_RUNS = "docker-compose.yml:docker-compose.container-runs.yml"
 
 
 def compose_command() -> list[str]:
@@ -22,13 +28,48 @@ def compose_command() -> list[str]:
     return ["docker", "compose"] if v2.returncode == 0 else ["docker-compose"]
 
 
-def cold_start() -> dict:
+def read_env(env_file: Path) -> dict[str, str]:
+    pairs = (line.split("=", 1) for line in env_file.read_text().splitlines() if "=" in line)
+    return {key.strip(): value.strip() for key, value in pairs if not key.startswith("#")}
+
+
+def wait_healthy(compose: list[str], env: dict[str, str]) -> None:
+    subprocess.run(
+        [sys.executable, "scripts/wait_healthy.py", "--compose", shlex.join(compose)],
+        cwd=REPO_ROOT,
+        env=env,
+        check=True,
+        capture_output=True,
+    )
+
+
+def one_step_runs(client: PlatformClient, runs: int) -> dict:
+    wait_for_loaded_locations(client, teams(), timeout=180)
+    timed_run(client, TEAM, "probe_ping")  # warm-up, not recorded
+    timings: list[RunTiming] = [timed_run(client, TEAM, "probe_ping") for _ in range(runs)]
+    return summarize(timings)
+
+
+def launchers_as(compose: list[str], compose_file: str) -> dict[str, str]:
+    """Recreate the daemon and the webserver as .env's COMPOSE_FILE would have them."""
+    env = {**os.environ, "COMPOSE_FILE": compose_file}
+    subprocess.run(
+        [*compose, "up", "-d", "--no-deps", "daemon", "webserver"],
+        cwd=REPO_ROOT,
+        env=env,
+        check=True,
+        capture_output=True,
+    )
+    wait_healthy(compose, env)
+    return env
+
+
+def compose_benchmark(runs: int) -> dict:
     name = f"mlp-bench-{os.getpid()}"
     with tempfile.TemporaryDirectory() as scratch:
         env_file = Path(scratch) / "bench.env"
         settings = {
-            **{secret: secrets.token_hex(16) for secret in SECRETS},
-            # Its own keys and users: the developer's keys/ is left alone.
+            # Its own keys and users: the developer's keys/ and .env are left alone.
             "KEYS_DIR": scratch,
             "PLATFORM_NAME": name,
             "WEBSERVER_PORT": str(free_port()),
@@ -36,30 +77,57 @@ def cold_start() -> dict:
             "DOCKER_SOCKET": os.environ.get("DOCKER_SOCKET", "/var/run/docker.sock"),
         }
         env_file.write_text("".join(f"{k}={v}\n" for k, v in settings.items()))
+        # make_env adds every secret the file lacks, as `make env` does for a new .env.
         subprocess.run(
             [sys.executable, "scripts/make_env.py", "--env-file", str(env_file)],
             cwd=REPO_ROOT,
             check=True,
             capture_output=True,
         )
+        password = read_env(env_file)["UI_PASSWORD"]
         compose = [*compose_command(), "-p", name, "--env-file", str(env_file)]
+        warm_env = {**os.environ, "COMPOSE_FILE": WARM}
         # As `make build`: one image at a time, the platform's first.
         for service in ("init", "ui", *(f"{t}-code" for t in teams())):
             subprocess.run(
-                [*compose, "build", service], cwd=REPO_ROOT, check=True, capture_output=True
-            )
-        try:
-            started = time.monotonic()
-            subprocess.run([*compose, "up", "-d"], cwd=REPO_ROOT, check=True, capture_output=True)
-            subprocess.run(
-                [sys.executable, "scripts/wait_healthy.py", "--compose", shlex.join(compose)],
+                [*compose, "build", service],
                 cwd=REPO_ROOT,
+                env=warm_env,
                 check=True,
                 capture_output=True,
             )
+        client = PlatformClient(
+            f"http://127.0.0.1:{settings['WEBSERVER_PORT']}", login=("admin", password)
+        )
+        try:
+            started = time.monotonic()
+            subprocess.run(
+                [*compose, "up", "-d"], cwd=REPO_ROOT, env=warm_env, check=True, capture_output=True
+            )
+            wait_healthy(compose, warm_env)
             seconds = round(time.monotonic() - started, 1)
             time.sleep(10)
             pss = footprint.container_footprint(compose)
+            one_step = {"warm": one_step_runs(client, runs)}
+            launchers_as(compose, CONTAINER_RUNS)
+            one_step["container_per_run"] = one_step_runs(client, runs)
         finally:
-            subprocess.run([*compose, "down", "-v"], cwd=REPO_ROOT, capture_output=True)
-    return {"seconds_to_healthy": seconds, "idle_pss_mib": pss}
+            subprocess.run(
+                [sys.executable, "scripts/remove_run_containers.py"],
+                cwd=REPO_ROOT,
+                env={**os.environ, "PLATFORM_NAME": name},
+                capture_output=True,
+            )
+            subprocess.run(
+                [*compose, "down", "-v"], cwd=REPO_ROOT, env=warm_env, capture_output=True
+            )
+    team_pss = {
+        team: round(sum(pss.get(f"{team}-{role}", 0) for role in ("code", "worker", "runs")), 1)
+        for team in teams()
+    }
+    return {
+        "seconds_to_healthy": seconds,
+        "idle_pss_mib": pss,
+        "team_idle_pss_mib": team_pss,
+        "one_step": one_step,
+    }

@@ -23,8 +23,10 @@ import registry
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
-RUN_LAUNCHERS: dict[str, dict[str, Any]] = {
-    "warm": {"module": "dagster_team_celery.warm_run_launcher", "class": "WarmRunLauncher"},
+# "warm" keeps dagster.yaml's launcher, which compose uses too (its default isolation, warm);
+# "process" swaps in a fresh subprocess of the team's code server per run.
+RUN_LAUNCHERS: dict[str, dict[str, Any] | None] = {
+    "warm": None,
     "process": {"module": "devstack.run_launcher", "class": "LocalRunLauncher"},
 }
 # The platform processes import the launcher above from this checkout.
@@ -58,7 +60,8 @@ def teams(root: Path = REPO_ROOT) -> list[str]:
 
 def local_instance_yaml(root: Path = REPO_ROOT, run_launcher: str = "warm") -> str:
     instance = load_yaml(root / "dagster.yaml")
-    instance["run_launcher"] = RUN_LAUNCHERS[run_launcher]
+    if RUN_LAUNCHERS[run_launcher] is not None:
+        instance["run_launcher"] = RUN_LAUNCHERS[run_launcher]
     return yaml.safe_dump(instance, sort_keys=False)
 
 

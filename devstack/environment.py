@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 
 import registry
 from dagster_team_celery import redis_acl
-from dagster_team_celery.run_credentials import RUN_REDIS_ADDRESS_ENV, TEAM_REDIS_CREDENTIALS_ENV
+from dagster_team_celery.run_isolation import RUN_ISOLATION_ENV
 from dagster_team_celery.settings import (
     BACKEND_URL_ENV,
     BROKER_URL_ENV,
@@ -33,8 +33,15 @@ POSTGRES_USER = "dagster"
 POSTGRES_DB = "dagster"
 # flower_password is Flower's HTTP login, flower_redis_password its Redis user's: separate, as
 # compose's FLOWER_PASSWORD and FLOWER_REDIS_PASSWORD are. A secrets file from before one was
-# added gets it at the next start (prepare_state).
-SECRET_NAMES = ("postgres_password", "redis_password", "flower_password", "flower_redis_password")
+# added gets it at the next start (prepare_state). launcher_redis_password is the run launcher's
+# (the daemon's and the webserver's), as compose's LAUNCHER_REDIS_PASSWORD.
+SECRET_NAMES = (
+    "postgres_password",
+    "redis_password",
+    "flower_password",
+    "flower_redis_password",
+    "launcher_redis_password",
+)
 
 
 @dataclass
@@ -133,18 +140,14 @@ class StackEnvironment:
             team: known.get(team) or secrets.token_hex(24) for team in self.teams
         }
         write_private(secrets_file, json.dumps(self.secrets))
-        # As keys/team-redis.json in compose: the launcher sends each team's runs as its user.
-        write_private(self.team_redis_file, json.dumps(self.secrets["team_redis_passwords"]))
-
-    @property
-    def team_redis_file(self) -> Path:
-        return self.state / "team-redis.json"
 
     def redis_acl(self) -> str:
-        """The Redis users: the operator's (``default``), Flower's, and one per team."""
+        """The Redis users: the operator's (``default``), Flower's, the run launcher's, and one
+        per team."""
         return redis_acl.acl_file(
             self.secrets["redis_password"],
             self.secrets["flower_redis_password"],
+            self.secrets["launcher_redis_password"],
             self.secrets["team_redis_passwords"],
         )
 
@@ -208,15 +211,9 @@ class StackEnvironment:
         return {BROKER_URL_ENV: f"{base}/0", BACKEND_URL_ENV: f"{base}/1"}
 
     def launcher_redis_env(self) -> dict[str, str]:
-        """How the run launcher reaches each team's run queue: as the team's Redis user, or
-        with the given Redis's URL, which has no platform users."""
-        if self.settings.redis_url:
-            base = self.redis_base_url()
-            return {BROKER_URL_ENV: f"{base}/0", BACKEND_URL_ENV: f"{base}/1"}
-        return {
-            TEAM_REDIS_CREDENTIALS_ENV: str(self.team_redis_file),
-            RUN_REDIS_ADDRESS_ENV: f"{config.LOCAL_HOST}:{self.ports['redis']}",
-        }
+        """How the run launcher reaches every team's run queue: as its own Redis user."""
+        base = self.redis_base_url(redis_acl.LAUNCHER_USER, self.secrets["launcher_redis_password"])
+        return {BROKER_URL_ENV: f"{base}/0", BACKEND_URL_ENV: f"{base}/1"}
 
     def flower_redis_url(self) -> str:
         password = self.secrets["flower_redis_password"]
@@ -280,6 +277,8 @@ class StackEnvironment:
         return {
             **self.dagster_env(),
             **self.launcher_redis_env(),
+            # Local mode starts no containers: dagster.yaml's launcher is always warm here.
+            RUN_ISOLATION_ENV: "warm",
             "PYTHONPATH": config.DEVSTACK_PYTHONPATH,
         }
 

@@ -31,7 +31,9 @@ COPY dagster.yaml /opt/dagster/home/
 
 # The init service checks both files with it before migrating (devstack runs it too).
 COPY devstack/config_check.py /opt/dagster/platform/
+# The daemon and the webserver run as dagster (uid 1000) and may keep state in DAGSTER_HOME.
+RUN chown dagster:dagster /opt/dagster/home
 
-# The webserver and the daemon override this with root in docker-compose.yml, because they
-# talk to the engine socket; the migration and Flower keep it.
+# Every service keeps this user; only container runs (docker-compose.container-runs.yml) give the
+# webserver and the daemon root, for the engine socket.
 USER dagster

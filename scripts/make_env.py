@@ -10,8 +10,8 @@ the W&B entity it owns, which every team's code reads.
 
 Each team also gets its own Redis user's password in .env, and two files are rewritten from
 the registry: keys/redis-users.acl, the Redis ACL file (hashed passwords only, so it may be
-readable), and keys/team-redis.json (owner-only), which the daemon reads to give each run
-container its own team's broker credentials.
+readable), and keys/team-redis.json (owner-only), which the daemon reads with container runs
+(docker-compose.container-runs.yml) to give each run container its own team's broker user.
 
 The UI's login is written to keys/ui-users: UI_USER and a bcrypt hash of UI_PASSWORD, which the
 UI's proxy reads; the hash is kept while the password still matches it.
@@ -44,6 +44,7 @@ SECRETS = (
     "REDIS_PASSWORD",
     "FLOWER_PASSWORD",
     "FLOWER_REDIS_PASSWORD",
+    "LAUNCHER_REDIS_PASSWORD",
     "UI_PASSWORD",
 )
 TRUST_FILE = REPO_ROOT / "keys" / "trusted-keys.json"
@@ -125,7 +126,10 @@ def team_redis_users(env_path: Path, keys_dir: Path, root: Path = REPO_ROOT) -> 
         print(f"{env_path.name}: added Redis passwords for {', '.join(t.name for t in added)}")
     passwords = {t.name: present[t.redis_password_variable] for t in teams}
     users = redis_acl.acl_file(
-        present["REDIS_PASSWORD"], present["FLOWER_REDIS_PASSWORD"], passwords
+        present["REDIS_PASSWORD"],
+        present["FLOWER_REDIS_PASSWORD"],
+        present["LAUNCHER_REDIS_PASSWORD"],
+        passwords,
     )
     # Hashes only; the redis user in its container must be able to read it.
     rewrite_in_place(keys_dir / REDIS_USERS_FILE, users, 0o644)

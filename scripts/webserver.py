@@ -1,11 +1,17 @@
 """The two webserver calls the deploy scripts make, over GraphQL, with the standard library."""
 
 import json
+import time
 import urllib.error
 import urllib.request
 
 from envfile import setting
 from ui_login import DEFAULT_USER, basic_auth_header
+
+# The proxy answers these while the webserver it fronts is new (recreated by `make up`, say) and
+# its address not yet followed: healthy by its own check, not yet reachable through the login.
+GATEWAY_ERRORS = (502, 503, 504)
+GATEWAY_WAIT_SECONDS = 90.0
 
 RELOAD_LOCATION = """
 mutation Reload($name: String!) {
@@ -44,22 +50,31 @@ def login_header() -> dict[str, str]:
     return basic_auth_header(setting("UI_USER", DEFAULT_USER), password)
 
 
-def graphql(url: str, query: str, variables: dict | None = None, timeout: float = 120) -> dict:
+def graphql(
+    url: str,
+    query: str,
+    variables: dict | None = None,
+    timeout: float = 120,
+) -> dict:
     request = urllib.request.Request(
         f"{url}/graphql",
         data=json.dumps({"query": query, "variables": variables or {}}).encode(),
         headers={"Content-Type": "application/json", **login_header()},
     )
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            return json.loads(response.read())["data"]
-    except urllib.error.HTTPError as error:
-        if error.code == 401:
-            raise RuntimeError(
-                f"the UI's proxy at {url} refused UI_USER/UI_PASSWORD from .env: if you changed "
-                "UI_PASSWORD, run `make env`, then `docker compose restart ui`"
-            ) from None
-        raise
+    deadline = time.monotonic() + GATEWAY_WAIT_SECONDS
+    while True:
+        try:
+            with urllib.request.urlopen(request, timeout=timeout) as response:
+                return json.loads(response.read())["data"]
+        except urllib.error.HTTPError as error:
+            if error.code == 401:
+                raise RuntimeError(
+                    f"the UI's proxy at {url} refused UI_USER/UI_PASSWORD from .env: if you "
+                    "changed UI_PASSWORD, run `make env`, then `docker compose restart ui`"
+                ) from None
+            if error.code not in GATEWAY_ERRORS or time.monotonic() > deadline:
+                raise
+        time.sleep(1)
 
 
 def load_error(entry: dict) -> str | None:

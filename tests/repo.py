@@ -17,6 +17,8 @@ import registry
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 COMPOSE_FILE = REPO_ROOT / "docker-compose.yml"
+# The opt-in isolation mode, a container per run: .env's COMPOSE_FILE adds it to the above.
+CONTAINER_RUNS_FILE = REPO_ROOT / "docker-compose.container-runs.yml"
 COMPOSE_SCHEMA = Path(
     os.environ.get(
         "COMPOSE_SPEC_SCHEMA", REPO_ROOT.parent / "shared" / "schemas" / "compose-spec.json"
@@ -28,7 +30,13 @@ CODE_LOCATIONS = REPO_ROOT / "code_locations"
 SIGNING_KEY_PREFIX = "WANDB_IO_SIGNING_KEY_"
 REDIS_PASSWORD_PREFIX = "REDIS_PASSWORD_"
 # The shared secrets, and each team's own signing key and Redis password.
-SHARED_SECRETS = ("POSTGRES_PASSWORD", "REDIS_PASSWORD", "FLOWER_PASSWORD", "FLOWER_REDIS_PASSWORD")
+SHARED_SECRETS = (
+    "POSTGRES_PASSWORD",
+    "REDIS_PASSWORD",
+    "FLOWER_PASSWORD",
+    "FLOWER_REDIS_PASSWORD",
+    "LAUNCHER_REDIS_PASSWORD",
+)
 # Held only on the host, by the UI's users (its proxy gets a hash): compose never reads it.
 HOST_SECRETS = ("UI_PASSWORD",)
 SECRET_VARIABLES = (
@@ -41,6 +49,11 @@ SECRET_VARIABLES = (
 @cache
 def compose() -> dict[str, Any]:
     return yaml.safe_load(COMPOSE_FILE.read_text())
+
+
+@cache
+def container_runs_override() -> dict[str, Any]:
+    return yaml.safe_load(CONTAINER_RUNS_FILE.read_text())
 
 
 @cache

@@ -11,9 +11,11 @@ import pytest
 from tests.repo import (
     COMPOSE_FILE,
     COMPOSE_SCHEMA,
+    CONTAINER_RUNS_FILE,
     REPO_ROOT,
     SECRET_VARIABLES,
     compose,
+    container_runs_override,
     team_folders,
 )
 
@@ -23,10 +25,11 @@ DUMMY_SECRETS = {name: f"test-{name.lower()}" for name in SECRET_VARIABLES}
 def test_compose_file_validates_against_the_compose_spec_schema():
     schema = json.loads(COMPOSE_SCHEMA.read_text())
     jsonschema.Draft7Validator(schema).validate(compose())
+    jsonschema.Draft7Validator(schema).validate(container_runs_override())
 
 
 def test_no_secret_has_a_default_value():
-    text = COMPOSE_FILE.read_text()
+    text = COMPOSE_FILE.read_text() + CONTAINER_RUNS_FILE.read_text()
     for name in SECRET_VARIABLES:
         references = re.findall(r"\$\{" + name + r"(?![A-Z0-9_])([^}]*)\}", text)
         assert references, f"{name} is never used"
@@ -79,11 +82,16 @@ def test_redis_takes_its_users_from_the_acl_file_and_keeps_an_append_only_file()
 def test_each_team_service_uses_its_own_redis_user_and_the_platform_none():
     services = compose()["services"]
     for team in team_folders():
-        for name in (f"{team}-code", f"{team}-worker"):
+        for name in (f"{team}-code", f"{team}-worker", f"{team}-runs"):
             environment = services[name]["environment"]
             for variable in ("DAGSTER_CELERY_BROKER_URL", "DAGSTER_CELERY_BACKEND_URL"):
                 assert environment[variable].startswith(f"redis://team_{team}:${{"), name
-    for name in ("webserver", "daemon", "init", "platform-code"):
+    # The run launcher's own user, which reaches every team's keys and nothing else.
+    for name in ("webserver", "daemon"):
+        environment = services[name]["environment"]
+        for variable in ("DAGSTER_CELERY_BROKER_URL", "DAGSTER_CELERY_BACKEND_URL"):
+            assert environment[variable].startswith("redis://launcher:${LAUNCHER_REDIS"), name
+    for name in ("init", "platform-code"):
         environment = services[name].get("environment") or {}
         assert "DAGSTER_CELERY_BROKER_URL" not in environment, name
     assert services["flower"]["environment"]["DAGSTER_CELERY_BROKER_URL"].startswith(
@@ -105,13 +113,26 @@ def test_flower_asks_for_credentials():
     assert env["FLOWER_BASIC_AUTH"].startswith("${FLOWER_USER:-admin}:${FLOWER_PASSWORD:?")
 
 
-def test_only_the_webserver_and_the_daemon_see_the_engine_socket():
-    with_socket = {
+def services_with_the_engine_socket(services: dict) -> set[str]:
+    return {
         name
-        for name, service in compose()["services"].items()
+        for name, service in services.items()
         if any("docker.sock" in str(volume) for volume in service.get("volumes", []))
     }
-    assert with_socket == {"webserver", "daemon"}
+
+
+def test_by_default_no_service_sees_the_engine_socket():
+    assert services_with_the_engine_socket(compose()["services"]) == set()
+    assert "secrets" not in compose(), "the teams' Redis passwords are for container runs only"
+
+
+def test_with_container_runs_only_the_webserver_and_the_daemon_see_the_engine_socket():
+    override = container_runs_override()["services"]
+    assert set(override) == {"webserver", "daemon"}
+    assert services_with_the_engine_socket(override) == {"webserver", "daemon"}
+    for service in override.values():
+        assert service["environment"]["DAGSTER_RUN_ISOLATION"] == "container"
+    assert override["daemon"]["secrets"] == ["team-redis"]
 
 
 def test_exactly_one_daemon():
@@ -124,12 +145,20 @@ def test_exactly_one_daemon():
     assert "deploy" not in compose()["services"]["daemon"]
 
 
-def test_services_other_than_webserver_and_daemon_do_not_run_as_root():
+def test_no_service_runs_as_root_unless_runs_get_containers():
     for name, service in compose()["services"].items():
-        if name in ("webserver", "daemon"):
-            assert service["user"] == "0"
-        else:
-            assert "user" not in service, f"{name} should run as its image's non-root user"
+        assert "user" not in service, f"{name} should run as its image's non-root user"
+    for name, service in container_runs_override()["services"].items():
+        assert service["user"] == "0", f"{name} needs root for the engine socket"
+
+
+def test_every_team_has_warm_run_workers_built_like_its_step_workers():
+    services = compose()["services"]
+    for team in team_folders():
+        runs, worker = services[f"{team}-runs"], services[f"{team}-worker"]
+        assert runs["command"] == ["dagster-team-run-worker"]
+        assert runs["image"] == worker["image"] and runs["environment"] == worker["environment"]
+        assert runs["stop_grace_period"] == "120s", "runs in flight drain on a redeploy"
 
 
 def _compose_cli() -> list[str] | None:
@@ -168,6 +197,33 @@ def test_compose_cli_accepts_the_file(compose_cli, tmp_path):
     result = _config(compose_cli, DUMMY_SECRETS, tmp_path)
     assert result.returncode == 0, result.stderr
     assert "test-redis_password" in result.stdout
+
+
+def test_the_container_runs_file_adds_the_socket_and_keeps_each_services_own_settings(
+    compose_cli, tmp_path
+):
+    env_file = tmp_path / "runs.env"
+    env_file.write_text(
+        "".join(f"{name}={value}\n" for name, value in DUMMY_SECRETS.items())
+        + f"COMPOSE_FILE={COMPOSE_FILE.name}:{CONTAINER_RUNS_FILE.name}\n"
+    )
+    result = subprocess.run(
+        [*compose_cli, "--env-file", str(env_file), "config", "--format", "json"],
+        cwd=REPO_ROOT,
+        env={"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": str(tmp_path)},
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr
+    services = json.loads(result.stdout)["services"]
+    for name in ("webserver", "daemon"):
+        mounts = {volume["target"] for volume in services[name]["volumes"]}
+        assert mounts == {"/opt/dagster/shared", "/var/run/docker.sock"}, name
+        environment = services[name]["environment"]
+        assert environment["DAGSTER_RUN_ISOLATION"] == "container"
+        assert environment["DAGSTER_POSTGRES_HOST"] == "postgres", "the base file's settings stay"
+        assert services[name]["user"] == "0"
+    assert services_with_the_engine_socket(services) == {"webserver", "daemon"}
 
 
 @pytest.mark.parametrize("missing", SECRET_VARIABLES)

@@ -11,6 +11,7 @@ from tests.repo import (
     CODE_LOCATIONS,
     REPO_ROOT,
     compose,
+    container_runs_override,
     instance,
     lock_files,
     lock_versions,
@@ -61,12 +62,13 @@ def test_team_has_a_worker_built_from_its_own_image(team):
 
 @pytest.mark.parametrize("team", team_folders())
 def test_team_services_mount_the_artifact_cache_and_shared_storage(team):
-    for service_name in (f"{team}-code", f"{team}-worker"):
+    for service_name in (f"{team}-code", f"{team}-worker", f"{team}-runs"):
         volumes = compose()["services"][service_name]["volumes"]
         assert "artifact-cache:/opt/dagster/artifact-cache" in volumes
         assert "dagster-shared:/opt/dagster/shared" in volumes
+    # Run containers, in the isolation mode.
     for launcher in ("daemon", "webserver"):
-        run_context = compose()["services"][launcher]["environment"][
+        run_context = container_runs_override()["services"][launcher]["environment"][
             "DAGSTER_RUN_CONTAINER_CONTEXT"
         ]
         assert "-artifact-cache:/opt/dagster/artifact-cache" in run_context
@@ -76,7 +78,11 @@ def test_team_services_mount_the_artifact_cache_and_shared_storage(team):
 def test_no_platform_service_names_a_team():
     """A team added or removed must not change, and so recreate, any platform service."""
     services = compose()["services"]
-    team_services = {name for team in team_folders() for name in (f"{team}-code", f"{team}-worker")}
+    team_services = {
+        name
+        for team in team_folders()
+        for name in (f"{team}-code", f"{team}-worker", f"{team}-runs")
+    }
     for name, service in services.items():
         if name in team_services:
             continue

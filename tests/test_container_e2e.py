@@ -3,6 +3,7 @@
 import base64
 import json
 import os
+import re
 import secrets
 import shlex
 import socket
@@ -21,6 +22,7 @@ from devstack import config
 from devstack.client import PlatformClient
 from devstack.stack import free_port
 from registry.scaffold import copy_template
+from tests.faults.conftest import failure_messages
 from tests.repo import (
     HOST_SECRETS,
     REDIS_PASSWORD_PREFIX,
@@ -44,6 +46,9 @@ from tests.terminate import (
 pytestmark = pytest.mark.container
 
 UI_LOGIN = load_script("ui_login")
+RUN_PROCESS = re.compile(r"Started process for run \(pid: (\d+)\) in warm run worker (\S+)\.")
+# .env's one line that gives every run a container of its own (docker-compose.container-runs.yml).
+CONTAINER_RUNS = "docker-compose.yml:docker-compose.container-runs.yml"
 
 # Scaffolded by `make new-team`'s command into the running stack's checkout, so the container
 # stack proves a new team runs green without hand edits and without restarting anything else.
@@ -87,13 +92,16 @@ class ComposeStack:
         # How the deploy scripts find the UI's login: the environment, before .env.
         self.script_env = {**os.environ, "UI_PASSWORD": settings["UI_PASSWORD"]}
 
-    def run(self, *args: str, check: bool = True, timeout: float = 1800) -> str:
+    def run(
+        self, *args: str, check: bool = True, timeout: float = 1800, env: dict | None = None
+    ) -> str:
         result = subprocess.run(
             [*self.compose, *args],
             cwd=self.checkout,
             capture_output=True,
             text=True,
             timeout=timeout,
+            env=env,
         )
         if check and result.returncode != 0:
             raise AssertionError(f"compose {' '.join(args)} failed:\n{result.stderr[-4000:]}")
@@ -115,6 +123,18 @@ class ComposeStack:
         )
         print(result.stdout)
         assert result.returncode == 0, result.stdout + result.stderr
+
+    def wait_for_ui_through_the_proxy(self, timeout: float = 120) -> None:
+        """A recreated webserver is healthy before the proxy follows it to its new address."""
+        deadline = time.monotonic() + timeout
+        while True:
+            response = requests.get(
+                f"{self.webserver_url}/server_info", auth=self.ui_login, timeout=30
+            )
+            if response.ok:
+                return
+            assert time.monotonic() < deadline, f"still {response.status_code} through the proxy"
+            time.sleep(1)
 
     def remove_run_containers(self) -> None:
         subprocess.run(
@@ -231,7 +251,7 @@ def compose_client(compose_stack):
     return client
 
 
-def test_each_team_runs_in_its_own_run_container_and_on_its_own_workers(
+def test_each_team_runs_in_its_own_warm_run_worker_and_on_its_own_workers(
     compose_stack, compose_client
 ):
     submitted = {}
@@ -241,11 +261,51 @@ def test_each_team_runs_in_its_own_run_container_and_on_its_own_workers(
         status = compose_client.wait_for_run(run_id, timeout=300)
         print(f"{team}: probe_ping {status} {time.monotonic() - started:.1f}s after submit")
         assert status == "SUCCESS"
+        run_worker = wait_for_event(compose_client, run_id, RUN_PROCESS).group(2)
+        assert run_worker.startswith(f"{team}-runs@"), run_worker
         tags = {tag["key"]: tag["value"] for tag in compose_client.run(run_id)["tags"]}
-        assert tags.get("docker/container_id"), "the run did not get its own container"
-        assert tags["dagster/image"].endswith(f"/{team}:latest"), tags["dagster/image"]
+        assert "docker/container_id" not in tags, "a warm run got a container"
         workers = compose_client.step_workers(run_id)
         assert workers and all(worker.startswith(f"{team}@") for worker in workers.values())
+
+
+def test_the_platform_needs_no_root_and_no_engine_socket(compose_stack):
+    for service in compose_stack.services():
+        if service == "init":
+            continue  # exited after migrating
+        for container in compose_stack.container_ids(service):
+            inspected = json.loads(docker_inspect(container))[0]
+            mounts = [mount.get("Destination", "") for mount in inspected["Mounts"]]
+            assert not any("docker.sock" in mount for mount in mounts), f"{service}: {mounts}"
+        if service in ("webserver", "daemon"):
+            uid = compose_stack.run("exec", "-T", service, "id", "-u").strip()
+            assert uid == "1000", f"{service} runs as uid {uid}"
+
+
+def test_a_killed_run_worker_container_fails_its_run_within_a_minute(compose_stack, compose_client):
+    run_id = compose_client.submit_job("bakery", "probe_sleep", run_config=sleep_config(60))
+    run_worker = wait_for_event(compose_client, run_id, RUN_PROCESS, timeout=180).group(2)
+    wait_for_event(compose_client, run_id, SLEEPING, timeout=120)
+    (container,) = compose_stack.container_ids("bakery-runs")
+    killed_at = time.monotonic()
+    subprocess.run(["docker", "kill", "--signal", "KILL", container], check=True)
+    status = compose_client.wait_for_run(run_id, timeout=120)
+    seconds = time.monotonic() - killed_at
+    print(f"\nrun worker container {run_worker} killed: run {status} after {seconds:.1f}s")
+    assert status == "FAILURE" and seconds < 60
+    messages = failure_messages(compose_client, run_id)
+    assert run_worker in messages and "no longer runs this run" in messages, messages
+
+    # The same container again: `up --no-deps` would recreate it, and then every later `up` too
+    # (compose 2.26 hashes the service without its depends_on; docker/compose#12069).
+    subprocess.run(["docker", "start", container], check=True, capture_output=True)
+    compose_stack.wait_healthy()
+    after = compose_client.submit_job("bakery", "probe_ping")
+    assert compose_client.wait_for_run(after, timeout=300) == "SUCCESS"
+
+
+def team_services(team: str) -> set[str]:
+    return {f"{team}-{role}" for role in ("code", "worker", "runs")}
 
 
 def assert_sample_job_runs_on_its_team(client: PlatformClient, team: str) -> None:
@@ -273,7 +333,7 @@ def test_adding_and_removing_a_team_recreates_no_other_container(compose_stack, 
         f"\nnew team: scaffolded {scaffold_seconds:.1f}s, its image built and services healthy "
         f"{up_seconds:.1f}s, sample_job SUCCESS {green_seconds:.1f}s after `make new-team`"
     )
-    assert set(after) - set(before) == {f"{NEW_TEAM}-code", f"{NEW_TEAM}-worker"}
+    assert set(after) - set(before) == team_services(NEW_TEAM)
     recreated = [service for service in before if before[service] != after[service]]
     images_after = compose_stack.image_ids()
     changed_images = {
@@ -358,18 +418,23 @@ def test_a_team_from_its_own_repository_deploys_by_image_and_redeploys_a_new_tag
     assert " build " not in redeployed.stdout
     after = compose_stack.all_container_ids()
     changed = {service for service in running if running[service] != after[service]}
-    assert changed == {f"{EXTERNAL_TEAM}-code", f"{EXTERNAL_TEAM}-worker"}
+    assert changed == team_services(EXTERNAL_TEAM)
     image = compose_stack.run("config", "--images").split()
     assert second in image and first not in image
 
     run_id = compose_client.submit_job(EXTERNAL_TEAM, "sample_job_v2")
     assert compose_client.wait_for_run(run_id, timeout=300) == "SUCCESS"
-    tags = {tag["key"]: tag["value"] for tag in compose_client.run(run_id)["tags"]}
-    assert tags["dagster/image"] == second, "the run did not start from the new image"
+    # The run executed in the team's warm run worker, recreated from the new image.
+    run_worker = wait_for_event(compose_client, run_id, RUN_PROCESS, timeout=30).group(2)
+    (container,) = compose_stack.container_ids(f"{EXTERNAL_TEAM}-runs")
+    hostname, image_id = docker_inspect(container, "{{.Config.Hostname}} {{.Image}}").split()
+    assert run_worker.endswith(f"@{hostname}"), (run_worker, hostname)
+    # By ID: the engine may name the image with its registry (podman: docker.io/<second>).
+    assert image_id == docker_inspect(second, "{{.Id}}"), "the run did not start from the new image"
     # `before` was read after the manifest was registered: the team's services were named
     # but had no container yet.
     started_since = {service for service in after if after[service] and not before.get(service)}
-    assert started_since == {f"{EXTERNAL_TEAM}-code", f"{EXTERNAL_TEAM}-worker"}
+    assert started_since == team_services(EXTERNAL_TEAM)
 
 
 def test_the_browser_suite_passes_against_the_container_stack(compose_stack, compose_client):
@@ -396,12 +461,16 @@ def test_the_browser_suite_passes_against_the_container_stack(compose_stack, com
     assert "4 passed, 1 skipped" in summary, "only the code-breaking test may skip"
 
 
-def test_redeploying_one_team_leaves_another_teams_run_in_flight_untouched(
+def test_a_redeploy_drains_the_teams_run_in_flight_and_leaves_another_teams_untouched(
     compose_stack, compose_client
 ):
-    busy_run = compose_client.submit_job(
-        "ml", "probe_sleep", run_config={"ops": {"sleep_then_report": {"config": {"seconds": 20}}}}
-    )
+    # Built first, so the redeploy's own build is a cache hit and it stops the old containers
+    # while the bakery's run is still sleeping.
+    compose_stack.run("build", "bakery-code")
+    busy_run = compose_client.submit_job("ml", "probe_sleep", run_config=sleep_config(20))
+    draining = compose_client.submit_job("bakery", "probe_sleep", run_config=sleep_config(30))
+    old_run_worker = wait_for_event(compose_client, draining, RUN_PROCESS, timeout=180).group(2)
+    wait_for_event(compose_client, draining, SLEEPING, timeout=120)
     deadline = time.monotonic() + 180
     while compose_client.run(busy_run)["status"] != "STARTED":
         assert time.monotonic() < deadline, "the ml run never started"
@@ -430,16 +499,20 @@ def test_redeploying_one_team_leaves_another_teams_run_in_flight_untouched(
 
     after = {service: compose_stack.container_ids(service) for service in compose_stack.services()}
     changed = {service for service in before if before[service] != after[service]}
-    assert changed == {"bakery-code", "bakery-worker"}
+    assert changed == team_services("bakery")
     assert compose_client.wait_for_run(busy_run, timeout=300) == "SUCCESS"
+    # Stopping the old run worker waited for its run, which finished on the old container.
+    assert compose_client.wait_for_run(draining, timeout=300) == "SUCCESS"
     assert compose_client.locations()["bakery"].healthy
     again = compose_client.submit_job("bakery", "probe_ping")
     assert compose_client.wait_for_run(again, timeout=300) == "SUCCESS"
+    new_run_worker = wait_for_event(compose_client, again, RUN_PROCESS).group(2)
+    assert new_run_worker != old_run_worker
 
 
 def test_team_containers_run_as_a_non_root_user(compose_stack):
     for team in compose_stack.teams:
-        for service in (f"{team}-code", f"{team}-worker"):
+        for service in sorted(team_services(team)):
             uid = compose_stack.run("exec", "-T", service, "id", "-u").strip()
             assert uid == "1000", f"{service} runs as uid {uid}"
 
@@ -525,7 +598,7 @@ def test_each_team_container_holds_its_own_redis_password_and_no_other(compose_s
     passwords = per_team_secrets(settings, REDIS_PASSWORD_PREFIX)
     operator = settings["REDIS_PASSWORD"]
     for team in compose_stack.teams:
-        for service in (f"{team}-code", f"{team}-worker"):
+        for service in sorted(team_services(team)):
             for container in compose_stack.container_ids(service):
                 environment = " ".join(
                     json.loads(docker_inspect(container))[0]["Config"]["Env"] or []
@@ -717,12 +790,38 @@ def test_a_recreated_webserver_is_reached_through_the_same_login(compose_stack):
     compose_stack.run("up", "-d", "--no-deps", "--force-recreate", "webserver")
     compose_stack.wait_healthy()
     assert compose_stack.container_ids("ui") == proxy
-    deadline = time.monotonic() + 120
-    while True:
-        response = requests.get(
-            f"{compose_stack.webserver_url}/server_info", auth=compose_stack.ui_login, timeout=30
-        )
-        if response.ok:
-            break
-        assert time.monotonic() < deadline, f"still {response.status_code} through the proxy"
-        time.sleep(1)
+    compose_stack.wait_for_ui_through_the_proxy()
+
+
+def launchers_up(compose_stack: ComposeStack, compose_file: str) -> None:
+    """Recreate the daemon and the webserver as .env's COMPOSE_FILE would have them."""
+    env = {**os.environ, "COMPOSE_FILE": compose_file}
+    compose_stack.run("up", "-d", "--no-deps", "daemon", "webserver", env=env)
+    compose_stack.wait_healthy()
+    compose_stack.wait_for_ui_through_the_proxy()
+
+
+def test_container_isolation_gives_a_run_its_own_container_from_its_teams_image(
+    compose_stack, compose_client
+):
+    launchers_up(compose_stack, CONTAINER_RUNS)
+    try:
+        wait_for_loaded_locations(compose_client, compose_stack.teams, timeout=180)
+        started = time.monotonic()
+        run_id = compose_client.submit_job("bakery", "probe_ping")
+        status = compose_client.wait_for_run(run_id, timeout=300)
+        print(f"\ncontainer isolation: probe_ping {status} {time.monotonic() - started:.1f}s")
+        assert status == "SUCCESS"
+        tags = {tag["key"]: tag["value"] for tag in compose_client.run(run_id)["tags"]}
+        assert tags.get("docker/container_id"), "the run did not get its own container"
+        assert tags["dagster/image"].endswith("/bakery:latest"), tags["dagster/image"]
+        workers = compose_client.step_workers(run_id)
+        assert workers and all(worker.startswith("bakery@") for worker in workers.values())
+        uid = compose_stack.run("exec", "-T", "daemon", "id", "-u").strip()
+        assert uid == "0", "the daemon needs root for the engine socket"
+    finally:
+        compose_stack.remove_run_containers()
+        launchers_up(compose_stack, "docker-compose.yml")
+    wait_for_loaded_locations(compose_client, compose_stack.teams, timeout=180)
+    warm_again = compose_client.submit_job("bakery", "probe_ping")
+    assert compose_client.wait_for_run(warm_again, timeout=300) == "SUCCESS"

@@ -91,7 +91,9 @@ def test_every_team_gets_its_own_redis_user_and_the_acl_file_holds_no_password(t
     text = acl.read_text()
     for team in teams:
         assert f"user team_{team.name} on #" in text
-    secrets = [*passwords.values(), settings["REDIS_PASSWORD"], settings["FLOWER_REDIS_PASSWORD"]]
+    assert "user launcher on #" in text
+    platform = ("REDIS_PASSWORD", "FLOWER_REDIS_PASSWORD", "LAUNCHER_REDIS_PASSWORD")
+    secrets = [*passwords.values(), *(settings[name] for name in platform)]
     assert not any(secret in text for secret in secrets), "the ACL file holds hashes only"
     credentials = tmp_path / "keys" / make_env.TEAM_REDIS_FILE
     assert mode(credentials) == 0o600

@@ -2,7 +2,9 @@
 its error when the proxy refuses it, and the settings `make env` refuses before hashing."""
 
 import http.server
+import json
 import threading
+import urllib.error
 from collections.abc import Iterator
 
 import pytest
@@ -46,6 +48,50 @@ def test_a_refused_login_names_the_settings_and_the_fix(refusing_proxy, monkeypa
     assert (
         RefusingProxy.seen[-1] == ui_login.basic_auth_header("operator", "stale")["Authorization"]
     )
+
+
+class NewWebserverProxy(http.server.BaseHTTPRequestHandler):
+    """Answers as the UI's proxy does just after the webserver was recreated: Bad Gateway until
+    it follows the new container, then the webserver's answer."""
+
+    bad_gateways_left = 0
+
+    def do_POST(self) -> None:
+        if NewWebserverProxy.bad_gateways_left > 0:
+            NewWebserverProxy.bad_gateways_left -= 1
+            body, status = b"", 502
+        else:
+            entries = [{"name": "bakery", "loadStatus": "LOADED", "locationOrLoadError": {}}]
+            body = json.dumps({"data": {"reloadWorkspace": {"locationEntries": entries}}})
+            body, status = body.encode(), 200
+        self.send_response(status)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+@pytest.fixture
+def new_webserver_proxy() -> Iterator[str]:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), NewWebserverProxy)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+
+
+def test_a_webserver_not_yet_reached_through_the_proxy_is_waited_for(new_webserver_proxy):
+    NewWebserverProxy.bad_gateways_left = 2
+    assert webserver.reload_workspace(new_webserver_proxy) == {"bakery": None}
+    assert NewWebserverProxy.bad_gateways_left == 0
+
+
+def test_a_proxy_that_stays_a_bad_gateway_is_reported(new_webserver_proxy, monkeypatch):
+    monkeypatch.setattr(webserver, "GATEWAY_WAIT_SECONDS", 1.5)
+    NewWebserverProxy.bad_gateways_left = 1000
+    with pytest.raises(urllib.error.HTTPError, match="502"):
+        webserver.reload_workspace(new_webserver_proxy)
 
 
 def test_a_password_bcrypt_would_cut_is_refused(tmp_path):

@@ -24,6 +24,7 @@ from dagster_team_celery.settings import key_prefix
 
 PASSWORDS = {"bakery": "bakery-secret-1", "ml": "ml-secret-2"}
 FLOWER_PASSWORD = "flower-secret-3"
+LAUNCHER_PASSWORD = "launcher-secret-4"
 BAKERY = key_prefix("bakery")
 REPLY_QUEUE = "00000000-0000-0000-0000-000000000000.reply.celery.pidbox"
 
@@ -35,7 +36,7 @@ def acl_redis(tmp_path_factory):
         pytest.skip("redis-server is not installed")
     data_dir = tmp_path_factory.mktemp("acl-redis")
     acl_file = data_dir / "users.acl"
-    acl_file.write_text(redis_acl.acl_file("pw", FLOWER_PASSWORD, PASSWORDS))
+    acl_file.write_text(redis_acl.acl_file("pw", FLOWER_PASSWORD, LAUNCHER_PASSWORD, PASSWORDS))
     instance = RedisServer(server, data_dir, acl_file=acl_file)
     instance.start()
     admin = redis.Redis.from_url(instance.url)
@@ -128,6 +129,51 @@ def test_a_team_reaches_its_own_keys_and_channels(acl_redis):
         assert listener.get_message(timeout=2)["type"] in ("psubscribe", "subscribe")
 
 
+def as_launcher(acl_redis: RedisServer, db: int = 0) -> redis.Redis:
+    return redis.Redis.from_url(url(acl_redis, redis_acl.LAUNCHER_USER, LAUNCHER_PASSWORD, db))
+
+
+def test_the_launcher_sends_to_any_teams_run_queue_and_reads_its_results(acl_redis):
+    launcher = as_launcher(acl_redis)
+    for team in PASSWORDS:
+        prefix = key_prefix(team)
+        launcher.lpush(f"{prefix}{team}-runs", b"a run")
+        assert launcher.rpop(f"{prefix}{team}-runs") == b"a run"
+        launcher.publish(f"{prefix}/0.celery.pidbox", b"inspect active")
+    assert launcher.get(f"{BAKERY}celery-task-meta-1234") == b'{"status": "SUCCESS"}'
+    listener = launcher.pubsub()
+    listener.subscribe(f"{BAKERY}celery-task-meta-1234")
+    assert listener.get_message(timeout=2)["type"] == "subscribe"
+
+
+@pytest.mark.parametrize(
+    "attack",
+    [
+        lambda launcher: launcher.set("_kombu.binding.celery", b"x"),
+        lambda launcher: launcher.get("celeryev.flower"),
+        lambda launcher: launcher.publish("/0.celery.pidbox", b"shutdown"),
+        lambda launcher: launcher.keys("*"),
+        lambda launcher: launcher.scan(),
+        lambda launcher: launcher.flushall(),
+        lambda launcher: launcher.config_get("*"),
+        lambda launcher: launcher.acl_list(),
+    ],
+    ids=[
+        "unprefixed key",
+        "flowers key",
+        "unprefixed channel",
+        "KEYS",
+        "SCAN",
+        "FLUSHALL",
+        "CONFIG",
+        "ACL",
+    ],
+)
+def test_the_launcher_reaches_nothing_outside_the_teams_keys(acl_redis, attack):
+    with pytest.raises(redis.exceptions.NoPermissionError):
+        attack(as_launcher(acl_redis))
+
+
 def test_flower_hears_every_teams_events_and_touches_no_team_key(acl_redis):
     flower = as_flower(acl_redis)
     listener = flower.pubsub()
@@ -149,10 +195,10 @@ def test_flower_hears_every_teams_events_and_touches_no_team_key(acl_redis):
 
 
 def test_the_acl_file_holds_no_password():
-    text = redis_acl.acl_file("admin-secret", FLOWER_PASSWORD, PASSWORDS)
-    for secret in ("admin-secret", FLOWER_PASSWORD, *PASSWORDS.values()):
+    text = redis_acl.acl_file("admin-secret", FLOWER_PASSWORD, LAUNCHER_PASSWORD, PASSWORDS)
+    for secret in ("admin-secret", FLOWER_PASSWORD, LAUNCHER_PASSWORD, *PASSWORDS.values()):
         assert secret not in text
-    assert text.count(" on #") == 2 + len(PASSWORDS)
+    assert text.count(" on #") == 3 + len(PASSWORDS)
 
 
 HOSTILE_TEAM_NAMES = [
@@ -177,7 +223,9 @@ def test_a_hostile_team_name_is_refused(team):
     for build in (
         lambda: redis_acl.team_rule(team, "secret"),
         lambda: redis_acl.team_user(team),
-        lambda: redis_acl.acl_file("pw", FLOWER_PASSWORD, {**PASSWORDS, team: "secret"}),
+        lambda: redis_acl.acl_file(
+            "pw", FLOWER_PASSWORD, LAUNCHER_PASSWORD, {**PASSWORDS, team: "secret"}
+        ),
     ):
         with pytest.raises(ValueError, match="not a team name") as refused:
             build()
@@ -188,7 +236,9 @@ def test_a_hostile_team_name_is_refused(team):
 def test_a_team_named_with_a_glob_gets_no_user_that_reaches_the_bakerys_keys():
     # As a glob, ~team:bak*:* would match team:bakery:<anything>.
     with pytest.raises(ValueError, match=r"'bak\*' is not a team name"):
-        redis_acl.acl_file("pw", FLOWER_PASSWORD, {"bakery": "bakery-pw", "bak*": "evil-pw"})
+        redis_acl.acl_file(
+            "pw", FLOWER_PASSWORD, LAUNCHER_PASSWORD, {"bakery": "bakery-pw", "bak*": "evil-pw"}
+        )
 
 
 @pytest.mark.parametrize("team", ["bakery", "ml", "team2", "a" * 30])

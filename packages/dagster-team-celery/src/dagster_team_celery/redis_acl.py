@@ -4,6 +4,10 @@
   (settings.key_prefix): its queue, its results, and its workers' control and events. So a
   team cannot push a task onto another team's queue, or read, delete or wait on another
   team's results, or revoke or inspect another team's steps.
+- The run launcher's user (in the daemon and the webserver) reaches every team's keys and
+  channels, and nothing else: it sends each run to its team's run queue, reads its task's
+  state, and asks or tells the team's workers (health, Terminate). Every team is reachable
+  through one user, so a new team needs no change to the daemon or the webserver.
 - Flower's user may only subscribe to every team's events, with the one pattern
   every_team_events.EVERY_TEAM matches, and keep its own unprefixed bookkeeping keys.
 - ``default`` is the operator's: the health check and ``redis-cli``.
@@ -35,6 +39,7 @@ TEAM_NAME_PATTERN = re.compile(r"[a-z][a-z0-9]{1,29}")
 # a '-' at the ninth character, which no team key has (they start team:<identifier>:).
 FLOWER_REPLY_KEYS = "~????????-????-????-????-????????????.reply.celery.pidbox*"
 FLOWER_USER = "flower"
+LAUNCHER_USER = "launcher"
 
 
 def check_team_name(team: str) -> None:
@@ -81,12 +86,29 @@ def flower_rule(password: str) -> str:
     )
 
 
+def launcher_rule(password: str) -> str:
+    every_team = key_prefix("*")
+    return (
+        f"user {LAUNCHER_USER} on {password_hash(password)} resetkeys ~{every_team}* "
+        f"resetchannels &{every_team}* {COMMANDS}"
+    )
+
+
 def admin_rule(password: str) -> str:
     return f"user default on {password_hash(password)} ~* &* +@all"
 
 
-def acl_file(admin_password: str, flower_password: str, team_passwords: dict[str, str]) -> str:
-    lines = [admin_rule(admin_password), flower_rule(flower_password)]
+def acl_file(
+    admin_password: str,
+    flower_password: str,
+    launcher_password: str,
+    team_passwords: dict[str, str],
+) -> str:
+    lines = [
+        admin_rule(admin_password),
+        flower_rule(flower_password),
+        launcher_rule(launcher_password),
+    ]
     lines += [team_rule(team, password) for team, password in sorted(team_passwords.items())]
     return "\n".join(lines) + "\n"
 

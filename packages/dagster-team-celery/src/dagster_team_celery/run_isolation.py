@@ -1,6 +1,7 @@
 """The run launcher dagster.yaml names: how runs are isolated, chosen by one setting.
 
-``DAGSTER_RUN_ISOLATION`` (docker-compose.yml passes it from ``.env``):
+``DAGSTER_RUN_ISOLATION``, which docker-compose.container-runs.yml sets to ``container`` for
+the daemon and the webserver:
 
 - ``warm`` (the default): each run starts in its team's warm run worker, a fork of an
   interpreter that has the team's code loaded (warm_run_launcher.py). No container is
@@ -33,14 +34,18 @@ def run_isolation() -> str:
     isolation = os.environ.get(RUN_ISOLATION_ENV, "").strip() or "warm"
     if isolation not in ISOLATIONS:
         raise PlatformConfigError(
-            f"{RUN_ISOLATION_ENV}={isolation!r} is not one of {', '.join(ISOLATIONS)}. Set "
-            "RUN_ISOLATION in .env to warm (runs start in each team's warm run worker, the "
-            "default) or container (a container per run; see docker-compose.container-runs.yml)."
+            f"{RUN_ISOLATION_ENV}={isolation!r} is not one of {', '.join(ISOLATIONS)}. Leave it "
+            "unset for warm (runs start in each team's warm run worker), or set container (a "
+            "container per run) with COMPOSE_FILE=docker-compose.yml:"
+            "docker-compose.container-runs.yml in .env."
         )
     return isolation
 
 
-class RunLauncherByIsolation(ConfigurableClass):
+class RunLauncherByIsolation(RunLauncher, ConfigurableClass):
+    """Never made itself: Dagster checks that the class names a RunLauncher, then calls
+    ``from_config_value``, which returns the launcher the setting picks."""
+
     @classmethod
     def config_type(cls) -> dict:
         # Each launcher's own config, checked by that launcher when it is chosen.

@@ -1,10 +1,11 @@
 """The default run launcher: each run goes to its team's warm run workers through the broker.
 
 Launching a run sends one task, named after the run, to the team's run queue
-(settings.run_queue), as the team's own Redis user. Whichever warm run worker of the team takes
-it, on any host, executes the run in a pool process forked from an interpreter that has
-already imported the team's code (run_worker.py, run_task.py). No container is started and no
-engine socket is involved.
+(settings.run_queue), under the team's key prefix, as the launcher's own Redis user
+(redis_acl.py; it reaches every team's keys, so a new team changes nothing in the daemon or the
+webserver). Whichever warm run worker of the team takes it, on any host, executes the run in a
+pool process forked from an interpreter that has already imported the team's code
+(run_worker.py, run_task.py). No container is started and no engine socket is involved.
 
 **Health.** Run monitoring asks ``check_run_worker_health`` about every STARTED run. The
 task's state in the result backend answers most of it in one read:
@@ -49,7 +50,6 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from dagster_team_celery.control import team_app
-from dagster_team_celery.run_credentials import team_redis_urls
 from dagster_team_celery.run_task import RUN_TASK_NAME
 from dagster_team_celery.settings import celery_settings, run_queue
 
@@ -116,11 +116,9 @@ class WarmRunLauncher(RunLauncher, ConfigurableClass):
         return run_team(run) in self.code_server_locations
 
     def app(self, team: str) -> Celery:
-        """The team's Celery client, as the team's own Redis user when the deployment names
-        the teams' credentials (run_credentials.py), else as this process's broker user."""
+        """The team's Celery client: the team's key prefix, this process's broker user."""
         if team not in self._apps:
-            urls = team_redis_urls(team)
-            app = team_app(team, *urls) if urls else team_app(team)
+            app = team_app(team)
             app.conf.update(celery_settings(queue=run_queue(team), team=team))
             # Run monitoring must not sit out a Redis outage inside one check (workers retry
             # result writes for minutes); the next check asks again.
