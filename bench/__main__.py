@@ -15,7 +15,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from bench import footprint, report, wandb_io
+from bench import dequeue, footprint, report, wandb_io
 from bench.runs import RunTiming, burst, percentile, summarize, timed_run
 from bench.stacks import PlatformStack, VanillaStack, start
 from dagster_team_celery.probes import FAN_OUT_WIDTH
@@ -177,6 +177,7 @@ def main() -> int:
             "fan_out_width": FAN_OUT_WIDTH,
         }
         checkpoint("shapes", started)
+        started = time.monotonic()
 
         results["worker_task_seconds"] = {
             label: task_durations(stack) for label, stack in stacks.items()
@@ -185,6 +186,13 @@ def main() -> int:
         results["idle_pss_mib"] = {
             label: footprint.local_footprint(stack) for label, stack in stacks.items()
         }
+        checkpoint("idle_pss", started)
+        started = time.monotonic()
+
+        results["dequeue"] = dequeue.dequeue_cost(
+            stacks["platform"], stacks["vanilla"], TEAM, "probe_ping", runs=5
+        )
+        checkpoint("dequeue", started)
     finally:
         for stack in stacks.values():
             stack.stop()

@@ -10,6 +10,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import requests
+
 from bench import footprint
 from bench.runs import RunTiming, summarize, timed_run
 from devstack.client import PlatformClient
@@ -43,7 +45,21 @@ def wait_healthy(compose: list[str], env: dict[str, str]) -> None:
     )
 
 
+def wait_through_the_proxy(client: PlatformClient, timeout: float = 120) -> None:
+    """A recreated webserver is healthy a moment before the UI proxy follows it (Bad Gateway)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            client.locations()
+            return
+        except requests.HTTPError as error:
+            if error.response.status_code not in (502, 503, 504) or time.monotonic() > deadline:
+                raise
+        time.sleep(1)
+
+
 def one_step_runs(client: PlatformClient, runs: int) -> dict:
+    wait_through_the_proxy(client)
     wait_for_loaded_locations(client, teams(), timeout=180)
     timed_run(client, TEAM, "probe_ping")  # warm-up, not recorded
     timings: list[RunTiming] = [timed_run(client, TEAM, "probe_ping") for _ in range(runs)]

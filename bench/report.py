@@ -50,6 +50,20 @@ def container_rows(containers: dict) -> list[str]:
     return rows
 
 
+def dequeue_rows(dequeue: dict) -> list[str]:
+    """The daemon's idle CPU (percent of one core) and the queue time at each dequeue interval;
+    vanilla's daemon keeps the default 5 s."""
+    rows = []
+    for interval, measured in dequeue["platform"].items():
+        vanilla = dequeue["vanilla_5s_daemon_idle_cpu_percent"]
+        rows.append(
+            f"| daemon idle CPU (% of a core) / queue p50 (s), dequeue every {interval} s; "
+            f"vanilla column = its 5 s daemon | {measured['daemon_idle_cpu_percent']} / "
+            f"{measured['queue_p50_seconds']} | {vanilla} | | |"
+        )
+    return rows
+
+
 def markdown(results: dict) -> str:
     lines = [
         f"Benchmark of {results['date']} ({results['machine']['cpus']} cores); platform vs "
@@ -122,6 +136,8 @@ def markdown(results: dict) -> str:
         f"{ratio(cold['platform'], cold['vanilla'])} | <= 10 s: "
         f"{verdict(cold['platform'], GOALS['local_cold_start_seconds'])} |"
     )
+    if "dequeue" in results:
+        lines += dequeue_rows(results["dequeue"])
     if "containers" in results:
         lines += container_rows(results["containers"])
     lines += [

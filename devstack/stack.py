@@ -11,7 +11,8 @@ This module composes the stack; each part has a module of its own:
   environment (``LocalStack`` is a ``StackEnvironment``);
 - ``devstack.infra``: the Postgres and Redis servers;
 - ``devstack.health``: the probes that tell when a service is ready;
-- ``devstack.supervisor``: starting, restarting and stopping the services.
+- ``devstack.supervisor``: starting, restarting and stopping the services;
+- ``devstack.code_reload``: a team's workers restarted when a Reload gives it new code.
 """
 
 import base64
@@ -24,6 +25,7 @@ from pathlib import Path
 
 from dagster_team_celery.settings import BROKER_URL_ENV
 from devstack import config, config_check, infra
+from devstack.code_reload import CodeReloadWatcher
 from devstack.environment import StackEnvironment, StackSettings, free_port
 from devstack.errors import StackError
 from devstack.health import grpc_serving, http_ok, worker_alive
@@ -46,6 +48,8 @@ class LocalStack(StackEnvironment):
         self.lock = SupervisorLock(self.state)
         self.startup_seconds = 0.0  # set once every service is healthy
         self.leftovers_killed = 0  # services a crashed earlier supervisor had left running
+        # Restarts a team's workers when a Reload gives its code server new code.
+        self.code_reload: CodeReloadWatcher | None = None
 
     @property
     def services(self) -> dict[str, Service]:
@@ -268,7 +272,16 @@ class LocalStack(StackEnvironment):
         self.startup_seconds = time.monotonic() - started
         self._write_status()
         self.supervisor.watch()
+        self.code_reload = CodeReloadWatcher(
+            {team: self.ports[f"{team}-code"] for team in self.teams}, self.team_workers
+        )
+        self.code_reload.start()
         return self
+
+    def team_workers(self, team: str) -> list[Service]:
+        """The team's step worker and, with warm runs, its run worker."""
+        names = (f"{team}-worker", f"{team}-runs")
+        return [self.services[name] for name in names if name in self.services]
 
     def _write_status(self) -> None:
         status = {
@@ -291,6 +304,8 @@ class LocalStack(StackEnvironment):
         os.replace(pending, self.state / "status.json")
 
     def stop(self) -> None:
+        if self.code_reload is not None:
+            self.code_reload.stop()
         self.supervisor.stop()
         self.lock.release()
 

@@ -15,7 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-from registry import REPO_ROOT, RegistryError, teams
+from registry import REPO_ROOT, RegistryError, find_team, teams
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -76,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
         print(
             f"Created team {args.name!r} in {target.relative_to(root)} "
             f"({time.monotonic() - started:.1f}s); workspace.yaml and docker-compose.yml "
-            f"({args.name}-code, {args.name}-worker) regenerated.\n"
+            f"({', '.join(find_team(args.name, root).services)}) regenerated.\n"
             f"Next: `make up` (or `make dev`), then launch `sample_job` in {args.name}."
         )
         return 0

@@ -53,8 +53,11 @@ def redeploy_compose(team_name: str, compose: list[str], webserver: str, timeout
     started = time.monotonic()
     if team.built_here:
         subprocess.run([*compose, "build", services[0]], cwd=REPO_ROOT, check=True)
+    # Not --no-deps: compose 2.26 then labels the containers without their depends_on, and
+    # every later `make up` recreates them (docker/compose#12069). The dependencies are up, so
+    # naming them changes nothing.
     subprocess.run(
-        [*compose, "up", "-d", "--no-deps", "--force-recreate", *services],
+        [*compose, "up", "-d", "--force-recreate", *services],
         cwd=REPO_ROOT,
         check=True,
     )

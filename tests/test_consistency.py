@@ -38,7 +38,8 @@ def test_no_generated_file_is_stale():
 def test_team_has_a_code_server_serving_its_module(team):
     service = compose()["services"][f"{team}-code"]
     command = service["command"]
-    assert command[:3] == ["dagster", "code-server", "start"]
+    # The server alone: no Reload proxy, since the code is baked into the image.
+    assert command[:4] == ["dagster", "api", "grpc", "--lazy-load-user-code"]
     assert command[command.index("--module-name") + 1] == f"{team}.definitions"
     assert command[command.index("--location-name") + 1] == team
     assert command[command.index("--port") + 1] == "4000"

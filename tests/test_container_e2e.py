@@ -508,6 +508,9 @@ def test_a_redeploy_drains_the_teams_run_in_flight_and_leaves_another_teams_unto
     assert compose_client.wait_for_run(again, timeout=300) == "SUCCESS"
     new_run_worker = wait_for_event(compose_client, again, RUN_PROCESS).group(2)
     assert new_run_worker != old_run_worker
+    # A later `make up` finds the redeployed containers as it would have made them.
+    compose_stack.run("up", "-d", "--remove-orphans")
+    assert compose_stack.all_container_ids() == after
 
 
 def test_team_containers_run_as_a_non_root_user(compose_stack):

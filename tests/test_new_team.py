@@ -1,6 +1,7 @@
 """`make new-team`: a scaffolded team is registered everywhere and runs green untouched."""
 
 import os
+import re
 import subprocess
 import sys
 import time
@@ -9,10 +10,12 @@ import pytest
 
 import registry
 from devstack.client import PlatformClient
+from devstack.processes import wait_until
 from devstack.stack import LocalStack, StackSettings
 from registry import scaffold
 from tests.repo import COMPOSE_SCHEMA, REPO_ROOT, copy_checkout
 from tests.stacks import stop_stack, wait_for_loaded_locations
+from tests.terminate import wait_for_event
 
 NEW_TEAM = "carrots"
 
@@ -101,8 +104,34 @@ def test_scaffolded_team_passes_its_own_tests(scaffolded):
     assert result.returncode == 0, result.stdout[-3000:]
 
 
+# A module of the team's that the test changes while the stack runs, then reloads.
+CODE_MARK_MODULE = """
+import dagster as dg
+
+CODE_MARK = "first"
+
+
+@dg.asset(group_name="code_mark")
+def code_mark(context: dg.AssetExecutionContext) -> None:
+    context.log.info(f"code mark: {CODE_MARK}")
+
+
+code_mark_job = dg.define_asset_job("code_mark_job", selection=[code_mark])
+"""
+
+
+def code_mark_of_a_new_run(client: PlatformClient) -> str:
+    run_id = client.submit_job(NEW_TEAM, "code_mark_job")
+    assert client.wait_for_run(run_id, timeout=240) == "SUCCESS"
+    return wait_for_event(client, run_id, re.compile(r"code mark: (\w+)")).group(1)
+
+
 @pytest.mark.local_stack
 def test_scaffolded_teams_sample_job_runs_green_on_its_own_worker(scaffolded, request):
+    code_mark = (
+        scaffolded / "code_locations" / NEW_TEAM / "src" / NEW_TEAM / "defs" / "code_mark.py"
+    )
+    code_mark.write_text(CODE_MARK_MODULE)
     stack = LocalStack(
         StackSettings(
             name=f"newteam-{os.getpid()}",
@@ -126,5 +155,24 @@ def test_scaffolded_teams_sample_job_runs_green_on_its_own_worker(scaffolded, re
         workers = client.step_workers(run_id)
         assert set(workers) == {"raw_numbers", "squared_numbers"}
         assert all(worker.startswith(f"{NEW_TEAM}@") for worker in workers.values())
+
+        # Fresh code after a Reload in the UI: the workers restart, and the next run runs (and
+        # its step logs, on the step worker) the changed constant.
+        assert code_mark_of_a_new_run(client) == "first"
+        code_mark.write_text(CODE_MARK_MODULE.replace('"first"', '"second"'))
+        workers_before = {worker.name: worker.pid for worker in stack.team_workers(NEW_TEAM)}
+        reloaded = time.monotonic()
+        client.reload_location(NEW_TEAM)
+        wait_for_loaded_locations(client, [NEW_TEAM])
+
+        def workers_restarted() -> bool:
+            return all(
+                worker.pid != workers_before[worker.name] and worker.is_ready()
+                for worker in stack.team_workers(NEW_TEAM)
+            )
+
+        assert wait_until(workers_restarted, 120), "the Reload did not restart the workers"
+        print(f"workers restarted {time.monotonic() - reloaded:.1f}s after the Reload")
+        assert code_mark_of_a_new_run(client) == "second"
     finally:
         stop_stack(stack, request.session)
