@@ -57,7 +57,8 @@ def dequeue_rows(dequeue: dict) -> list[str]:
     for interval, measured in dequeue["platform"].items():
         vanilla = dequeue["vanilla_5s_daemon_idle_cpu_percent"]
         rows.append(
-            f"| daemon idle CPU (% of a core) / queue p50 (s), dequeue every {interval} s; "
+            f"| daemon idle CPU (% of a core) / queue p50 (s), dequeue_interval_seconds "
+            f"{interval}; "
             f"vanilla column = its 5 s daemon | {measured['daemon_idle_cpu_percent']} / "
             f"{measured['queue_p50_seconds']} | {vanilla} | | |"
         )

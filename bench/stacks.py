@@ -13,6 +13,7 @@ from pathlib import Path
 import yaml
 from celery import Celery
 
+from dagster_team_celery.settings import BACKEND_URL_ENV, BROKER_URL_ENV
 from devstack import config
 from devstack.processes import Service
 from devstack.stack import LocalStack, StackSettings
@@ -46,6 +47,12 @@ class VanillaStack(LocalStack):
     def team_env(self, team: str) -> dict[str, str]:
         # Code servers, runs and workers all import the job through VANILLA_MODULE.
         return {**super().team_env(team), "PYTHONPATH": str(VANILLA_PYTHONPATH)}
+
+    def team_redis_env(self, team: str) -> dict[str, str]:
+        # Stock dagster-celery puts its keys at the top of Redis, which a team's Redis user
+        # (confined to team:<team>:) may not touch, so vanilla uses the operator's.
+        base = self.redis_base_url()
+        return {BROKER_URL_ENV: f"{base}/0", BACKEND_URL_ENV: f"{base}/1"}
 
     def _code_server(self, team: str) -> Service:
         service = super()._code_server(team)

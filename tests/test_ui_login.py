@@ -32,12 +32,17 @@ class RefusingProxy(http.server.BaseHTTPRequestHandler):
         pass
 
 
-@pytest.fixture
-def refusing_proxy() -> Iterator[str]:
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), RefusingProxy)
+def serve(handler: type[http.server.BaseHTTPRequestHandler]) -> Iterator[str]:
+    """A stand-in for the UI's proxy on a free loopback port, for the length of a test."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     yield f"http://127.0.0.1:{server.server_port}"
     server.shutdown()
+
+
+@pytest.fixture
+def refusing_proxy() -> Iterator[str]:
+    yield from serve(RefusingProxy)
 
 
 def test_a_refused_login_names_the_settings_and_the_fix(refusing_proxy, monkeypatch):
@@ -75,10 +80,7 @@ class NewWebserverProxy(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture
 def new_webserver_proxy() -> Iterator[str]:
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), NewWebserverProxy)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
+    yield from serve(NewWebserverProxy)
 
 
 def test_a_webserver_not_yet_reached_through_the_proxy_is_waited_for(new_webserver_proxy):
