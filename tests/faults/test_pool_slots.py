@@ -24,7 +24,11 @@ def test_a_lost_workers_slot_is_freed_for_the_step_waiting_on_it(fault_stack, fa
         **pool_run_config(120),
         "execution": {"config": {"lost_worker_timeout_seconds": LOST_WORKER_TIMEOUT}},
     }
-    holder = fault_client.submit_job("bakery", "probe_pool", run_config=run_config)
+    # No automatic retry: run_retries would start the failed holder again, and its 120 s steps
+    # would still hold the pool and the bakery's worker in the scenarios that follow.
+    holder = fault_client.submit_job(
+        "bakery", "probe_pool", run_config=run_config, tags={"dagster/max_retries": "0"}
+    )
     assert wait_until(lambda: fault_client.pool(PROBE_POOL)["activeSlotCount"] == 1, 120)
     waiting = fault_client.submit_job("ml", "probe_pool", run_config=pool_run_config(0.2))
     time.sleep(3)

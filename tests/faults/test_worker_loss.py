@@ -22,11 +22,17 @@ pytestmark = [pytest.mark.faults, pytest.mark.local_stack]
 def test_killed_worker_is_replaced_and_every_step_still_runs(fault_stack, fault_client):
     run_id = fault_client.submit_job("bakery", "probe_fan_out", run_config=fan_out_run_config(1.0))
     wait_for_progress(fault_client, run_id, successes=5)
-    # Kill it while it runs a step: on a loaded machine it can sit between steps at the moment
-    # the fifth success is read, and then nothing would be lost.
+    # Kill it while it runs one of this run's steps: on a loaded machine it can sit between
+    # steps at the moment the fifth success is read, and then nothing would be lost. (A step
+    # of an earlier scenario's run must not count.)
     broker = fault_stack.team_env("bakery")["DAGSTER_CELERY_BROKER_URL"]
-    running = lambda: any(active_tasks("bakery", broker).values())  # noqa: E731
-    assert wait_until(running, 60), "the bakery worker never reported a running step"
+
+    def running() -> bool:
+        tasks = [task for tasks in active_tasks("bakery", broker).values() for task in tasks]
+        # The step's arguments (ExecuteStepArgs, packed into the task's kwargs) name its run.
+        return any(run_id in f"{task.get('args')}{task.get('kwargs')}" for task in tasks)
+
+    assert wait_until(running, 60), "the bakery worker never reported a step of the run running"
 
     kill_hard(fault_stack, "bakery-worker")
     killed_at = time.monotonic()
