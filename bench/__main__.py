@@ -47,9 +47,11 @@ def in_process_runs(stack, job: str, executor: str, repeat: int) -> list[float]:
 
 
 def task_durations(stack) -> dict[str, float]:
-    """p50/p90 of the Celery task per step, as the bakery worker logged them."""
+    """p50/p90 of the Celery task per step, as the bakery's step worker logged them (its run
+    worker logs to the same file)."""
     log = stack.services[f"{TEAM}-worker"].log_path.read_text(errors="replace")
-    seconds = [float(match) for match in re.findall(r"succeeded in ([0-9.]+)s", log)]
+    step_task = r"Task execute_plan\[[^\]]+\] succeeded in ([0-9.]+)s"
+    seconds = [float(match) for match in re.findall(step_task, log)]
     return {
         "tasks": len(seconds),
         "p50": round(statistics.median(seconds), 3),
@@ -182,7 +184,9 @@ def main() -> int:
         results["worker_task_seconds"] = {
             label: task_durations(stack) for label, stack in stacks.items()
         }
-        time.sleep(10)  # let pools and caches settle into their idle state
+        # Idle: the run workers' autoscaler retires the burst's extra forks 10-20 s after the
+        # last run (worker_cli.py), and pools and caches settle.
+        time.sleep(25)
         results["idle_pss_mib"] = {
             label: footprint.local_footprint(stack) for label, stack in stacks.items()
         }

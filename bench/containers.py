@@ -138,7 +138,7 @@ def compose_benchmark(runs: int) -> dict:
                 [*compose, "down", "-v"], cwd=REPO_ROOT, env=warm_env, capture_output=True
             )
     team_pss = {
-        team: round(sum(pss.get(f"{team}-{role}", 0) for role in ("code", "worker", "runs")), 1)
+        team: round(sum(pss.get(f"{team}-{role}", 0) for role in ("code", "worker")), 1)
         for team in teams()
     }
     return {

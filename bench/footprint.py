@@ -27,16 +27,14 @@ def tree_pss(pid: int) -> int:
 
 
 def local_footprint(stack: LocalStack) -> dict[str, float]:
-    """MiB per service, and per team (code server + step worker + warm run worker, if any)."""
+    """MiB per service, and per team (code server + its workers, steps and warm runs)."""
     services = {
         name: round(tree_pss(service.pid) / MIB, 1)
         for name, service in stack.services.items()
         if service.pid
     }
     teams = {
-        team: round(
-            sum(services.get(f"{team}-{part}", 0.0) for part in ("code", "worker", "runs")), 1
-        )
+        team: round(sum(services.get(f"{team}-{part}", 0.0) for part in ("code", "worker")), 1)
         for team in stack.teams
     }
     return {"services": services, "teams": teams}

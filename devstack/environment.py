@@ -18,7 +18,6 @@ from dagster_team_celery.settings import (
     BROKER_URL_ENV,
     DEFAULT_VISIBILITY_TIMEOUT_SECONDS,
     VISIBILITY_TIMEOUT_ENV,
-    run_queue,
 )
 from dagster_wandb_io.keys import (
     PRIVATE_KEY_ENV,
@@ -280,10 +279,4 @@ class StackEnvironment:
             # Local mode starts no containers: dagster.yaml's launcher is always warm here.
             RUN_ISOLATION_ENV: "warm",
             "PYTHONPATH": config.DEVSTACK_PYTHONPATH,
-        }
-
-    def run_worker_env(self, team: str) -> dict[str, str]:
-        return {
-            **self.team_env(team),
-            "DAGSTER_CELERY_LIVENESS_FILE": str(liveness_file(self.state, run_queue(team))),
         }

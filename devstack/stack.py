@@ -23,6 +23,7 @@ import sys
 import time
 from pathlib import Path
 
+from dagster_team_celery.liveness import LIVENESS_FILE_ENV, role_liveness_path
 from dagster_team_celery.settings import BROKER_URL_ENV
 from devstack import config, config_check, infra
 from devstack.code_reload import CodeReloadWatcher
@@ -37,6 +38,9 @@ from devstack.supervisor import Supervisor
 __all__ = ["LocalStack", "StackError", "StackSettings", "free_port"]
 
 PLATFORM_BIN = Path(sys.prefix) / "bin"
+# As compose's stop_grace_period for a team's worker: the runs in flight drain (up to two
+# minutes), then the steps in flight finish; whatever is still running after that is killed.
+WORKER_STOP_TIMEOUT = 180.0
 
 
 class LocalStack(StackEnvironment):
@@ -111,30 +115,25 @@ class LocalStack(StackEnvironment):
         )
 
     def _worker(self, team: str) -> Service:
-        # Warm shutdown: let running steps finish before the worker exits.
-        return self._celery_worker(team, "worker", "dagster-team-worker", self.team_env(team), 60)
-
-    def _run_worker(self, team: str) -> Service:
-        # Warm shutdown: runs in flight finish on the code they started with (a redeploy drains
-        # them); one still running after this is killed, and fails.
-        env = self.run_worker_env(team)
-        return self._celery_worker(team, "runs", "dagster-team-run-worker", env, 120)
-
-    def _celery_worker(
-        self, team: str, role: str, executable: str, env: dict[str, str], stop_timeout: float
-    ) -> Service:
-        """One of the team's Celery workers, stopped through its main process alone (as
-        `docker stop` does), so its warm shutdown lets its pool finish what it is running."""
-        liveness = Path(env["DAGSTER_CELERY_LIVENESS_FILE"])
-        liveness.unlink(missing_ok=True)
+        """The team's step worker and (with warm runs) its run worker, forked from one
+        preloaded process, stopped through that process alone (as `docker stop` does): it
+        drains the runs in flight, then lets the steps in flight finish."""
+        roles = self.worker_roles
+        env = self.team_env(team)
+        base = Path(env[LIVENESS_FILE_ENV])
+        for role in roles:
+            role_liveness_path(role, base).unlink(missing_ok=True)
         service = self._service(
-            f"{team}-{role}",
-            [config.team_bin(team, executable, self.root)],
+            f"{team}-worker",
+            [config.team_bin(team, "dagster-team-worker", self.root), *roles],
             env,
-            ready=lambda: worker_alive(liveness, since=service.started_wall),
+            ready=lambda: all(
+                worker_alive(role_liveness_path(role, base), since=service.started_wall)
+                for role in roles
+            ),
             cwd=config.team_dir(team, self.root),
             signal_group=False,
-            stop_timeout=stop_timeout,
+            stop_timeout=WORKER_STOP_TIMEOUT,
         )
         return service
 
@@ -194,6 +193,12 @@ class LocalStack(StackEnvironment):
     @property
     def warm_runs(self) -> bool:
         return self.settings.run_launcher == "warm"
+
+    @property
+    def worker_roles(self) -> tuple[str, ...]:
+        """What each team's worker consumes: its step queue and, with warm runs, its run
+        queue (`dagster-team-worker`'s roles)."""
+        return ("steps", "runs") if self.warm_runs else ("steps",)
 
     def instance_yaml(self) -> str:
         return config.local_instance_yaml(self.root, self.settings.run_launcher)
@@ -259,7 +264,6 @@ class LocalStack(StackEnvironment):
                 self._platform_code_server(),
                 *(self._code_server(team) for team in self.teams),
                 *(self._worker(team) for team in self.teams),
-                *(self._run_worker(team) for team in self.teams if self.warm_runs),
                 self._webserver(),
                 self._daemon(),
             ]
@@ -279,9 +283,9 @@ class LocalStack(StackEnvironment):
         return self
 
     def team_workers(self, team: str) -> list[Service]:
-        """The team's step worker and, with warm runs, its run worker."""
-        names = (f"{team}-worker", f"{team}-runs")
-        return [self.services[name] for name in names if name in self.services]
+        """The team's workers: its step worker and, with warm runs, its run worker, which
+        share one service."""
+        return [self.services[f"{team}-worker"]]
 
     def _write_status(self) -> None:
         status = {
@@ -292,6 +296,7 @@ class LocalStack(StackEnvironment):
             "ports": self.ports,
             "supervisor_pid": os.getpid(),
             "pids": {name: service.pid for name, service in self.services.items()},
+            "worker_roles": list(self.worker_roles),
             # With start times, so `make dev-stop` never kills a process that reused a pid.
             "processes": self.supervisor.process_records(),
             "logs": str(self.logs),

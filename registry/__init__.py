@@ -64,10 +64,10 @@ class Team:
         return self.image is None
 
     @property
-    def services(self) -> tuple[str, str, str]:
-        """The team's compose services: its gRPC code server, its step workers and its warm
-        run workers."""
-        return (f"{self.name}-code", f"{self.name}-worker", f"{self.name}-runs")
+    def services(self) -> tuple[str, str]:
+        """The team's compose services: its gRPC code server, and its workers (steps and warm
+        runs, forked from one preloaded process)."""
+        return (f"{self.name}-code", f"{self.name}-worker")
 
 
 def check_name(name: str) -> None:

@@ -89,7 +89,7 @@ def stack_status(state: Path) -> dict:
 
 
 def redeploy_local(state: Path, team: str, timeout: float = 180.0) -> RedeployReport:
-    from dagster_team_celery.settings import run_queue
+    from dagster_team_celery.liveness import role_liveness_path
     from devstack import config
     from devstack.client import PlatformClient
     from devstack.health import grpc_serving, liveness_file, worker_alive
@@ -101,10 +101,6 @@ def redeploy_local(state: Path, team: str, timeout: float = 180.0) -> RedeployRe
     services = [f"{team}-code", f"{team}-worker"]
     if any(service not in status["pids"] for service in services):
         raise RedeployError(f"Team {team!r} is not part of the stack in {state}.")
-    # The warm run worker, unless the stack starts each run in a fresh process.
-    run_worker = run_queue(team)
-    if run_worker in status["pids"]:
-        services.append(run_worker)
     sync = subprocess.run(
         ["uv", "sync", "--frozen", "--quiet"],
         cwd=config.team_dir(team, root),
@@ -114,17 +110,17 @@ def redeploy_local(state: Path, team: str, timeout: float = 180.0) -> RedeployRe
     if sync.returncode != 0:
         raise RedeployError(f"uv sync for {team} failed; nothing was restarted:\n{sync.stderr}")
     old_pids = {service: status["pids"][service] for service in services}
-    liveness = [liveness_file(state, team)]
-    if run_worker in services:
-        liveness.append(liveness_file(state, run_worker))
+    liveness = [
+        role_liveness_path(role, liveness_file(state, team)) for role in status["worker_roles"]
+    ]
     stopped_at = time.time()
     for service, pid in old_pids.items():
         with contextlib.suppress(ProcessLookupError):
             if service == f"{team}-code":
                 os.killpg(pid, signal.SIGTERM)  # the code server and its run subprocesses
             else:
-                # Only the worker's main process, as `docker stop` does: its warm shutdown lets
-                # the steps, or the runs, in flight finish on the code they started with.
+                # Only the workers' parent, as `docker stop` does: the runs in flight drain,
+                # then the steps in flight finish, on the code they started with.
                 os.kill(pid, signal.SIGTERM)
 
     def restarted() -> bool:

@@ -82,7 +82,7 @@ def test_redis_takes_its_users_from_the_acl_file_and_keeps_an_append_only_file()
 def test_each_team_service_uses_its_own_redis_user_and_the_platform_none():
     services = compose()["services"]
     for team in team_folders():
-        for name in (f"{team}-code", f"{team}-worker", f"{team}-runs"):
+        for name in (f"{team}-code", f"{team}-worker"):
             environment = services[name]["environment"]
             for variable in ("DAGSTER_CELERY_BROKER_URL", "DAGSTER_CELERY_BACKEND_URL"):
                 assert environment[variable].startswith(f"redis://team_{team}:${{"), name
@@ -152,13 +152,16 @@ def test_no_service_runs_as_root_unless_runs_get_containers():
         assert service["user"] == "0", f"{name} needs root for the engine socket"
 
 
-def test_every_team_has_warm_run_workers_built_like_its_step_workers():
+def test_every_team_worker_runs_steps_and_warm_runs_and_drains_them_on_a_stop():
     services = compose()["services"]
     for team in team_folders():
-        runs, worker = services[f"{team}-runs"], services[f"{team}-worker"]
-        assert runs["command"] == ["dagster-team-run-worker"]
-        assert runs["image"] == worker["image"] and runs["environment"] == worker["environment"]
-        assert runs["stop_grace_period"] == "120s", "runs in flight drain on a redeploy"
+        worker = services[f"{team}-worker"]
+        # Both roles, forked from one preloaded parent (worker_family.py), checked by one probe.
+        assert worker["command"] == ["dagster-team-worker"]
+        assert worker["healthcheck"]["test"] == ["CMD", "dagster-team-worker-healthcheck"]
+        # The runs in flight drain (up to two minutes), then the steps in flight finish.
+        assert worker["stop_grace_period"] == "180s"
+        assert f"{team}-runs" not in services
 
 
 def _compose_cli() -> list[str] | None:

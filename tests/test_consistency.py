@@ -63,7 +63,7 @@ def test_team_has_a_worker_built_from_its_own_image(team):
 
 @pytest.mark.parametrize("team", team_folders())
 def test_team_services_mount_the_artifact_cache_and_shared_storage(team):
-    for service_name in (f"{team}-code", f"{team}-worker", f"{team}-runs"):
+    for service_name in (f"{team}-code", f"{team}-worker"):
         volumes = compose()["services"][service_name]["volumes"]
         assert "artifact-cache:/opt/dagster/artifact-cache" in volumes
         assert "dagster-shared:/opt/dagster/shared" in volumes
@@ -79,11 +79,7 @@ def test_team_services_mount_the_artifact_cache_and_shared_storage(team):
 def test_no_platform_service_names_a_team():
     """A team added or removed must not change, and so recreate, any platform service."""
     services = compose()["services"]
-    team_services = {
-        name
-        for team in team_folders()
-        for name in (f"{team}-code", f"{team}-worker", f"{team}-runs")
-    }
+    team_services = {name for team in team_folders() for name in (f"{team}-code", f"{team}-worker")}
     for name, service in services.items():
         if name in team_services:
             continue

@@ -11,7 +11,12 @@ import time
 import pytest
 
 from devstack.processes import wait_until
-from tests.faults.conftest import failure_messages, kill_hard
+from tests.faults.conftest import (
+    failure_messages,
+    kill_hard,
+    kill_worker_role,
+    wait_for_new_worker,
+)
 from tests.repo import load_script
 from tests.terminate import SLEEPING, wait_for_event
 
@@ -48,10 +53,15 @@ def wait_for_failure(client, run_id: str, since: float) -> float:
 def test_a_dead_run_process_fails_its_run_and_spares_the_other_runs_and_the_pool(
     client, signal_number, named_as
 ):
-    victim, pid = start_sleeping_run(client, 15)
-    bystander, _ = start_sleeping_run(client, 6)
+    victim, pid = start_sleeping_run(client, 30)
+    # In flight beside the victim: its own run process started. (Not waiting for its step to
+    # sleep: a step the previous case's killed run left running may hold a step process, and
+    # the bystander's step would wait for the victim's to end.)
+    bystander = client.submit_job("bakery", "probe_sleep", run_config=sleep_config(6))
+    wait_for_event(client, bystander, RUN_PROCESS)
 
     died_at = time.monotonic()
+    assert client.run(victim)["status"] == "STARTED", "the victim must die mid-run"
     os.kill(pid, signal_number)
     seconds = wait_for_failure(client, victim, died_at)
     print(f"\nrun process {pid} got signal {signal_number}: run FAILURE after {seconds:.1f}s")
@@ -66,20 +76,42 @@ def test_a_dead_run_process_fails_its_run_and_spares_the_other_runs_and_the_pool
 def test_a_killed_run_worker_fails_its_runs_and_its_replacement_runs_the_next(local_stack, client):
     victim, _ = start_sleeping_run(client, 15)
     died_at = time.monotonic()
-    kill_hard(local_stack, "bakery-runs")  # the supervisor restarts it, as compose would
+    # The run worker alone, with its pool: its parent forks a new one from its preloaded state.
+    old_pid = kill_worker_role(local_stack, "bakery", "runs")
     seconds = wait_for_failure(client, victim, died_at)
     print(f"\nrun worker killed: its run FAILURE after {seconds:.1f}s")
     assert seconds < FAILED_WITHIN_SECONDS
     assert "no longer runs this run" in failure_messages(client, victim)
 
-    assert wait_until(local_stack.services["bakery-runs"].is_ready, 120)
+    assert wait_for_new_worker(local_stack, "bakery", "runs", old_pid)
+    after = client.submit_job("bakery", "probe_ping")
+    assert client.wait_for_run(after, timeout=120) == "SUCCESS"
+
+
+def test_a_dead_worker_service_fails_its_runs_and_the_supervisor_brings_it_back(
+    local_stack, client
+):
+    """The whole service (parent, step worker, run worker), as when its container dies."""
+    victim, _ = start_sleeping_run(client, 15)
+    died_at = time.monotonic()
+    kill_hard(local_stack, "bakery-worker")
+    seconds = wait_for_failure(client, victim, died_at)
+    print(f"\nworker service killed: its run FAILURE after {seconds:.1f}s")
+    assert seconds < FAILED_WITHIN_SECONDS
+    # Named as the run worker that no longer runs it, or (before the replacement answers)
+    # as the team whose workers fell silent.
+    assert re.search(r"no longer runs this run|presumed dead", failure_messages(client, victim))
+
+    assert wait_until(local_stack.services["bakery-worker"].is_ready, 120)
     after = client.submit_job("bakery", "probe_ping")
     assert client.wait_for_run(after, timeout=120) == "SUCCESS"
 
 
 def test_a_team_runs_its_limit_at_once_and_the_next_run_waits_queued(client):
     runs = [
-        client.submit_job("bakery", "probe_sleep", run_config=sleep_config(8))
+        # Long enough that all four are STARTED at once for a while, however slowly each poll
+        # of five statuses answers on a loaded machine (the step worker sleeps two at a time).
+        client.submit_job("bakery", "probe_sleep", run_config=sleep_config(20))
         for _ in range(TEAM_RUN_LIMIT + 1)
     ]
     most_started, seen_queued = 0, False
@@ -108,7 +140,7 @@ def test_a_redeploy_drains_the_teams_run_in_flight_and_the_next_run_starts(local
     assert client.wait_for_run(in_flight, timeout=180) == "SUCCESS"
     redeploying.join(240)
     assert "done" in report, "the redeploy did not finish"
-    assert report["done"].new_pids["bakery-runs"] != report["done"].old_pids["bakery-runs"]
+    assert report["done"].new_pids["bakery-worker"] != report["done"].old_pids["bakery-worker"]
 
     after = client.submit_job("bakery", "probe_ping")
     assert client.wait_for_run(after, timeout=120) == "SUCCESS"

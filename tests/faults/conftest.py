@@ -1,17 +1,20 @@
 """One local stack for the whole fault suite; every scenario leaves it healthy again."""
 
+import contextlib
 import os
 import signal
 import time
 from collections import Counter
 from dataclasses import dataclass
 
+import psutil
 import pytest
 
 from devstack.client import PlatformClient
 from devstack.processes import wait_until
 from devstack.stack import LocalStack
 from tests.stacks import start_stack, stop_stack, wait_for_loaded_locations
+from tests.terminate import team_app
 
 TERMINAL = {"SUCCESS", "FAILURE", "CANCELED"}
 
@@ -30,10 +33,17 @@ def fault_client(fault_stack) -> PlatformClient:
     return client
 
 
+# Workers' parents a scenario froze (SIGSTOP) so that they fork no replacement.
+FROZEN_PARENTS: list[int] = []
+
+
 @pytest.fixture(autouse=True)
 def healthy_again(fault_stack):
     """Whatever a scenario broke, the next one starts from a healthy stack."""
     yield
+    while FROZEN_PARENTS:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(FROZEN_PARENTS.pop(), signal.SIGCONT)  # it forks the replacement now
     for service in fault_stack.services.values():
         service.restart = True
         if not service.is_running():
@@ -80,6 +90,44 @@ def kill_hard(stack: LocalStack, service_name: str) -> None:
     assert service.process is not None
     os.killpg(service.process.pid, signal.SIGKILL)
     service.process.wait(10)
+
+
+def worker_pids(stack: LocalStack, team: str) -> dict[str, int]:
+    """The pid of the main process of each of the team's Celery workers that answers, by role
+    (steps, runs), from `celery inspect stats`."""
+    broker = stack.team_env(team)["DAGSTER_CELERY_BROKER_URL"]
+    app = team_app(team, broker=broker, backend=broker)
+    try:
+        stats = app.control.inspect(timeout=3.0).stats() or {}
+    finally:
+        app.close()
+    roles = {team: "steps", f"{team}-runs": "runs"}
+    return {roles[name.split("@")[0]]: info["pid"] for name, info in stats.items()}
+
+
+def kill_worker_role(stack: LocalStack, team: str, role: str, replace: bool = True) -> int:
+    """SIGKILL one of the team's workers (steps or runs) with its pool, as when the kernel's
+    OOM killer takes it: the workers' parent forks a new one (wait_for_new_worker). With
+    ``replace=False`` the parent is frozen first, so the team is left without that worker
+    until the scenario ends. Returns the killed worker's pid."""
+    pid = worker_pids(stack, team)[role]
+    if not replace:
+        parent = stack.services[f"{team}-worker"].pid
+        os.kill(parent, signal.SIGSTOP)
+        FROZEN_PARENTS.append(parent)
+    worker = psutil.Process(pid)
+    processes = [*worker.children(recursive=True), worker]
+    for process in processes:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            process.kill()
+    psutil.wait_procs(processes, timeout=10)
+    return pid
+
+
+def wait_for_new_worker(stack: LocalStack, team: str, role: str, old_pid: int) -> bool:
+    return wait_until(
+        lambda: worker_pids(stack, team).get(role) not in (None, old_pid), 120, interval=1
+    )
 
 
 def failure_messages(client: PlatformClient, run_id: str) -> str:

@@ -6,7 +6,7 @@ import pytest
 
 from dagster_team_celery.probes import PROBE_POOL, pool_run_config
 from devstack.processes import wait_until
-from tests.faults.conftest import failure_messages, kill_hard, wait_for_terminal
+from tests.faults.conftest import failure_messages, kill_worker_role, wait_for_terminal
 from tests.pools import started_steps
 
 pytestmark = [pytest.mark.faults, pytest.mark.local_stack]
@@ -35,8 +35,7 @@ def test_a_lost_workers_slot_is_freed_for_the_step_waiting_on_it(fault_stack, fa
     assert not started_steps(fault_client, waiting, "pooled_"), "started without a slot"
     assert wait_until(lambda: started_steps(fault_client, holder, "pooled_"), 60)
 
-    fault_stack.services["bakery-worker"].restart = False
-    kill_hard(fault_stack, "bakery-worker")
+    kill_worker_role(fault_stack, "bakery", "steps", replace=False)
     killed_at = time.monotonic()
     assert wait_until(lambda: not holds_slot(fault_client, holder), 120, interval=0.2)
     freed = time.monotonic() - killed_at

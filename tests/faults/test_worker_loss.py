@@ -9,8 +9,9 @@ from dagster_team_celery.probes import FAN_OUT_WIDTH, fan_out_run_config
 from devstack.processes import wait_until
 from tests.faults.conftest import (
     failure_messages,
-    kill_hard,
+    kill_worker_role,
     step_counts,
+    wait_for_new_worker,
     wait_for_progress,
     wait_for_terminal,
 )
@@ -34,10 +35,9 @@ def test_killed_worker_is_replaced_and_every_step_still_runs(fault_stack, fault_
 
     assert wait_until(running, 60), "the bakery worker never reported a step of the run running"
 
-    kill_hard(fault_stack, "bakery-worker")
+    old_pid = kill_worker_role(fault_stack, "bakery", "steps")
     killed_at = time.monotonic()
-    worker = fault_stack.services["bakery-worker"]
-    assert wait_until(worker.is_ready, 60), "the supervisor did not bring a worker back"
+    assert wait_for_new_worker(fault_stack, "bakery", "steps", old_pid), "no worker came back"
     replaced_after = time.monotonic() - killed_at
 
     status, _ = wait_for_terminal(fault_client, run_id, timeout=300)
@@ -69,8 +69,7 @@ def test_killed_worker_without_replacement_fails_the_run_naming_the_worker(
     run_id = fault_client.submit_job("bakery", "probe_fan_out", run_config=run_config)
     wait_for_progress(fault_client, run_id, successes=5)
 
-    fault_stack.services["bakery-worker"].restart = False
-    kill_hard(fault_stack, "bakery-worker")
+    kill_worker_role(fault_stack, "bakery", "steps", replace=False)
     status, after = wait_for_terminal(fault_client, run_id, timeout=300)
     messages = failure_messages(fault_client, run_id)
     print(f"\nno replacement: run {status} {after:.1f}s after the worker was killed")

@@ -1,6 +1,6 @@
 """A team on a real Redis and a real Celery worker, with runs started as their own processes.
 
-The worker is the platform's (``dagster-team-worker``); the run process calls
+The workers are the platform's (``dagster-team-worker``); the run process calls
 ``execute_job`` on the team's job, so the platform's execution loop orchestrates it exactly as
 in a run launched by the daemon. The instance is SQLite in a temporary DAGSTER_HOME, which
 every process of the test shares.
@@ -18,7 +18,8 @@ from pathlib import Path
 
 import dagster as dg
 
-from dagster_team_celery.worker_cli import celery_worker_argv, run_worker_argv
+from dagster_team_celery.liveness import role_liveness_path
+from dagster_team_celery.worker_cli import worker_argv
 from dagster_wandb_io.keys import signing_environment
 
 TEAM = "stopteam"
@@ -93,6 +94,17 @@ def sleep_job():
     sleeper()
 
 
+@dg.op
+def after_sleep(context: dg.OpExecutionContext, slept: int) -> int:
+    context.log.info("the step after the sleep ran")
+    return slept
+
+
+@dg.job(executor_def=executor)
+def sleep_then_step_job():
+    after_sleep(sleeper())
+
+
 @dg.job(executor_def=executor)
 def publish_job():
     model()
@@ -101,7 +113,13 @@ def publish_job():
 @dg.definitions
 def defs():
     return dg.Definitions(
-        jobs=[sleep_job, publish_job, greet_job, *build_probe_jobs(executor)],
+        jobs=[
+            sleep_job,
+            sleep_then_step_job,
+            publish_job,
+            greet_job,
+            *build_probe_jobs(executor),
+        ],
         resources={
             "wandb_artifacts_manager": WandbArtifactsIOManager(
                 wandb_resource=WandbResource(), entity="stopteam", project="models"
@@ -172,37 +190,32 @@ class CeleryTeam:
         (self.root / "stopteam_code.py").write_text(TEAM_CODE)
         (self.root / "run_job.py").write_text(textwrap.dedent(RUN_SCRIPT))
 
-    def start_worker(self, **env: str) -> None:
-        alive = self.root / "alive"
-        alive.unlink(missing_ok=True)
-        log = (self.root / "worker.log").open("ab")
-        self.worker = subprocess.Popen(
-            celery_worker_argv(TEAM, []),
-            env={**self.env, **env},
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        wait_for(alive.exists, 90, lambda: f"worker never became ready:\n{self.worker_log()}")
+    def start_worker(self, *roles: str, **env: str) -> None:
+        """The team's workers (``dagster-team-worker``): its step worker, unless ``roles``
+        names others ("runs" for its warm run worker, or both: one preloaded parent)."""
+        self.worker = self.start_workers(roles or ("steps",), "worker.log", env)
 
     def start_run_worker(self) -> None:
-        """The team's warm run worker (``dagster-team-run-worker``), on the same Redis."""
-        alive = self.root / "runs-alive"
-        alive.unlink(missing_ok=True)
-        log = (self.root / "run-worker.log").open("ab")
-        self.run_worker = subprocess.Popen(
-            run_worker_argv(TEAM, []),
-            env={**self.env, "DAGSTER_CELERY_LIVENESS_FILE": str(alive)},
-            stdout=log,
-            stderr=subprocess.STDOUT,
+        """The team's warm run worker alone (``dagster-team-worker runs``), on the same Redis."""
+        self.run_worker = self.start_workers(("runs",), "run-worker.log", {})
+
+    def start_workers(self, roles: tuple[str, ...], log_name: str, env: dict) -> subprocess.Popen:
+        alive = [role_liveness_path(role, self.root / "alive") for role in roles]
+        for path in alive:
+            path.unlink(missing_ok=True)
+        log = (self.root / log_name).open("ab")
+        process = subprocess.Popen(
+            worker_argv(*roles), env={**self.env, **env}, stdout=log, stderr=subprocess.STDOUT
         )
         wait_for(
-            alive.exists,
+            lambda: all(path.exists() for path in alive),
             90,
             lambda: (
-                "run worker never became ready:\n"
-                + (self.root / "run-worker.log").read_text(errors="replace")[-4000:]
+                f"{' and '.join(roles)} never became ready:\n"
+                + (self.root / log_name).read_text(errors="replace")[-4000:]
             ),
         )
+        return process
 
     def stop_run_worker(self) -> None:
         if self.run_worker is not None and self.run_worker.poll() is None:

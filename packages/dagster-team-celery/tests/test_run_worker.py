@@ -25,30 +25,39 @@ def warm_team(team, monkeypatch):
     for name, value in team.env.items():
         monkeypatch.setenv(name, value)
     monkeypatch.syspath_prepend(str(team.root))
-    team.start_worker()
-    team.start_run_worker()
+    team.start_worker("steps", "runs")  # as compose runs them: one preloaded parent
     return team
 
 
-def launch(team, instance, launcher) -> str:
+def launch(team, instance, launcher, job: str = "greet_job", run_config: dict | None = None) -> str:
+    """Launch ``job`` as the daemon would, and return its run id without waiting."""
     repository = ReconstructableRepository.for_module("stopteam_code", "defs", str(team.root))
-    recon_job = ReconstructableJob(repository, "greet_job")
+    recon_job = ReconstructableJob(repository, job)
     location = GrpcServerCodeLocationOrigin(host="localhost", port=4000, location_name=TEAM)
     run = instance.create_run_for_job(
         recon_job.get_definition(),
+        run_config=run_config,
         status=DagsterRunStatus.STARTING,
         job_code_origin=recon_job.get_python_origin(),
-        remote_job_origin=RemoteJobOrigin(
-            RemoteRepositoryOrigin(location, "__repository__"), "greet_job"
-        ),
+        remote_job_origin=RemoteJobOrigin(RemoteRepositoryOrigin(location, "__repository__"), job),
     )
     launcher.launch_run(LaunchRunContext(dagster_run=run, workspace=None))
+    return run.run_id
+
+
+def launch_and_wait(team, instance, launcher, job: str = "greet_job", **kwargs) -> str:
+    run_id = launch(team, instance, launcher, job, **kwargs)
+    wait_for_end(instance, run_id)
+    return run_id
+
+
+def wait_for_end(instance, run_id: str) -> None:
+    run = instance.get_run_by_id(run_id)
     wait_for(
         lambda: instance.get_run_by_id(run.run_id).is_finished,
         120,
         lambda: f"run {run.run_id} is {instance.get_run_by_id(run.run_id).status}",
     )
-    return run.run_id
 
 
 def messages(instance, run_id: str) -> str:
@@ -60,7 +69,7 @@ def test_a_run_starts_in_the_warm_worker_and_a_restart_brings_the_new_code(warm_
         launcher = WarmRunLauncher()
         launcher.register_instance(instance)
 
-        first = launch(warm_team, instance, launcher)
+        first = launch_and_wait(warm_team, instance, launcher)
         assert instance.get_run_by_id(first).status == DagsterRunStatus.SUCCESS
         logged = messages(instance, first)
         assert RUN_PROCESS.search(logged).group(1).startswith(f"{TEAM}-runs@")
@@ -70,11 +79,9 @@ def test_a_run_starts_in_the_warm_worker_and_a_restart_brings_the_new_code(warm_
         module.write_text(module.read_text().replace('GREETING = "first"', 'GREETING = "second"'))
         # What `make redeploy TEAM=x` does: the team's workers restart and import the new code.
         warm_team.stop_worker()
-        warm_team.stop_run_worker()
-        warm_team.start_worker()
-        warm_team.start_run_worker()
+        warm_team.start_worker("steps", "runs")
 
-        second = launch(warm_team, instance, launcher)
+        second = launch_and_wait(warm_team, instance, launcher)
         assert instance.get_run_by_id(second).status == DagsterRunStatus.SUCCESS
         assert "greeting: second" in messages(instance, second)
 
@@ -113,3 +120,39 @@ def test_a_run_worker_refuses_a_run_whose_code_is_another_teams(warm_team):
         assert "Refused" in refusal and "bakery.definitions" in refusal
         assert instance.get_run_by_id(run.run_id).status == DagsterRunStatus.STARTING
         assert "greeting" not in messages(instance, run.run_id)
+
+
+def test_stopping_the_workers_drains_a_run_whose_next_step_is_still_to_come(warm_team):
+    """`docker stop` of a team's workers (a redeploy) drains the run worker first: the run in
+    flight still gets a step worker for the step after the one running when the stop came."""
+    with warm_team.instance() as instance:
+        launcher = WarmRunLauncher()
+        launcher.register_instance(instance)
+        run_id = launch(
+            warm_team,
+            instance,
+            launcher,
+            "sleep_then_step_job",
+            run_config={"ops": {"sleeper": {"config": {"seconds": 4}}}},
+        )
+        wait_for(
+            lambda: "sleeper" in started_steps(instance, run_id),
+            90,
+            lambda: f"the sleeper never started:\n{messages(instance, run_id)}",
+        )
+        warm_team.worker.terminate()  # SIGTERM to the workers' parent, as `docker stop` sends
+
+        wait_for_end(instance, run_id)
+        assert instance.get_run_by_id(run_id).status == DagsterRunStatus.SUCCESS, messages(
+            instance, run_id
+        )
+        assert "the step after the sleep ran" in messages(instance, run_id)
+        assert warm_team.worker.wait(60) == 0
+
+
+def started_steps(instance, run_id: str) -> set[str]:
+    return {
+        entry.step_key
+        for entry in instance.all_logs(run_id)
+        if entry.dagster_event and entry.dagster_event.event_type_value == "STEP_START"
+    }

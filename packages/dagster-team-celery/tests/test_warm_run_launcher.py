@@ -111,6 +111,11 @@ def test_a_broker_outage_is_not_taken_for_a_dead_run(instance, monkeypatch):
     assert health.status == WorkerStatus.RUNNING
     assert "broker is unreachable" in health.msg
     assert time.monotonic() - started < 30  # one check never sits out the outage
+    # A silence as long as the one that fails a run whose team's workers are gone: an outage
+    # is given longer.
+    monkeypatch.setattr(warm_run_launcher, "SILENT_TEAM_SECONDS", 0.0)
+    health = instance.run_launcher.check_run_worker_health(run)
+    assert health.status == WorkerStatus.RUNNING
 
 
 def test_a_run_not_yet_taken_by_a_worker_is_running(instance):

@@ -14,8 +14,9 @@ from dagster_team_celery.settings import key_prefix
 from dagster_team_celery.worker_cli import (
     IDLE_FORKS_ENV,
     RUN_CONCURRENCY_ENV,
-    celery_worker_argv,
-    run_worker_argv,
+    run_worker_args,
+    step_worker_args,
+    worker_argv,
 )
 
 BAKERY_QUEUE_KEY = key_prefix("bakery") + "bakery"
@@ -43,7 +44,7 @@ def test_worker_that_cannot_import_team_code_exits_without_taking_a_step(tmp_pat
     broker.lpush(BAKERY_QUEUE_KEY, b"a step waiting for a bakery worker")
 
     result = subprocess.run(
-        celery_worker_argv("bakery", []),
+        worker_argv(),
         env=worker_env(tmp_path, redis_url, "broken_team"),
         capture_output=True,
         text=True,
@@ -54,7 +55,7 @@ def test_worker_that_cannot_import_team_code_exits_without_taking_a_step(tmp_pat
     assert "cannot import its code module 'broken_team'" in result.stderr
     assert "module_that_does_not_exist" in result.stderr
     assert broker.llen(BAKERY_QUEUE_KEY) == 1, "the waiting step must stay on the queue"
-    assert not (tmp_path / "alive").exists()
+    assert not list(tmp_path.glob("alive*"))
 
 
 def test_worker_with_importable_code_reports_alive_and_stops_cleanly(tmp_path, redis_url):
@@ -71,7 +72,7 @@ def test_worker_with_importable_code_reports_alive_and_stops_cleanly(tmp_path, r
     )
     env = worker_env(tmp_path, redis_url, "fine_team")
     process = subprocess.Popen(
-        celery_worker_argv("bakery", []), env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+        worker_argv(), env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
     )
     try:
         deadline = time.monotonic() + 90
@@ -83,7 +84,7 @@ def test_worker_with_importable_code_reports_alive_and_stops_cleanly(tmp_path, r
         process.terminate()
         process.wait(60)
     assert process.returncode == 0
-    assert not (tmp_path / "alive").exists(), "a stopped worker must not look alive"
+    assert not list(tmp_path.glob("alive*")), "a stopped worker must not look alive"
 
 
 def healthcheck_status(env: dict[str, str]) -> int:
@@ -93,24 +94,29 @@ def healthcheck_status(env: dict[str, str]) -> int:
 
 
 def test_healthcheck_fails_on_a_missing_or_stale_liveness_file(tmp_path, monkeypatch, capsys):
-    path = tmp_path / "alive"
-    monkeypatch.setenv(liveness.LIVENESS_FILE_ENV, str(path))
-    assert healthcheck.main() == 1
+    monkeypatch.setenv(liveness.LIVENESS_FILE_ENV, str(tmp_path / "alive"))
+    steps, runs = (tmp_path / "alive-steps", tmp_path / "alive-runs")
+    assert healthcheck.main([]) == 1
     assert "missing" in capsys.readouterr().out
-    liveness.mark_alive(path)
-    assert healthcheck.main() == 0
+    liveness.mark_alive(steps)
+    assert healthcheck.main(["steps"]) == 0
+    # Both roles by default: a worker whose run role is not consuming is not healthy.
+    assert healthcheck.main([]) == 1
+    assert "runs:" in capsys.readouterr().out
+    liveness.mark_alive(runs)
+    assert healthcheck.main([]) == 0
     stale = time.time() - liveness.STALE_AFTER_SECONDS - 5
-    os.utime(path, (stale, stale))
-    assert healthcheck.main() == 1
+    os.utime(runs, (stale, stale))
+    assert healthcheck.main([]) == 1
     assert "last refreshed" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("team", ["bakery", "ml"])
 def test_worker_consumes_only_its_team_queue_under_its_team_name(team):
-    argv = celery_worker_argv(team, ["--concurrency", "1"])
+    argv = step_worker_args(team)
+    assert argv[argv.index("--app") + 1] == "dagster_team_celery.worker"
     assert argv[argv.index("--queues") + 1] == team
     assert argv[argv.index("--hostname") + 1] == f"{team}@%h"
-    assert argv[-2:] == ["--concurrency", "1"]
 
 
 def test_worker_without_its_own_instance_config_exits_before_taking_a_step(tmp_path, redis_url):
@@ -120,9 +126,7 @@ def test_worker_without_its_own_instance_config_exits_before_taking_a_step(tmp_p
     env = worker_env(tmp_path, redis_url, "fine_team")
     (tmp_path / "home" / "dagster.yaml").unlink()
 
-    result = subprocess.run(
-        celery_worker_argv("bakery", []), env=env, capture_output=True, text=True, timeout=120
-    )
+    result = subprocess.run(worker_argv(), env=env, capture_output=True, text=True, timeout=120)
 
     assert result.returncode != 0
     assert "holds no dagster.yaml" in result.stderr
@@ -132,7 +136,7 @@ def test_worker_without_its_own_instance_config_exits_before_taking_a_step(tmp_p
 def test_run_worker_consumes_its_teams_run_queue_with_a_fresh_fork_per_run(monkeypatch):
     monkeypatch.delenv(RUN_CONCURRENCY_ENV, raising=False)
     monkeypatch.delenv(IDLE_FORKS_ENV, raising=False)
-    argv = run_worker_argv("bakery", [])
+    argv = run_worker_args("bakery")
     assert argv[argv.index("--app") + 1] == "dagster_team_celery.run_worker"
     assert argv[argv.index("--queues") + 1] == "bakery-runs"
     assert argv[argv.index("--hostname") + 1] == "bakery-runs@%h"

@@ -20,6 +20,12 @@ def liveness_path() -> Path:
     return Path(os.environ.get(LIVENESS_FILE_ENV, DEFAULT_LIVENESS_FILE))
 
 
+def role_liveness_path(role: str, base: Path | None = None) -> Path:
+    """Each of a worker's roles (steps, runs) keeps its own file beside the configured one."""
+    base = base or liveness_path()
+    return base.with_name(f"{base.stem}-{role}{base.suffix}")
+
+
 def mark_alive(path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.touch()

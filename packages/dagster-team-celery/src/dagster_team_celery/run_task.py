@@ -50,6 +50,7 @@ def create_execute_run_task(app: Celery) -> Task:
         bind=True,
         name=RUN_TASK_NAME,
         Request=TerminableRunRequest,
+        shared=False,  # the step worker, forked from the same parent, must not run runs
         acks_late=False,
         # A run whose process died is failed by run monitoring, never started again.
         reject_on_worker_lost=False,
@@ -69,7 +70,7 @@ def create_execute_run_task(app: Celery) -> Task:
             raise ValueError(f"Run {run_id} has no code origin; it cannot be executed.")
         # The plain class: the run's executor serializes it into each step's task.
         recon_job = recon_job_from_origin(run.job_code_origin)
-        check_own_code(recon_job)
+        check_own_code(recon_job, task="run")
         pid = os.getpid()
         instance.report_engine_event(
             f"Started process for run (pid: {pid}) in warm run worker {self.request.hostname}.",

@@ -1,9 +1,10 @@
-"""The Celery app a team's warm run worker runs: ``celery -A dagster_team_celery.run_worker``.
+"""The Celery app a team's warm run worker runs (``dagster-team-worker runs``, or with its
+step worker, ``dagster-team-worker``: worker_family.py).
 
-Runs start here instead of in a fresh interpreter or container: this main process imports
-Dagster, Celery and the team's code once, and each run executes in a pool process forked from
-it (run_task.py). The run worker consumes the team's run queue (settings.run_queue), under the
-team's key prefix and Redis user, like its step workers.
+Runs start here instead of in a fresh interpreter or container: importing this module imports
+Dagster, Celery and the team's code once, before anything forks, and each run executes in a
+pool process forked from the worker (run_task.py). The run worker consumes the team's run
+queue (settings.run_queue), under the team's key prefix and Redis user, like its step workers.
 """
 
 from dagster_celery.config import dict_wrapper

@@ -74,14 +74,15 @@ def serve_only(module_name: str) -> None:
     _served_module[:] = [module_name]
 
 
-def check_own_code(recon_job: ReconstructableJob) -> None:
-    """Refuse, before anything is imported, a step whose code is not this team's module."""
+def check_own_code(recon_job: ReconstructableJob, task: str = "step") -> None:
+    """Refuse, before anything is imported, a ``task`` (step or run) whose code is not this
+    team's module."""
     pointer = recon_job.repository.pointer
     module_pointers = (ModuleCodePointer, PackageCodePointer, AutoloadDefsModuleCodePointer)
     module = getattr(pointer, "module", None) if isinstance(pointer, module_pointers) else None
     if not _served_module or module != _served_module[0]:
         raise ForeignTaskError(
-            f"Refused a step whose code is {pointer.describe()}: this worker runs only its own"
+            f"Refused a {task} whose code is {pointer.describe()}: this worker runs only its own"
             f" team's module {(_served_module or ['(none loaded)'])[0]!r}. A task naming other"
             " code was sent to this team's queue by something that is not this team's run."
         )
@@ -226,7 +227,9 @@ def recorded_step_events(instance: DagsterInstance, run_id: str, step_keys: list
 
 
 def create_execute_plan_task(app: Celery) -> Task:
-    @app.task(bind=True, name=TASK_EXECUTE_PLAN_NAME, Request=TerminableStepRequest)
+    # Not shared (Celery's default): a step worker and a run worker forked from one parent hold
+    # both apps, and each must know only its own task.
+    @app.task(bind=True, name=TASK_EXECUTE_PLAN_NAME, Request=TerminableStepRequest, shared=False)
     def execute_plan(
         self: Task, execute_step_args_packed: dict[str, Any], executable_dict: dict[str, Any]
     ) -> list[str]:

@@ -15,9 +15,10 @@ task's state in the result backend answers most of it in one read:
 - STARTED names the worker running it, and the team's workers are asked which tasks they run.
   A run that its worker no longer lists (a restarted worker keeps its name but not its tasks),
   or whose worker stays silent while the team's other workers answer, is lost after
-  ``MISSES_BEFORE_LOST`` checks in a row. When no worker of the team answers, or the broker is
-  down, nothing can be told apart from an outage that the run rides out, so the run is failed
-  only after ``SILENT_TEAM_SECONDS``.
+  ``MISSES_BEFORE_LOST`` checks in a row. When the broker answers but no worker of the team
+  does (the host or container of the team's only workers died), the run is failed after
+  ``SILENT_TEAM_SECONDS``. When the broker is down, nothing can be told apart from an outage
+  that the run rides out, so the run is failed only after ``UNREACHABLE_BROKER_SECONDS``.
 
 **Locations with no run workers.** The platform's own code location (cache eviction, with no
 Celery queue) has no run workers: its runs start as DefaultRunLauncher starts them, as
@@ -56,8 +57,13 @@ from dagster_team_celery.settings import celery_settings, run_queue
 # Checks in a row (10 s apart, dagster.yaml's run_monitoring) that must miss the run: one miss
 # may be a busy machine or a worker still reconnecting after a broker restart.
 MISSES_BEFORE_LOST = 3
-# How long no worker of the team may answer before its STARTED runs are failed.
-SILENT_TEAM_SECONDS = 120.0
+# How long no worker of the team may answer, while the broker does, before its STARTED runs
+# are failed: three or four checks in a row, so a busy worker that misses one is not taken for
+# dead, and a run whose container died ends within run monitoring's minute.
+SILENT_TEAM_SECONDS = 30.0
+# How long the broker may be unreachable before the team's STARTED runs are failed: the runs
+# ride out a broker restart (orchestration.py).
+UNREACHABLE_BROKER_SECONDS = 120.0
 INSPECT_TIMEOUT_SECONDS = 2.0
 # One inspection of the team's workers answers for all of its runs checked within this long.
 ACTIVE_TASKS_CACHE_SECONDS = 5.0
@@ -180,11 +186,15 @@ class WarmRunLauncher(RunLauncher, ConfigurableClass):
                 return CheckRunHealthResult(WorkerStatus.RUNNING, f"run task is {state}")
             active = self.active_tasks(app, team)
         except BROKER_ERRORS as error:
-            return self.silent_team_health(run, team, f"the broker is unreachable: {error}")
+            return self.silent_team_health(
+                run, team, f"the broker is unreachable: {error}", UNREACHABLE_BROKER_SECONDS
+            )
         started = meta.get("result") or {}
         worker, pid = started.get("hostname", "?"), started.get("pid", "?")
         if not active:
-            return self.silent_team_health(run, team, "no worker of the team answered")
+            return self.silent_team_health(
+                run, team, "no worker of the team answered", SILENT_TEAM_SECONDS
+            )
         self._silent_since.pop(run.run_id, None)
         if run.run_id in active.get(worker, set()):
             self._misses.pop(run.run_id, None)
@@ -211,10 +221,12 @@ class WarmRunLauncher(RunLauncher, ConfigurableClass):
             f"{meta.get('result')!r}). It crashed or was killed.",
         )
 
-    def silent_team_health(self, run: DagsterRun, team: str, why: str) -> CheckRunHealthResult:
+    def silent_team_health(
+        self, run: DagsterRun, team: str, why: str, patience: float
+    ) -> CheckRunHealthResult:
         silent_since = self._silent_since.setdefault(run.run_id, time.monotonic())
         silent = time.monotonic() - silent_since
-        if silent < SILENT_TEAM_SECONDS:
+        if silent < patience:
             return CheckRunHealthResult(WorkerStatus.RUNNING, f"cannot tell yet: {why}")
         self._silent_since.pop(run.run_id, None)
         return CheckRunHealthResult(

@@ -1,4 +1,5 @@
-"""The Celery app a team's step worker runs: ``celery -A dagster_team_celery.worker worker``.
+"""The Celery app a team's step worker runs (``dagster-team-worker steps``, or with its run
+worker, ``dagster-team-worker``: worker_family.py).
 
 Importing this module imports the team's Dagster code first (worker_startup.py), so a worker
 that cannot run a team's steps never takes one off the queue.

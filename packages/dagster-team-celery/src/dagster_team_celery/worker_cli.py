@@ -1,12 +1,16 @@
-"""``dagster-team-worker`` and ``dagster-team-run-worker``: start a Celery worker on one of the
-team's queues, its step queue or its run queue.
+"""``dagster-team-worker [steps] [runs]``: the team's Celery workers, on its step queue, its
+run queue, or both (the default), forked from one preloaded parent (worker_family.py).
 
-The process replaces itself with Celery (exec), so no wrapper process stays resident, and
-signals from Docker or the devstack reach Celery directly.
+Each role is ``celery worker`` with the platform's flags; ``celery_args`` gives the command
+line after ``celery``, so a test or a debugging session can also run one role alone with
+``python -m celery``.
 """
 
+import argparse
 import os
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 from dagster_team_celery.settings import run_queue, team_name
 
@@ -23,38 +27,57 @@ IDLE_FORKS_ENV = "DAGSTER_RUN_WORKER_IDLE_FORKS"
 DEFAULT_IDLE_FORKS = "1"
 
 
-def celery_worker_argv(team: str, extra_args: list[str]) -> list[str]:
-    return celery_argv(
+@dataclass(frozen=True)
+class WorkerRole:
+    name: str
+    # Imported by the preloaded parent: the Celery app, which imports the team's code first.
+    app_module: str
+    celery_args: Callable[[str], list[str]]
+    # Defaults for this role's process only (an operator's own setting wins).
+    environment: dict[str, str] = field(default_factory=dict)
+
+
+def step_worker_args(team: str) -> list[str]:
+    return celery_args(
         "dagster_team_celery.worker",
         queue=team,
         hostname=f"{team}@%h",
         processes=["--concurrency", os.environ.get(CONCURRENCY_ENV, "2")],
         pool=os.environ.get(POOL_ENV, "prefork"),
-        extra_args=extra_args,
     )
 
 
-def run_worker_argv(team: str, extra_args: list[str]) -> list[str]:
+def run_worker_args(team: str) -> list[str]:
     most = os.environ.get(RUN_CONCURRENCY_ENV, DEFAULT_RUN_CONCURRENCY)
     idle = os.environ.get(IDLE_FORKS_ENV, DEFAULT_IDLE_FORKS)
-    return celery_argv(
+    return celery_args(
         "dagster_team_celery.run_worker",
         queue=run_queue(team),
         hostname=f"{run_queue(team)}@%h",
         processes=["--autoscale", f"{most},{idle}"],
         pool="prefork",
         # Every run gets a fresh fork of the warm main process; none inherits another's state.
-        extra_args=["--max-tasks-per-child", "1", *extra_args],
+        extra_args=["--max-tasks-per-child", "1"],
     )
 
 
-def celery_argv(
-    app: str, queue: str, hostname: str, processes: list[str], pool: str, extra_args: list[str]
+ROLES = {
+    "steps": WorkerRole("steps", "dagster_team_celery.worker", step_worker_args),
+    "runs": WorkerRole(
+        "runs",
+        "dagster_team_celery.run_worker",
+        run_worker_args,
+        # Every run gets a fresh fork anyway; forks added for a burst retire 10-20 s after the
+        # last run instead of Celery's 30-60 s, so an idle team is back to one fork sooner.
+        environment={"AUTOSCALE_KEEPALIVE": "10"},
+    ),
+}
+
+
+def celery_args(
+    app: str, queue: str, hostname: str, processes: list[str], pool: str, extra_args=()
 ) -> list[str]:
     return [
-        sys.executable,
-        "-m",
-        "celery",
         "--app",
         app,
         "worker",
@@ -77,16 +100,35 @@ def celery_argv(
     ]
 
 
+def worker_argv(*roles: str) -> list[str]:
+    """The command that starts the team's workers in these roles (all, if none is named)."""
+    return [sys.executable, "-m", "dagster_team_celery.worker_cli", *roles]
+
+
+def parse_roles(argv: list[str]) -> list[WorkerRole]:
+    parser = argparse.ArgumentParser(
+        prog="dagster-team-worker",
+        description="Run $DAGSTER_TEAM's Celery workers, forked from one process that has "
+        "imported the team's code once.",
+    )
+    parser.add_argument(
+        "roles",
+        nargs="*",
+        metavar="{steps,runs}",
+        help="steps: the team's step queue; runs: its run queue (warm run starts). Default: both.",
+    )
+    names = parser.parse_args(argv).roles or list(ROLES)
+    unknown = [name for name in names if name not in ROLES]
+    if unknown:
+        parser.error(f"unknown role(s) {', '.join(map(repr, unknown))}: choose steps or runs")
+    return [ROLES[name] for name in dict.fromkeys(names)]
+
+
 def main() -> None:
-    exec_argv(celery_worker_argv(team_name(), sys.argv[1:]))
+    from dagster_team_celery.worker_family import WorkerFamily
 
-
-def run_worker_main() -> None:
-    exec_argv(run_worker_argv(team_name(), sys.argv[1:]))
-
-
-def exec_argv(argv: list[str]) -> None:
-    os.execv(argv[0], argv)
+    roles = parse_roles(sys.argv[1:])
+    sys.exit(WorkerFamily(team_name(), roles).run())
 
 
 if __name__ == "__main__":
