@@ -141,5 +141,5 @@ def test_run_worker_consumes_its_teams_run_queue_with_a_fresh_fork_per_run(monke
     assert argv[argv.index("--queues") + 1] == "bakery-runs"
     assert argv[argv.index("--hostname") + 1] == "bakery-runs@%h"
     assert argv[argv.index("--max-tasks-per-child") + 1] == "1"
-    # As many runs at once as dagster.yaml lets a team have; one fork kept ready when idle.
-    assert argv[argv.index("--autoscale") + 1] == "4,1"
+    # As many runs at once as dagster.yaml lets a team have; no fork kept while idle.
+    assert argv[argv.index("--autoscale") + 1] == "4,0"
