@@ -14,6 +14,7 @@ from dagster_team_celery.settings import key_prefix
 from dagster_team_celery.worker_cli import (
     IDLE_FORKS_ENV,
     RUN_CONCURRENCY_ENV,
+    parse_roles,
     run_worker_args,
     step_worker_args,
     worker_argv,
@@ -143,3 +144,11 @@ def test_run_worker_consumes_its_teams_run_queue_with_a_fresh_fork_per_run(monke
     assert argv[argv.index("--max-tasks-per-child") + 1] == "1"
     # As many runs at once as dagster.yaml lets a team have; no fork kept while idle.
     assert argv[argv.index("--autoscale") + 1] == "4,0"
+
+
+def test_a_workers_roles_default_to_both_and_an_unknown_one_is_refused(capsys):
+    assert [role.name for role in parse_roles([])] == ["steps", "runs"]
+    assert [role.name for role in parse_roles(["runs", "runs"])] == ["runs"]
+    with pytest.raises(SystemExit):
+        parse_roles(["step"])
+    assert "unknown role(s) 'step': choose steps or runs" in capsys.readouterr().err

@@ -58,7 +58,7 @@ def run_worker_args(team: str) -> list[str]:
         processes=["--autoscale", f"{most},{idle}"],
         pool="prefork",
         # Every run gets a fresh fork of the warm main process; none inherits another's state.
-        extra_args=["--max-tasks-per-child", "1"],
+        extra_args=("--max-tasks-per-child", "1"),
     )
 
 
@@ -76,7 +76,12 @@ ROLES = {
 
 
 def celery_args(
-    app: str, queue: str, hostname: str, processes: list[str], pool: str, extra_args=()
+    app: str,
+    queue: str,
+    hostname: str,
+    processes: list[str],
+    pool: str,
+    extra_args: tuple[str, ...] = (),
 ) -> list[str]:
     return [
         "--app",
