@@ -17,6 +17,7 @@ from bench.runs import RunTiming, summarize, timed_run
 from devstack.client import PlatformClient
 from devstack.config import REPO_ROOT, teams
 from devstack.stack import free_port
+from registry import service_names
 from tests.stacks import wait_for_loaded_locations
 
 TEAM = "bakery"
@@ -138,8 +139,7 @@ def compose_benchmark(runs: int) -> dict:
                 [*compose, "down", "-v"], cwd=REPO_ROOT, env=warm_env, capture_output=True
             )
     team_pss = {
-        team: round(sum(pss.get(f"{team}-{role}", 0) for role in ("code", "worker")), 1)
-        for team in teams()
+        team: round(sum(pss.get(name, 0) for name in service_names(team)), 1) for team in teams()
     }
     return {
         "seconds_to_healthy": seconds,

@@ -9,6 +9,7 @@ import subprocess
 import psutil
 
 from devstack.stack import LocalStack
+from registry import service_names
 
 MIB = 1024 * 1024
 
@@ -34,7 +35,7 @@ def local_footprint(stack: LocalStack) -> dict[str, float]:
         if service.pid
     }
     teams = {
-        team: round(sum(services.get(f"{team}-{part}", 0.0) for part in ("code", "worker")), 1)
+        team: round(sum(services.get(name, 0.0) for name in service_names(team)), 1)
         for team in stack.teams
     }
     return {"services": services, "teams": teams}

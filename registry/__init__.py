@@ -65,9 +65,13 @@ class Team:
 
     @property
     def services(self) -> tuple[str, str]:
-        """The team's compose services: its gRPC code server, and its workers (steps and warm
-        runs, forked from one preloaded process)."""
-        return (f"{self.name}-code", f"{self.name}-worker")
+        return service_names(self.name)
+
+
+def service_names(team: str) -> tuple[str, str]:
+    """A team's services, in compose and in local mode: its gRPC code server, and its workers
+    (steps and warm runs, forked from one preloaded process)."""
+    return (f"{team}-code", f"{team}-worker")
 
 
 def check_name(name: str) -> None:

@@ -29,7 +29,7 @@ from envfile import REPO_ROOT
 from wait_healthy import containers, describe
 from webserver import default_url, load_error, reload_location
 
-from registry import RegistryError, find_team
+from registry import RegistryError, find_team, service_names
 
 
 class RedeployError(Exception):
@@ -98,7 +98,7 @@ def redeploy_local(state: Path, team: str, timeout: float = 180.0) -> RedeployRe
     started = time.monotonic()
     status = stack_status(state)
     root = Path(status["repo_root"])
-    services = [f"{team}-code", f"{team}-worker"]
+    services = list(service_names(team))
     if any(service not in status["pids"] for service in services):
         raise RedeployError(f"Team {team!r} is not part of the stack in {state}.")
     sync = subprocess.run(

@@ -63,9 +63,15 @@ def terminate(
 
 def active_tasks(team: str, broker_url: str) -> dict[str, list]:
     """Every worker's running tasks, as `celery inspect active` reports them."""
+    return inspect_workers(team, broker_url, "active")
+
+
+def inspect_workers(team: str, broker_url: str, query: str) -> dict:
+    """Worker name -> its answer to `celery inspect <query>`, from the team's workers that
+    answer within 3 s."""
     app = team_app(team, broker=broker_url, backend=broker_url)
     try:
-        return app.control.inspect(timeout=3.0).active() or {}
+        return getattr(app.control.inspect(timeout=3.0), query)() or {}
     finally:
         app.close()
 

@@ -310,7 +310,7 @@ def test_a_killed_worker_container_fails_its_run_within_a_minute(compose_stack, 
 
 
 def team_services(team: str) -> set[str]:
-    return {f"{team}-{role}" for role in ("code", "worker")}
+    return set(registry.service_names(team))
 
 
 def assert_sample_job_runs_on_its_team(client: PlatformClient, team: str) -> None:

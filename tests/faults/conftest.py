@@ -14,7 +14,7 @@ from devstack.client import PlatformClient
 from devstack.processes import wait_until
 from devstack.stack import LocalStack
 from tests.stacks import start_stack, stop_stack, wait_for_loaded_locations
-from tests.terminate import team_app
+from tests.terminate import inspect_workers
 
 TERMINAL = {"SUCCESS", "FAILURE", "CANCELED"}
 
@@ -95,12 +95,7 @@ def kill_hard(stack: LocalStack, service_name: str) -> None:
 def worker_pids(stack: LocalStack, team: str) -> dict[str, int]:
     """The pid of the main process of each of the team's Celery workers that answers, by role
     (steps, runs), from `celery inspect stats`."""
-    broker = stack.team_env(team)["DAGSTER_CELERY_BROKER_URL"]
-    app = team_app(team, broker=broker, backend=broker)
-    try:
-        stats = app.control.inspect(timeout=3.0).stats() or {}
-    finally:
-        app.close()
+    stats = inspect_workers(team, stack.team_env(team)["DAGSTER_CELERY_BROKER_URL"], "stats")
     roles = {team: "steps", f"{team}-runs": "runs"}
     return {roles[name.split("@")[0]]: info["pid"] for name, info in stats.items()}
 
