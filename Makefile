@@ -28,7 +28,7 @@ build: generate ## Build the platform image and one image per team
 	# Images built in parallel from a cold cache leave layers that a later build does not
 	# reuse (podman's builder), so it makes a new image ID and compose recreates that team's
 	# containers; seen when adding a team. (One service per image: <team>-code.)
-	for service in init ui $(addsuffix -code,$(BUILT_TEAMS)); do $(COMPOSE) build $$service; done
+	for service in $$(python3 -m registry build-order); do $(COMPOSE) build $$service; done
 
 up: env build ## Build and start the platform in containers; wait until every service is healthy
 	# A running Redis rereads its users first, so a new team's services can log in.

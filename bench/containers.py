@@ -17,7 +17,7 @@ from bench.runs import RunTiming, summarize, timed_run
 from devstack.client import PlatformClient
 from devstack.config import REPO_ROOT, teams
 from devstack.stack import free_port
-from registry import service_names
+from registry import build_order, service_names
 from tests.stacks import wait_for_loaded_locations
 
 TEAM = "bakery"
@@ -105,7 +105,7 @@ def compose_benchmark(runs: int) -> dict:
         compose = [*compose_command(), "-p", name, "--env-file", str(env_file)]
         warm_env = {**os.environ, "COMPOSE_FILE": WARM}
         # As `make build`: one image at a time, the platform's first.
-        for service in ("init", "ui", *(f"{t}-code" for t in teams())):
+        for service in build_order():
             subprocess.run(
                 [*compose, "build", service],
                 cwd=REPO_ROOT,

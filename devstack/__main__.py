@@ -36,6 +36,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--flower-port", type=int, default=5555)
     parser.add_argument("--postgres-url", help="use this Postgres instead of starting one")
     parser.add_argument("--redis-url", help="use this Redis instead of starting one")
+    parser.add_argument(
+        "--object-store-url",
+        help="use this S3 endpoint instead of starting SeaweedFS (credentials from"
+        " AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)",
+    )
+    parser.add_argument("--object-store-bucket", default="platform")
     parser.add_argument("--fresh", action="store_true", help="wipe the state folder first")
     parser.add_argument("--no-flower", action="store_true")
     parser.add_argument(
@@ -64,6 +70,8 @@ def main(argv: list[str] | None = None) -> int:
             flower_port=args.flower_port,
             postgres_url=args.postgres_url,
             redis_url=args.redis_url,
+            object_store_url=args.object_store_url,
+            object_store_bucket=args.object_store_bucket,
             fresh=args.fresh,
             flower=not args.no_flower,
             teams=args.teams,
@@ -100,6 +108,8 @@ def main(argv: list[str] | None = None) -> int:
         if not args.no_flower:
             user, password = stack.flower_credentials
             say(f"  Flower      {stack.flower_url}  ({user} / {password})")
+        bucket = stack.settings.object_store_bucket
+        say(f"  S3 store    {stack.object_store_url}  (bucket {bucket})")
         say(f"  Status      {Path(stack.state, 'status.json')}")
         say("Ctrl-C stops everything (or `make dev-stop` from another terminal).")
         stop_requested.wait()

@@ -39,6 +39,7 @@ query RunEvents($runId: ID!, $cursor: String) {
         __typename
         ... on MessageEvent { message stepKey timestamp level }
         ... on MarkerEvent { markerStart markerEnd }
+        ... on LogsCapturedEvent { fileKey stepKeys }
         ... on DisplayableEvent {
           metadataEntries {
             label
@@ -51,6 +52,12 @@ query RunEvents($runId: ID!, $cursor: String) {
     ... on PythonError { message }
     ... on RunNotFoundError { message }
   }
+}
+"""
+
+CAPTURED_LOGS_QUERY = """
+query CapturedLogs($logKey: [String!]!) {
+  capturedLogs(logKey: $logKey) { stdout stderr }
 }
 """
 
@@ -271,6 +278,22 @@ class PlatformClient:
             if event.get("stepKey") and entries.get("Celery worker"):
                 workers[event["stepKey"]] = entries["Celery worker"]
         return workers
+
+    def captured_logs(self, run_id: str) -> dict[str, dict[str, str]]:
+        """Per step: its captured stdout and stderr, read by the webserver from wherever the
+        instance's compute log manager keeps them (the object store)."""
+        logs = {}
+        for event in self.run_events(run_id):
+            if event["__typename"] != "LogsCapturedEvent":
+                continue
+            key = [run_id, "compute_logs", event["fileKey"]]
+            captured = self.query(CAPTURED_LOGS_QUERY, {"logKey": key})["capturedLogs"]
+            for step in event.get("stepKeys") or [event["fileKey"]]:
+                logs[step] = {
+                    "stdout": captured["stdout"] or "",
+                    "stderr": captured["stderr"] or "",
+                }
+        return logs
 
     def job_metadata(self, location: str, job: str) -> dict[str, Any]:
         """A job's definition metadata, as the code server that loaded it reports it."""

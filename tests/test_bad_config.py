@@ -85,6 +85,7 @@ def test_unset_environment_variable_is_named_with_make_env(home):
             "DAGSTER_POSTGRES_DB",
             "DAGSTER_STORAGE_DIR",
             "DAGSTER_COMPUTE_LOGS_DIR",
+            "DAGSTER_OBJECT_STORE_BUCKET",
         )
     }
     message = problems(home, **environment)

@@ -189,10 +189,11 @@ def test_compose_run_containers_and_local_mode_give_team_code_the_same_variables
     local = StackEnvironment(StackSettings(teams=["bakery"]))
     local.secrets = {
         **dict.fromkeys(("postgres_password", "redis_password"), "x"),
+        **dict.fromkeys(("object_store_access_key_id", "object_store_secret_access_key"), "x"),
         "team_signing_keys": {"bakery": "x"},
         "team_redis_passwords": {"bakery": "x"},
     }
-    local.ports = {"postgres": 1, "redis": 2}
+    local.ports = {"postgres": 1, "redis": 2, "object-store": 3}
     # What only a local process needs: its team (compose sets it per service), where it
     # reports liveness, its own temporary folder, and a quiet wandb.
     # Compose sets each team's key per service too.

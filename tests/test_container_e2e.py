@@ -181,9 +181,9 @@ class ComposeStack:
     def secrets(self) -> set[str]:
         return secret_values(self.env_file)
 
-    def build_like_make_build(self, teams: list[str]) -> None:
+    def build_like_make_build(self) -> None:
         """One image at a time, the platform's first (the Makefile's build target says why)."""
-        for service in ("init", "ui", *(f"{team}-code" for team in teams)):
+        for service in registry.build_order(self.checkout):
             self.run("build", service)
 
     def make_env(self) -> None:
@@ -195,7 +195,7 @@ class ComposeStack:
         """What `make up` does after `make generate`: env (a new team's key, the trust file),
         build, up, wait, reload the workspace."""
         self.make_env()
-        self.build_like_make_build(config.teams(self.checkout))
+        self.build_like_make_build()
         # A running Redis rereads its users, so a new team's services can log in.
         self.run("exec", "-T", "redis", "redis-cli", "ACL", "LOAD", check=False)
         up = subprocess.run(
@@ -229,7 +229,7 @@ def compose_stack(tmp_path_factory, request):
     stack.make_env()
     build_started = time.monotonic()
     # One service per image, as `make build` does.
-    stack.build_like_make_build(stack.teams)
+    stack.build_like_make_build()
     print(f"\nimages built in {time.monotonic() - build_started:.0f}s")
     try:
         up_started = time.monotonic()
@@ -789,6 +789,43 @@ def test_a_teams_container_cannot_reach_the_webserver_around_its_login(compose_s
     assert seen[0].startswith(f"{urls[0]} unreachable"), seen
     assert seen[1] == f"{urls[1]} 401", seen
     assert seen[2].startswith(f"{urls[2]} unreachable"), seen
+
+
+def test_a_step_output_and_log_go_to_the_object_store_and_only_its_s3_api_is_reachable(
+    compose_stack, compose_client
+):
+    run_id = compose_client.submit_job("bakery", "probe_ping")
+    assert compose_client.wait_for_run(run_id, timeout=180) == "SUCCESS"
+    # Written by the step worker's container, read back by the webserver's.
+    assert "probe ran on" in compose_client.captured_logs(run_id)["report_runtime"]["stdout"]
+    # The attacks, from a team's container on the platform's network: the store's master,
+    # volume server and filer take unauthenticated reads and writes, so they must be
+    # unreachable; the S3 gateway's gRPC port takes new identities, so it must refuse a
+    # client without the store's own certificate; S3 itself refuses anonymous requests.
+    probe = (
+        "import socket, urllib.request, urllib.error, grpc\n"
+        "for port in (9333, 8080, 8888, 19333, 18080, 18888):\n"
+        "    try:\n"
+        "        socket.create_connection(('object-store', port), timeout=5).close()\n"
+        "        print(port, 'open')\n"
+        "    except OSError:\n"
+        "        print(port, 'closed')\n"
+        "try:\n"
+        "    urllib.request.urlopen('http://object-store:8333/mlplatform', timeout=10)\n"
+        "    print('s3 open')\n"
+        "except urllib.error.HTTPError as error:\n"
+        "    print('s3', error.code)\n"
+        "channel = grpc.insecure_channel('object-store:18333')\n"
+        "call = channel.unary_unary('/messaging_pb.SeaweedS3IamCache/PutIdentity',\n"
+        "    request_serializer=lambda raw: raw, response_deserializer=lambda raw: raw)\n"
+        "try:\n"
+        "    call(b'\\x0a\\x0a\\x0a\\x08intruder', timeout=10); print('grpc accepted')\n"
+        "except grpc.RpcError as error:\n"
+        "    print('grpc', error.code().name)\n"
+    )
+    seen = in_worker(compose_stack, "ml", probe).stdout.splitlines()
+    assert seen[:6] == [f"{port} closed" for port in (9333, 8080, 8888, 19333, 18080, 18888)]
+    assert seen[6:] == ["s3 403", "grpc UNAVAILABLE"], seen
 
 
 def test_a_recreated_webserver_is_reached_through_the_same_login(compose_stack):

@@ -6,9 +6,10 @@
       team: bakery
 
 It gives every job of the code location the team's Celery executor (each step on the team's
-own queue, or in-process under DAGSTER_TEAM_IN_PROCESS=1 for `dg dev`) and adds the probe jobs
-the platform's tests and benchmarks launch. Teams carry no copy of this code, so a platform
-change reaches every team with its next image.
+own queue, or in-process under DAGSTER_TEAM_IN_PROCESS=1 for `dg dev`), the platform's home
+for step outputs (the object store unless DAGSTER_STEP_OUTPUTS=volume; object_store.py), and
+adds the probe jobs the platform's tests and benchmarks launch. Teams carry no copy of this
+code, so a platform change reaches every team with its next image.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import dagster as dg
 
 from dagster_team_celery.executor import team_celery_executor
+from dagster_team_celery.object_store import step_output_io_manager
 from dagster_team_celery.probes import build_probe_jobs
 
 
@@ -26,4 +28,9 @@ class TeamPlatformComponent(dg.Component, dg.Model, dg.Resolvable):
 
     def build_defs(self, context: dg.ComponentLoadContext) -> dg.Definitions:
         executor = team_celery_executor(self.team)
-        return dg.Definitions(executor=executor, jobs=build_probe_jobs(executor))
+        io_manager = step_output_io_manager()
+        return dg.Definitions(
+            executor=executor,
+            jobs=build_probe_jobs(executor),
+            resources={"io_manager": io_manager} if io_manager is not None else {},
+        )

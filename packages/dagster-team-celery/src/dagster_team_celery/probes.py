@@ -5,9 +5,11 @@
 the benchmarks compare against in-process execution. ``probe_sleep`` keeps a worker busy for
 a while, for tests of redeploys, faults and Terminate while a run is in flight.
 ``probe_pool`` is four independent steps in the concurrency pool ``probe``, for tests of
-shared limits across runs and teams.
+shared limits across runs and teams. ``probe_large_output`` passes one large output (100 MB by
+default) from a step to the next, through wherever step outputs live (object_store.py).
 """
 
+import hashlib
 import importlib.metadata
 import os
 import socket
@@ -43,6 +45,8 @@ def runtime_report() -> dict[str, Any]:
 def report_runtime(context: dg.OpExecutionContext) -> dict[str, Any]:
     report = runtime_report()
     context.add_output_metadata({"runtime": dg.MetadataValue.json(report)})
+    # Captured like any step's output: the UI shows it from the compute log manager's store.
+    print(f"probe ran on {report['hostname']} in process {report['pid']}")
     return report
 
 
@@ -112,6 +116,25 @@ def sleep_then_report(context: dg.OpExecutionContext, config: SleepConfig) -> di
     return runtime_report()
 
 
+class PayloadConfig(dg.Config):
+    size_mb: int = 100
+
+
+@dg.op
+def write_payload(context: dg.OpExecutionContext, config: PayloadConfig) -> bytes:
+    # Random bytes: neither compressible nor the same from run to run.
+    payload = os.urandom(config.size_mb << 20)
+    context.add_output_metadata({"sha256": hashlib.sha256(payload).hexdigest()})
+    return payload
+
+
+@dg.op
+def read_payload(context: dg.OpExecutionContext, payload: bytes) -> str:
+    digest = hashlib.sha256(payload).hexdigest()
+    context.add_output_metadata({"sha256": digest, "size": len(payload)})
+    return digest
+
+
 def build_probe_jobs(executor_def: dg.ExecutorDefinition) -> list[dg.JobDefinition]:
     leaves = [_sleeping_op(leaf_name(index), index) for index in range(FAN_OUT_WIDTH)]
     pooled = [_sleeping_op(pooled_name(i), i, pool=PROBE_POOL) for i in range(POOL_WIDTH)]
@@ -145,4 +168,8 @@ def build_probe_jobs(executor_def: dg.ExecutorDefinition) -> list[dg.JobDefiniti
         for step in pooled:
             step()
 
-    return [probe_ping, probe_fan_out, probe_chain, probe_sleep, probe_pool]
+    @dg.job(name="probe_large_output", executor_def=executor_def, tags={"probe": "large_output"})
+    def probe_large_output() -> None:
+        read_payload(write_payload())
+
+    return [probe_ping, probe_fan_out, probe_chain, probe_sleep, probe_pool, probe_large_output]

@@ -121,8 +121,10 @@ def celery_settings(queue: str, team: str | None = None) -> dict[str, Any]:
         "task_send_sent_event": True,
         "task_track_started": True,
         "result_expires": 7 * 24 * 3600,
-        # Dagster's step logs go to stdout; Celery would otherwise relabel them as warnings.
-        "worker_redirect_stdouts_level": "INFO",
+        # A step's prints stay on the real stdout, which Dagster's compute log capture swaps for
+        # the step's log file (so the UI shows them). Celery's default replaces sys.stdout with a
+        # logger that has no file descriptor, and the capture then records nothing.
+        "worker_redirect_stdouts": False,
     }
 
 

@@ -1,0 +1,150 @@
+"""The object store: step outputs and captured logs live in it, whichever worker ran the step,
+and only the platform's credentials reach it."""
+
+import subprocess
+import sys
+
+import boto3
+import grpc
+import pytest
+import requests
+from botocore.exceptions import ClientError
+
+from devstack import infra
+from devstack.stack import PLATFORM_BIN
+
+pytestmark = pytest.mark.local_stack
+
+
+def store_client(stack, **credentials):
+    return boto3.client(
+        "s3",
+        endpoint_url=stack.object_store_url,
+        region_name="us-east-1",
+        **{
+            "aws_access_key_id": stack.secrets["object_store_access_key_id"],
+            "aws_secret_access_key": stack.secrets["object_store_secret_access_key"],
+            **credentials,
+        },
+    )
+
+
+def keys_under(stack, prefix: str) -> dict[str, int]:
+    s3 = store_client(stack)
+    pages = s3.get_paginator("list_objects_v2").paginate(
+        Bucket=stack.settings.object_store_bucket, Prefix=prefix
+    )
+    return {item["Key"]: item["Size"] for page in pages for item in page.get("Contents", [])}
+
+
+def test_step_outputs_and_captured_logs_live_in_the_bucket(local_stack, client):
+    run_id = client.submit_job("bakery", "probe_ping")
+    assert client.wait_for_run(run_id, timeout=120) == "SUCCESS"
+    # dagster-aws's layout: <prefix>/storage/<run id>/<step>/<output>.
+    assert f"step-outputs/storage/{run_id}/report_runtime/result" in keys_under(
+        local_stack, f"step-outputs/storage/{run_id}/"
+    )
+    assert any(run_id in key for key in keys_under(local_stack, "compute-logs/"))
+    # What the UI shows for the step, read back by the webserver from the bucket.
+    assert "probe ran on" in client.captured_logs(run_id)["report_runtime"]["stdout"]
+
+
+def test_a_large_output_reaches_the_next_step_intact(local_stack, client):
+    run_id = client.submit_job(
+        "ml",
+        "probe_large_output",
+        run_config={"ops": {"write_payload": {"config": {"size_mb": 20}}}},
+    )
+    assert client.wait_for_run(run_id, timeout=180) == "SUCCESS"
+    metadata = client.output_metadata(run_id)
+    assert metadata["write_payload"]["sha256"] == metadata["read_payload"]["sha256"]
+    stored = keys_under(local_stack, f"step-outputs/storage/{run_id}/write_payload/")
+    assert max(stored.values()) >= 20 << 20, stored
+
+
+def test_the_store_refuses_anonymous_and_wrongly_signed_requests(local_stack):
+    bucket = local_stack.settings.object_store_bucket
+    anonymous = requests.get(f"{local_stack.object_store_url}/{bucket}", timeout=10)
+    assert anonymous.status_code == 403
+    wrong = store_client(local_stack, aws_secret_access_key="not-the-secret-key")
+    with pytest.raises(ClientError, match="SignatureDoesNotMatch"):
+        wrong.list_objects_v2(Bucket=bucket)
+
+
+def _length_delimited(field: int, payload: bytes) -> bytes:
+    length, varint = len(payload), b""
+    while True:
+        low, length = length & 0x7F, length >> 7
+        varint += bytes([low | (0x80 if length else 0)])
+        if not length:
+            return bytes([(field << 3) | 2]) + varint + payload
+
+
+def test_no_one_adds_a_store_identity_through_the_gateways_grpc_port(local_stack):
+    """The attack: SeaweedFS's S3 gateway serves gRPC beside S3, and its IAM cache service took
+    a new admin identity from anyone who connected (seen on 4.48 without the launcher's client
+    certificates). Its port is the one gRPC port bound where S3 is, so it is reachable."""
+    credential = _length_delimited(1, b"intruder-key") + _length_delimited(2, b"intruder-secret")
+    identity = (
+        _length_delimited(1, b"intruder")
+        + _length_delimited(2, credential)
+        + _length_delimited(3, b"Admin")
+    )
+    gateway_grpc = local_stack.ports[local_stack.OBJECT_STORE_INTERNAL_PORTS[-1]]
+    with grpc.insecure_channel(f"127.0.0.1:{gateway_grpc}") as channel:
+        put_identity = channel.unary_unary(
+            "/messaging_pb.SeaweedS3IamCache/PutIdentity",
+            request_serializer=lambda raw: raw,
+            response_deserializer=lambda raw: raw,
+        )
+        with pytest.raises(grpc.RpcError) as refused:
+            put_identity(_length_delimited(1, identity), timeout=10)
+    assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
+    intruder = store_client(
+        local_stack, aws_access_key_id="intruder-key", aws_secret_access_key="intruder-secret"
+    )
+    with pytest.raises(ClientError, match="InvalidAccessKeyId"):
+        intruder.list_buckets()
+
+
+def ensure_bucket(stack, **environment) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [PLATFORM_BIN / "dagster-platform-object-store", "ensure-bucket", "--timeout", "3"],
+        env={**stack.platform_env(), **environment},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_init_names_refused_credentials_and_the_fix(local_stack):
+    result = ensure_bucket(local_stack, AWS_SECRET_ACCESS_KEY="not-the-secret-key")
+    assert result.returncode == 1
+    assert "refused the platform's credentials" in result.stderr
+    assert "OBJECT_STORE_SECRET_ACCESS_KEY in .env" in result.stderr
+
+
+def test_init_names_an_unreachable_store(local_stack):
+    result = ensure_bucket(local_stack, AWS_ENDPOINT_URL="http://127.0.0.1:9")
+    assert result.returncode == 1
+    assert "http://127.0.0.1:9 does not answer" in result.stderr
+    assert "Gave up after 3 s" in result.stderr
+
+
+def test_init_is_a_no_op_once_the_bucket_exists(local_stack):
+    result = ensure_bucket(local_stack)
+    assert result.returncode == 0, result.stderr
+    assert f"bucket {local_stack.settings.object_store_bucket!r} exists" in result.stdout
+
+
+def test_the_store_does_not_start_without_credentials(tmp_path):
+    result = subprocess.run(
+        [sys.executable, infra.OBJECT_STORE_LAUNCHER, "--dir", tmp_path],
+        env={"PATH": "/usr/bin:/bin", "AWS_ACCESS_KEY_ID": "platform"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1
+    assert "AWS_SECRET_ACCESS_KEY not set" in result.stderr
+    assert "anonymous" in result.stderr and "make env" in result.stderr
