@@ -20,12 +20,14 @@ from dagster_team_celery.settings import (
     DEFAULT_VISIBILITY_TIMEOUT_SECONDS,
     VISIBILITY_TIMEOUT_ENV,
 )
+from dagster_wandb_io.index_postgres import INDEX_URL_ENV
 from dagster_wandb_io.keys import (
     PRIVATE_KEY_ENV,
     TRUSTED_KEYS_ENV,
     provision_team_keys,
     write_private,
 )
+from dagster_wandb_io.object_store import STORE_URL_ENV
 from devstack import config
 from devstack.health import liveness_file
 
@@ -297,6 +299,7 @@ class StackEnvironment:
             "DAGSTER_TEAM": team,
             **self.team_redis_env(team),
             "DAGSTER_WANDB_IO_BASE_DIR": str(self.artifact_cache),
+            **self.wandb_io_shared_env(),
             PRIVATE_KEY_ENV: self.secrets["team_signing_keys"][team],
             TRUSTED_KEYS_ENV: str(self.trust_file),
             "WANDB_MODE": "offline",
@@ -306,6 +309,18 @@ class StackEnvironment:
             # Per team, so a test can tell what a team's processes wrote to temporary files.
             "TMPDIR": str(self.team_tmpdir(team)),
             **self.settings.extra_env,
+        }
+
+    def wandb_io_shared_env(self) -> dict[str, str]:
+        """Where offline W&B artifacts and their index live, shared by every host: the mirror
+        of compose's x-wandb-io-shared-env."""
+        postgres = self.postgres_parts()
+        return {
+            STORE_URL_ENV: f"s3://{self.settings.object_store_bucket}/wandb-artifacts",
+            INDEX_URL_ENV: (
+                f"postgresql://{postgres['user']}:{postgres['password']}@{postgres['host']}:"
+                f"{postgres['port']}/{postgres['db']}"
+            ),
         }
 
     def platform_code_env(self) -> dict[str, str]:

@@ -25,6 +25,7 @@ from pathlib import Path
 
 from dagster_team_celery.liveness import LIVENESS_FILE_ENV, role_liveness_path
 from dagster_team_celery.settings import BROKER_URL_ENV
+from dagster_wandb_io.keys import TRUSTED_KEYS_ENV
 from devstack import config, config_check, infra
 from devstack.code_reload import CodeReloadWatcher
 from devstack.environment import StackEnvironment, StackSettings, free_port
@@ -226,17 +227,31 @@ class LocalStack(StackEnvironment):
         if result.returncode != 0:
             raise StackError(f"dagster instance migrate failed:\n{result.stdout}{result.stderr}")
 
-    def _ensure_bucket(self) -> None:
-        """As compose's init service: the bucket exists before anything writes to it."""
-        result = subprocess.run(
-            [PLATFORM_BIN / "dagster-platform-object-store", "ensure-bucket", "--timeout", "60"],
-            env=self.platform_env(),
-            capture_output=True,
-            text=True,
-        )
-        (self.logs / "ensure-bucket.log").write_text(result.stdout + result.stderr)
-        if result.returncode != 0:
-            raise StackError(result.stderr.strip() or result.stdout.strip())
+    def _prepare_object_store(self) -> None:
+        """As compose's init service: the bucket exists before anything writes to it, and W&B
+        artifacts kept only in the cache folder (before the object store) move into it."""
+        migrate_env = {
+            **self.platform_env(),
+            **self.wandb_io_shared_env(),
+            "DAGSTER_WANDB_IO_BASE_DIR": str(self.artifact_cache),
+            TRUSTED_KEYS_ENV: str(self.trust_file),
+        }
+        steps = [
+            (["dagster-platform-object-store", "ensure-bucket", "--timeout", "60"], None),
+            (["dagster-wandb-io", "store", "migrate"], migrate_env),
+        ]
+        log = []
+        for (command, *args), env in steps:
+            result = subprocess.run(
+                [PLATFORM_BIN / command, *args],
+                env=env or self.platform_env(),
+                capture_output=True,
+                text=True,
+            )
+            log.append(result.stdout + result.stderr)
+            (self.logs / "object-store-init.log").write_text("\n".join(log))
+            if result.returncode != 0:
+                raise StackError(result.stderr.strip() or result.stdout.strip())
 
     def start(self, timeout: float = 180.0) -> "LocalStack":
         try:
@@ -271,7 +286,7 @@ class LocalStack(StackEnvironment):
                 infrastructure.append(infra.object_store_service(self, self.supervisor))
             self.supervisor.start_and_wait(infrastructure, timeout)
             infra.create_database(self)
-            self._ensure_bucket()
+            self._prepare_object_store()
             migrate_started = time.monotonic()
             self._migrate()
             self.ready_seconds["migrate"] = round(time.monotonic() - migrate_started, 2)

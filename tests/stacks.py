@@ -48,3 +48,29 @@ def wait_until_healthy(stack: LocalStack, client: PlatformClient) -> None:
     if not wait_until(lambda: all(service.is_ready() for service in services), 180):
         pytest.fail(f"local stack unhealthy: {[s.name for s in services if not s.is_ready()]}")
     wait_for_loaded_locations(client, stack.teams)
+
+
+def object_store_client(stack: LocalStack, **credentials: str):
+    """A boto3 client of the stack's object store, as the platform's processes reach it."""
+    import boto3
+
+    return boto3.client(
+        "s3",
+        endpoint_url=stack.object_store_url,
+        region_name="us-east-1",
+        **{
+            "aws_access_key_id": stack.secrets["object_store_access_key_id"],
+            "aws_secret_access_key": stack.secrets["object_store_secret_access_key"],
+            **credentials,
+        },
+    )
+
+
+def object_store_keys(stack: LocalStack, prefix: str) -> dict[str, int]:
+    """Every object under `prefix` in the stack's bucket, with its size."""
+    pages = (
+        object_store_client(stack)
+        .get_paginator("list_objects_v2")
+        .paginate(Bucket=stack.settings.object_store_bucket, Prefix=prefix)
+    )
+    return {item["Key"]: item["Size"] for page in pages for item in page.get("Contents", [])}

@@ -4,7 +4,6 @@ and only the platform's credentials reach it."""
 import subprocess
 import sys
 
-import boto3
 import grpc
 import pytest
 import requests
@@ -12,39 +11,19 @@ from botocore.exceptions import ClientError
 
 from devstack import infra
 from devstack.stack import PLATFORM_BIN
+from tests.stacks import object_store_client, object_store_keys
 
 pytestmark = pytest.mark.local_stack
-
-
-def store_client(stack, **credentials):
-    return boto3.client(
-        "s3",
-        endpoint_url=stack.object_store_url,
-        region_name="us-east-1",
-        **{
-            "aws_access_key_id": stack.secrets["object_store_access_key_id"],
-            "aws_secret_access_key": stack.secrets["object_store_secret_access_key"],
-            **credentials,
-        },
-    )
-
-
-def keys_under(stack, prefix: str) -> dict[str, int]:
-    s3 = store_client(stack)
-    pages = s3.get_paginator("list_objects_v2").paginate(
-        Bucket=stack.settings.object_store_bucket, Prefix=prefix
-    )
-    return {item["Key"]: item["Size"] for page in pages for item in page.get("Contents", [])}
 
 
 def test_step_outputs_and_captured_logs_live_in_the_bucket(local_stack, client):
     run_id = client.submit_job("bakery", "probe_ping")
     assert client.wait_for_run(run_id, timeout=120) == "SUCCESS"
     # dagster-aws's layout: <prefix>/storage/<run id>/<step>/<output>.
-    assert f"step-outputs/storage/{run_id}/report_runtime/result" in keys_under(
+    assert f"step-outputs/storage/{run_id}/report_runtime/result" in object_store_keys(
         local_stack, f"step-outputs/storage/{run_id}/"
     )
-    assert any(run_id in key for key in keys_under(local_stack, "compute-logs/"))
+    assert any(run_id in key for key in object_store_keys(local_stack, "compute-logs/"))
     # What the UI shows for the step, read back by the webserver from the bucket.
     assert "probe ran on" in client.captured_logs(run_id)["report_runtime"]["stdout"]
 
@@ -58,7 +37,7 @@ def test_a_large_output_reaches_the_next_step_intact(local_stack, client):
     assert client.wait_for_run(run_id, timeout=180) == "SUCCESS"
     metadata = client.output_metadata(run_id)
     assert metadata["write_payload"]["sha256"] == metadata["read_payload"]["sha256"]
-    stored = keys_under(local_stack, f"step-outputs/storage/{run_id}/write_payload/")
+    stored = object_store_keys(local_stack, f"step-outputs/storage/{run_id}/write_payload/")
     assert max(stored.values()) >= 20 << 20, stored
 
 
@@ -66,7 +45,7 @@ def test_the_store_refuses_anonymous_and_wrongly_signed_requests(local_stack):
     bucket = local_stack.settings.object_store_bucket
     anonymous = requests.get(f"{local_stack.object_store_url}/{bucket}", timeout=10)
     assert anonymous.status_code == 403
-    wrong = store_client(local_stack, aws_secret_access_key="not-the-secret-key")
+    wrong = object_store_client(local_stack, aws_secret_access_key="not-the-secret-key")
     with pytest.raises(ClientError, match="SignatureDoesNotMatch"):
         wrong.list_objects_v2(Bucket=bucket)
 
@@ -100,7 +79,7 @@ def test_no_one_adds_a_store_identity_through_the_gateways_grpc_port(local_stack
         with pytest.raises(grpc.RpcError) as refused:
             put_identity(_length_delimited(1, identity), timeout=10)
     assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
-    intruder = store_client(
+    intruder = object_store_client(
         local_stack, aws_access_key_id="intruder-key", aws_secret_access_key="intruder-secret"
     )
     with pytest.raises(ClientError, match="InvalidAccessKeyId"):

@@ -6,6 +6,7 @@ import tomllib
 import pytest
 
 from tests.repo import CODE_LOCATIONS
+from tests.stacks import object_store_keys
 
 pytestmark = pytest.mark.local_stack
 
@@ -40,11 +41,23 @@ def test_each_team_runs_its_own_pins_in_code_server_and_worker(local_stack, clie
         print(f"\n{team}: code server and worker run {expected}")
 
 
+def indexed_names(stack, entity: str, project: str) -> list[str]:
+    from dagster_wandb_io.index_postgres import PostgresIndex
+
+    index_url = stack.wandb_io_shared_env()["DAGSTER_WANDB_IO_INDEX_URL"]
+    return PostgresIndex(index_url).names(entity, project)
+
+
 def test_bakery_pipeline_publishes_and_ml_forecasts_from_the_shared_cache(local_stack, client):
     run_and_check_workers(client, "bakery", "cake_production_job")
     cache = local_stack.artifact_cache
     published = list(cache.rglob("cache/bakery/cakes/baked_cakes/*/entry.json"))
     assert published, "the bakery's table is not in the shared cache"
+    # Its store of record: the object store, indexed in Postgres, so any host can read it.
+    digest = published[0].parent.name
+    stored = object_store_keys(local_stack, f"wandb-artifacts/bakery/cakes/baked_cakes/{digest}/")
+    assert any(key.endswith("/entry.json") for key in stored), stored
+    assert "baked_cakes" in indexed_names(local_stack, "bakery", "cakes")
 
     forecast_run = run_and_check_workers(client, "ml", "forecast_job")
     forecast = client.output_metadata(forecast_run)["cake_demand_forecast"]

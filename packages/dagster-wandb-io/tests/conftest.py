@@ -80,3 +80,65 @@ def seed_run_config() -> dict:
 
 def pytest_configure(config: pytest.Config) -> None:
     os.environ.setdefault("WANDB_SILENT", "true")
+
+
+# ---- several hosts: a shared object store and index (shared_storage.py) -------------------
+
+
+@pytest.fixture(scope="session")
+def shared_servers(tmp_path_factory: pytest.TempPathFactory):
+    from shared_storage import PostgresServer, SeaweedServer
+
+    postgres = PostgresServer()
+    store = SeaweedServer(tmp_path_factory.mktemp("seaweed"))
+    postgres.start()
+    try:
+        store.start()
+        yield postgres, store
+    finally:
+        store.stop()
+        postgres.stop()
+
+
+@pytest.fixture
+def shared(shared_servers, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest):
+    """What every host of one deployment shares, fresh for each test: a database for the index
+    and a folder of the bucket; the environment points this process (and its children) at them."""
+    import uuid
+
+    import psycopg2
+
+    from dagster_wandb_io.index_postgres import INDEX_URL_ENV
+    from dagster_wandb_io.object_store import STORE_URL_ENV
+
+    from shared_storage import BUCKET
+
+    postgres, store = shared_servers
+    database = f"t_{uuid.uuid4().hex[:12]}"
+    connection = psycopg2.connect(postgres.url)
+    connection.autocommit = True
+    with connection.cursor() as cursor:
+        cursor.execute(f"CREATE DATABASE {database}")
+    connection.close()
+    index_url = postgres.url.rsplit("/", 1)[0] + f"/{database}"
+    store_url = f"s3://{BUCKET}/{request.node.name[:40]}-{uuid.uuid4().hex[:6]}"
+    for key, value in store.environment.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv(STORE_URL_ENV, store_url)
+    monkeypatch.setenv(INDEX_URL_ENV, index_url)
+    return SharedStorage(store_url, index_url, store)
+
+
+class SharedStorage:
+    def __init__(self, store_url: str, index_url: str, server) -> None:
+        self.store_url = store_url
+        self.index_url = index_url
+        self.server = server
+
+    @property
+    def settings(self) -> dict[str, str]:
+        return {"store_url": self.store_url, "index_url": self.index_url}
+
+    @property
+    def prefix(self) -> str:
+        return self.store_url.split("/", 3)[3]

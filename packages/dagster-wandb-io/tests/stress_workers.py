@@ -39,8 +39,17 @@ def _finish(out: Path, stats: dict[str, Any]) -> None:
 
 
 def stress_worker(
-    role: str, index: int, base_dir: str, seconds: float, barrier: Any, out: str
+    role: str,
+    index: int,
+    base_dir: str,
+    seconds: float,
+    barrier: Any,
+    out: str,
+    shared: dict[str, Any] | None = None,
 ) -> None:
+    """One role of the stress test. With `shared` (store_url, index_url and the store's
+    environment), hosts share the object store and the index; writers then publish once per run
+    and name, racing each other on a few runs, and record what each write returned."""
     stats: dict[str, Any] = {
         "role": role,
         "writes": 0,
@@ -50,10 +59,16 @@ def stress_worker(
         "not_found": 0,
         "evicted_misses": 0,
         "evictions": 0,
+        "writes_refused": 0,
+        "published": [],
     }
     base = Path(base_dir)
     rnd = random.Random(index)
-    store = offline_store(base)
+    settings: dict[str, Any] = {}
+    if shared is not None:
+        os.environ.update(shared["environment"])
+        settings = {"store_url": shared["store_url"], "index_url": shared["index_url"]}
+    store = offline_store(base, **settings)
     if role == "writer":
         # Start wandb's service before the clock starts, so all roles overlap for `seconds`.
         import wandb
@@ -72,7 +87,21 @@ def stress_worker(
     try:
         while more():
             try:
-                if role == "writer":
+                if role == "writer" and shared is not None:
+                    # Every writer, on either host, races the others on the same few runs.
+                    # Run aliases use a run id's first 8 characters: make them differ.
+                    dagster_run = f"{rnd.randrange(4)}" * 8 + "-0000-0000-0000-000000000000"
+                    name = "shared" if rnd.random() < 0.5 else f"own-{index}"
+                    result = store.write(
+                        make_value(1000 * index + rnd.randrange(5)),
+                        name=name,
+                        config=WriteConfig(),
+                        run=run_spec(dagster_run),
+                        once_per_run=True,
+                    )
+                    stats["published"].append([dagster_run, name, result.digest, result.version])
+                    stats["writes"] += 1
+                elif role == "writer":
                     if rnd.random() < 0.5:
                         # Same name, few distinct contents: concurrent commits of one digest.
                         store.write(
@@ -96,7 +125,8 @@ def stress_worker(
                     if not value_ok(value):
                         stats["corrupt"] += 1
                 elif role == "evictor":
-                    report = evict(base, older_than_minutes=0, include_offline=True)
+                    # With a store of record, nothing written offline is only here.
+                    report = evict(base, older_than_minutes=0, include_offline=shared is None)
                     stats["evictions"] += len(report.evicted)
                     time.sleep(0.1)
             except ArtifactNotFoundError:
@@ -105,6 +135,10 @@ def stress_worker(
             except CacheCorruptionError as exc:
                 if "no longer in the shared cache" in str(exc):
                     stats["evicted_misses"] += 1  # evicted offline data: expected, not corrupt
+                elif "evicted the moment it was committed" in str(exc):
+                    # An evictor at 0 minutes took the entry between its commit and the
+                    # writer's hold: refused, and nothing was published.
+                    stats["writes_refused"] += 1
                 else:
                     stats["errors"].append(repr(exc))
     except BaseException:
@@ -206,6 +240,53 @@ def same_run_writer(
                 run=run_spec(dagster_run_id),
             )
             stats["writes"] += 1
+    except BaseException:
+        stats["errors"].append(traceback.format_exc())
+    _finish(Path(out), stats)
+
+
+def _shared_store(base_dir: str, shared: dict[str, Any]) -> Any:
+    os.environ.update(shared["environment"])
+    return offline_store(
+        Path(base_dir), store_url=shared["store_url"], index_url=shared["index_url"]
+    )
+
+
+def cold_reader(
+    base_dir: str, shared: dict[str, Any], names: list[str], barrier: Any, out: str
+) -> None:
+    """Reads `names` on a host that shares the store; reports the bytes it fetched."""
+    stats: dict[str, Any] = {"reads": 0, "corrupt": 0, "bytes_downloaded": 0, "errors": []}
+    try:
+        store = _shared_store(base_dir, shared)
+        barrier.wait(timeout=120)
+        for name in names:
+            stats["corrupt"] += not value_ok(store.read(name, Selection()))
+            stats["reads"] += 1
+        stats["bytes_downloaded"] = store.stats.bytes_downloaded
+        store.close()
+    except BaseException:
+        stats["errors"].append(traceback.format_exc())
+    _finish(Path(out), stats)
+
+
+def racing_publisher(
+    base_dir: str, shared: dict[str, Any], dagster_run: str, seed: int, barrier: Any, out: str
+) -> None:
+    """One of two executions of the same step: publishes its own content, once per run."""
+    stats: dict[str, Any] = {"errors": []}
+    try:
+        import wandb
+
+        wandb.setup()
+        store = _shared_store(base_dir, shared)
+        value = make_value(seed)
+        barrier.wait(timeout=120)
+        result = store.write(
+            value, name="raced", config=WriteConfig(), run=run_spec(dagster_run), once_per_run=True
+        )
+        stats.update(version=result.version, digest=result.digest, reused=result.reused_earlier)
+        store.close()
     except BaseException:
         stats["errors"].append(traceback.format_exc())
     _finish(Path(out), stats)

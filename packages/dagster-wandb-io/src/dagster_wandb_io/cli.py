@@ -1,4 +1,5 @@
-"""`dagster-wandb-io` console script: inspect, verify and evict the shared cache; make keys."""
+"""`dagster-wandb-io` console script: inspect, verify and evict the shared cache; make keys;
+move a volume's offline artifacts into the shared object store."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from .keys import (
     PRIVATE_KEY_FILE_ENV,
     TRUSTED_KEYS_ENV,
     TrustStore,
+    allow_unsigned_from_environment,
     generate_private_key,
     public_key_of,
     write_private,
@@ -99,9 +101,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--private-key-file", required=True, type=Path, help="written owner-only (0600)"
     )
 
+    store_p = sub.add_parser("store", help="the shared offline store of record")
+    store_sub = store_p.add_subparsers(dest="command", required=True)
+    mig = store_sub.add_parser(
+        "migrate",
+        help="upload this volume's offline artifacts to the object store and copy their index"
+        " into the shared index (DAGSTER_WANDB_IO_STORE_URL, DAGSTER_WANDB_IO_INDEX_URL)",
+    )
+    common(mig)
+
     args = parser.parse_args(argv)
     if args.group == "keys":
         return _generate_keys(args)
+    if args.group == "store":
+        return _migrate(_base_dir(args.base_dir))
     base = _base_dir(args.base_dir)
     if args.command == "evict":
         report = evict(
@@ -122,6 +135,46 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(json.dumps(row, sort_keys=True))
     print(f"{len(rows)} entries, {bad} with problems", file=sys.stderr)
     return 1 if bad else 0
+
+
+def _migrate(base: Path) -> int:
+    from .errors import WandbArtifactsIOManagerError
+    from .migration import migrate
+    from .store import ArtifactStore, StoreSettings, shared_storage_from_environment
+
+    shared = shared_storage_from_environment()
+    if not shared["store_url"]:
+        print("No shared store configured (DAGSTER_WANDB_IO_STORE_URL): nothing to migrate.")
+        return 0
+    try:
+        # Entity and project only name the store's own; migration covers every entity's.
+        store = ArtifactStore(
+            StoreSettings(
+                base_dir=base,
+                mode="offline",
+                entity="migration",
+                project="migration",
+                host="",
+                allow_unsigned=allow_unsigned_from_environment(),
+                **shared,
+            )
+        )
+        report = migrate(base, store)
+    except WandbArtifactsIOManagerError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    print(json.dumps(report.to_json(), indent=1))
+    print(
+        f"migrated {len(report.uploaded)} versions ({report.bytes_uploaded} bytes) and"
+        f" {len(report.indexed)} index documents; {report.already_stored} already stored,"
+        f" {len(report.missing)} missing here, {len(report.refused)} refused",
+        file=sys.stderr,
+    )
+    for problem in report.refused:
+        print(f"not migrated: {problem}", file=sys.stderr)
+    # Refused documents are listed, not fatal: the platform's init runs this at every start,
+    # and one artifact's bad index file must not keep every team's services down.
+    return 0
 
 
 def _generate_keys(args: argparse.Namespace) -> int:

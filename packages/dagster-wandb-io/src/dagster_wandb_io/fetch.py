@@ -1,7 +1,9 @@
 """The read path: resolve a version, open its cache entry, fetch what is missing, load it.
 
-Online, an entry starts as the W&B manifest alone and each file is downloaded the first time a
-reader needs it; offline, the entry must already be in the cache, since nothing can be fetched.
+An entry missing from this host's cache starts as its manifest alone, and each file is fetched
+the first time a reader needs it, once per host (under the entry's fill lock), from its store of
+record: W&B online; offline, the object store when one is configured (object_store.py). Offline
+without one, the entry must already be in the cache, since nothing can be fetched.
 """
 
 from __future__ import annotations
@@ -9,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from . import serialization, signing
 from .cache import CacheEntry, EntryManifest, FileRecord, md5_file_b64
@@ -23,9 +25,11 @@ from .errors import (
 )
 from .local_artifact import LoadedArtifact
 from .locks import FileLock
-from .runs import RunSpec, run_lock
+from .object_store import ObjectStore
+from .runs import RunSpec
 
 if TYPE_CHECKING:
+    from .client import WandbCloudClient
     from .store import ArtifactStore, Log
 
 
@@ -33,6 +37,71 @@ if TYPE_CHECKING:
 class ReadStats:
     bytes_downloaded: int = 0
     files_downloaded: int = 0
+
+
+class Source(Protocol):
+    """Where a missing entry's manifest and files come from: its store of record."""
+
+    what: str
+
+    def manifest(self, entry: CacheEntry) -> EntryManifest: ...
+    def download_file(self, path: str, dest: Path) -> int: ...
+
+
+@dataclass
+class WandbSource:
+    remote: RemoteArtifact
+    client: WandbCloudClient
+    what: str = "W&B"
+
+    def manifest(self, entry: CacheEntry) -> EntryManifest:
+        remote = self.remote
+        manifest = EntryManifest(
+            digest=remote.digest,
+            entity=entry.entity,
+            project=entry.project,
+            name=entry.name,
+            type=remote.type,
+            files={p: FileRecord(md5=f.digest, size=f.size) for p, f in remote.files.items()},
+            references=dict(remote.references),
+            description=remote.description,
+            metadata=dict(remote.metadata),
+            origin="fetched",
+        )
+        if manifest.computed_digest() != remote.digest:
+            raise CacheCorruptionError(
+                f"W&B returned a manifest for {remote.name}:{remote.version} whose"
+                f" files do not add up to its digest {remote.digest}."
+            )
+        return manifest
+
+    def download_file(self, path: str, dest: Path) -> int:
+        return self.client.download_file(self.remote, path, dest)
+
+
+@dataclass
+class StoreSource:
+    objects: ObjectStore
+    entity: str
+    project: str
+    name: str
+    digest: str
+    what: str = "the object store"
+
+    def manifest(self, entry: CacheEntry) -> EntryManifest:
+        manifest = self.objects.manifest(self.entity, self.project, self.name, self.digest)
+        if manifest is None:
+            raise CacheCorruptionError(
+                f"The offline index points to {self.name}@{self.digest}, but neither this"
+                f" host's cache nor the object store ({self.objects.url}) has it. It was written"
+                " before the store was configured, on a host whose cache was not migrated: run"
+                " `dagster-wandb-io store migrate` there, or re-materialize the upstream asset."
+            )
+        manifest.origin = "stored"
+        return manifest
+
+    def download_file(self, path: str, dest: Path) -> int:
+        return self.objects.download(self.entity, self.project, self.name, self.digest, path, dest)
 
 
 def read(
@@ -52,6 +121,7 @@ def read(
     )
     ref = selection.ref
     remote = None
+    source: Source | None = None
     if store.offline:
         indexed = store.index.resolve(
             s.entity, s.project, name, ref, trust=store.trust, allow_unsigned=s.allow_unsigned
@@ -72,6 +142,8 @@ def read(
             None,
             None,
         )
+        if store.objects is not None:
+            source = StoreSource(store.objects, s.entity, s.project, name, digest)
     else:
         remote = store.client.resolve(s.entity, s.project, name, ref)
         if remote is None:
@@ -84,7 +156,7 @@ def read(
                 offline=False,
             )
         if run is not None:
-            with run_lock(store.layout, run):
+            with store.run_lock(run):
                 store.client.use_artifact(run, remote)
         digest, version, aliases, artifact_id, url = (
             remote.digest,
@@ -93,14 +165,15 @@ def read(
             remote.id,
             remote.url,
         )
+        source = WandbSource(remote, store.client)
 
     holds = store.cache.holds
     entry = store.cache.entry(s.entity, s.project, name, digest)
     held_before = entry in holds
-    manifest = _open_entry(store, entry, remote)
+    manifest = _open_entry(store, entry, source)
 
     def fetch(path: str) -> Path:
-        return _ensure_file(store, entry, manifest, path, remote)
+        return _ensure_file(store, entry, manifest, path, source)
 
     loaded = LoadedArtifact(
         manifest=manifest,
@@ -133,7 +206,7 @@ def read(
         return str(path)
     payload = serialization.payload_filename(manifest.files)
     if payload is not None:
-        value = _load_payload(store, entry, manifest, payload, remote, log)
+        value = _load_payload(store, entry, manifest, payload, source, log)
         if not held_before:
             # A deserialized value no longer needs the cached files.
             holds.release(entry)
@@ -151,14 +224,12 @@ def _offline_names(store: ArtifactStore, name: str, entity: str, project: str) -
     return names
 
 
-def _open_entry(
-    store: ArtifactStore, entry: CacheEntry, remote: RemoteArtifact | None
-) -> EntryManifest:
-    """Hold `entry` in use and return its manifest, creating it from `remote` if needed."""
+def _open_entry(store: ArtifactStore, entry: CacheEntry, source: Source | None) -> EntryManifest:
+    """Hold `entry` in use and return its manifest, creating it from `source` if needed."""
 
     def create(problem: CacheCorruptionError | None) -> None:
-        if remote is not None:
-            _create_entry(store, entry, remote)
+        if source is not None:
+            _create_entry(store, entry, source)
         elif problem is not None:
             raise _offline_corruption(store, entry, str(problem)) from problem
         else:
@@ -172,25 +243,9 @@ def _open_entry(
     return store.cache.open(entry, store.settings.ttl_minutes, create)
 
 
-def _create_entry(store: ArtifactStore, entry: CacheEntry, remote: RemoteArtifact) -> None:
-    """Commit an entry holding `remote`'s manifest; its files are fetched when first read."""
-    manifest = EntryManifest(
-        digest=remote.digest,
-        entity=entry.entity,
-        project=entry.project,
-        name=entry.name,
-        type=remote.type,
-        files={p: FileRecord(md5=f.digest, size=f.size) for p, f in remote.files.items()},
-        references=dict(remote.references),
-        description=remote.description,
-        metadata=dict(remote.metadata),
-        origin="fetched",
-    )
-    if manifest.computed_digest() != remote.digest:
-        raise CacheCorruptionError(
-            f"W&B returned a manifest for {remote.name}:{remote.version} whose"
-            f" files do not add up to its digest {remote.digest}."
-        )
+def _create_entry(store: ArtifactStore, entry: CacheEntry, source: Source) -> None:
+    """Commit an entry holding `source`'s manifest; its files are fetched when first read."""
+    manifest = source.manifest(entry)
     with store.cache.stage() as staged:
         store.cache.commit(staged, manifest, store.settings.ttl_minutes, complete=False)
 
@@ -200,7 +255,7 @@ def _ensure_file(
     entry: CacheEntry,
     manifest: EntryManifest,
     path: str,
-    remote: RemoteArtifact | None,
+    source: Source | None,
     *,
     force: bool = False,
     verify: bool = True,
@@ -215,31 +270,31 @@ def _ensure_file(
     record = manifest.files[path]
     if not force and entry.has_intact_file(path, record, verify=verify):
         return entry.file_path(path)
-    if remote is None:
+    if source is None:
         raise _offline_corruption(store, entry, f"{path} is missing or does not match its digest")
     with FileLock(entry.fill_lock_path):
         if not force and entry.has_intact_file(path, record, verify=verify):
             return entry.file_path(path)
-        _download(store, entry, record, path, remote)
+        _download(store, entry, record, path, source)
     return entry.file_path(path)
 
 
 def _download(
-    store: ArtifactStore, entry: CacheEntry, record: FileRecord, path: str, remote: RemoteArtifact
+    store: ArtifactStore, entry: CacheEntry, record: FileRecord, path: str, source: Source
 ) -> None:
     for attempt in range(2):
         part = entry.part_path(path)
         try:
-            n = store.client.download_file(remote, path, part)
+            n = source.download_file(path, part)
             store.stats.bytes_downloaded += n
             store.stats.files_downloaded += 1
             if md5_file_b64(part) != record.md5:
                 if attempt == 0:
                     continue
                 raise CacheCorruptionError(
-                    f"Downloaded {path!r} of {remote.name}:{remote.version} twice and its"
-                    " MD5 does not match the W&B manifest. The stored file is corrupt;"
-                    " re-log the artifact."
+                    f"Downloaded {path!r} of {entry.entity}/{entry.project}/{entry.name}"
+                    f"@{entry.digest} from {source.what} twice and its MD5 does not match the"
+                    " manifest. The stored file is corrupt; re-log the artifact."
                 )
             entry.place_file(path, part, record.md5)
             return
@@ -264,15 +319,15 @@ def _load_payload(
     entry: CacheEntry,
     manifest: EntryManifest,
     payload: str,
-    remote: RemoteArtifact | None,
+    source: Source | None,
     log: Log,
 ) -> Any:
     sig = payload + signing.SIGNATURE_SUFFIX
     for attempt in range(2):
         force = attempt > 0
-        path = _ensure_file(store, entry, manifest, payload, remote, force=force, verify=False)
+        path = _ensure_file(store, entry, manifest, payload, source, force=force, verify=False)
         if sig in manifest.files:
-            _ensure_file(store, entry, manifest, sig, remote)
+            _ensure_file(store, entry, manifest, sig, source)
         try:
             return serialization.load(
                 path,
@@ -288,7 +343,7 @@ def _load_payload(
                 and md5_file_b64(path) == manifest.files[payload].md5
             ):
                 raise  # the content is what W&B stored: genuinely unsigned or tampered
-            if remote is None:
+            if source is None:
                 raise _offline_corruption(store, entry, f"{payload} {exc}") from exc
             if attempt == 1:
                 raise

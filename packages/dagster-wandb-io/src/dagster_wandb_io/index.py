@@ -1,41 +1,42 @@
 """The offline index: ``entity/project/name:alias|version -> digest``.
 
-One JSON file per artifact name under ``<base_dir>/dagster_wandb_io/index/<entity>/<project>/``,
-updated under an exclusive lock and replaced atomically, so readers never need a lock. Versions
-are local (``v0``, ``v1``, ...) and independent of the versions W&B assigns when the offline
-runs are synced later. Like W&B, logging content whose digest already exists reuses that version
-and only moves the aliases.
+One signed document per artifact name, kept by a backend: a JSON file per name on the host's
+cache volume (index_files.py), or a row per name in Postgres when hosts share the index
+(index_postgres.py). Each update holds the backend's lock (a `flock`, or the row's lock in one
+transaction) from reading the document to writing the new one. Versions are local (``v0``,
+``v1``, ...) and independent of the versions W&B assigns when the offline runs are synced later.
+Like W&B, logging content whose digest already exists reuses that version and only moves the
+aliases; a write that claims its run's publication (``claim_run``) finds an earlier one of the
+same run and name in the same update, and changes nothing.
 
-Every file is signed by the team that owns the entity: its versions, its aliases and a counter
-that only grows. An edited file (an alias rolled back to an older version, a version pointed at
-other content) fails the signature. A whole older file put back is signed, so the counter is
-what catches it, in any process that has already seen a newer file: the README's threat model
-says so.
+Every document is signed by the team that owns the entity: its versions, its aliases and a
+counter that only grows. An edited document (an alias rolled back to an older version, a version
+pointed at other content) fails the signature. A whole older document put back is signed, so the
+counter is what catches it, in any process that has already seen a newer one: the README's
+threat model says so.
 """
 
 from __future__ import annotations
 
 import base64
 import contextlib
+import dataclasses
 import json
-import os
 import re
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from .cache import Layout
 from .errors import OfflineIndexError, SignatureError
-from .fsutil import atomic_write_json, read_json
+from .index_files import FileIndex
 from .keys import ALLOW_UNSIGNED_ENV, Signer, TrustStore
-from .locks import FileLock
+from .naming import run_alias
 
 _VERSION = re.compile(r"v(\d+)")
 ALIAS_MAP_SCHEME = "dagster-wandb-io/alias-map-v1"
-MAX_INDEX_BYTES = 1 << 26
 
 # The newest counter this process has seen per artifact: a signed file older than that is a
 # rollback.
@@ -71,36 +72,49 @@ class IndexedVersion:
     created_at: float
     size: int
     info: dict[str, Any]
+    # Set by `record` with `claim_run`: the run had already published this name, so this is
+    # that earlier version and the update changed nothing.
+    claimed_earlier: bool = False
+
+
+class IndexSlot(Protocol):
+    """One artifact's document, held under the backend's lock for one update."""
+
+    def load(self) -> dict[str, Any] | None: ...
+    def save(self, document: dict[str, Any]) -> None: ...
+    def set_aside(self) -> tuple[str, int]: ...
+
+
+class IndexBackend(Protocol):
+    def where(self, entity: str, project: str, name: str) -> str: ...
+    def load(self, entity: str, project: str, name: str) -> dict[str, Any] | None: ...
+    def updating(
+        self, entity: str, project: str, name: str
+    ) -> contextlib.AbstractContextManager[IndexSlot]: ...
+    def names(self, entity: str, project: str) -> list[str]: ...
+
+
+def published_by(info: dict[str, Any], dagster_run_id: str) -> bool:
+    """Whether this Dagster run published the version: the run that created it, or a later run
+    that published the same content (the version is reused, recorded in `dagster_run_ids`)."""
+    return info.get("dagster_run_id") == dagster_run_id or dagster_run_id in (
+        info.get("dagster_run_ids") or []
+    )
+
+
+def _empty() -> dict[str, Any]:
+    return {"versions": [], "aliases": {}, "counter": 0}
 
 
 class OfflineIndex:
-    def __init__(self, layout: Layout) -> None:
+    def __init__(self, layout: Layout, backend: IndexBackend | None = None) -> None:
         self.layout = layout
+        self.backend: IndexBackend = backend or FileIndex(layout)
 
-    def _path(self, entity: str, project: str, name: str) -> Path:
-        return self.layout.index_dir / entity / project / f"{name}.json"
+    def _load(self, entity: str, project: str, name: str) -> dict[str, Any]:
+        return self.backend.load(entity, project, name) or _empty()
 
-    def _load(self, path: Path) -> dict[str, Any]:
-        try:
-            if path.stat().st_size > MAX_INDEX_BYTES:
-                raise ValueError(f"larger than {MAX_INDEX_BYTES} bytes")
-            data = read_json(path)
-            if not isinstance(data.get("versions"), list) or not isinstance(
-                data.get("aliases"), dict
-            ):
-                raise ValueError("no 'versions' list or 'aliases' map")
-            return data
-        except FileNotFoundError:
-            return {"versions": [], "aliases": {}, "counter": 0}
-        except (OSError, ValueError, AttributeError) as error:
-            raise OfflineIndexError(
-                f"The offline index file {path} is unreadable or malformed ({error}), so the"
-                " versions and aliases it held cannot be trusted. Fix: move it aside, then"
-                " materialize the producing asset again; it writes a fresh, signed index file"
-                " (cached entries are kept)."
-            ) from None
-
-    def _verify(
+    def verify(
         self,
         entity: str,
         project: str,
@@ -109,8 +123,7 @@ class OfflineIndex:
         trust: TrustStore | None,
         allow_unsigned: bool,
     ) -> None:
-        path = self._path(entity, project, name)
-        where = f"the offline index of {entity}/{project}/{name} ({path})"
+        where = f"the offline index of {self.backend.where(entity, project, name)}"
         signature = data.get("signature")
         if signature is None:
             if allow_unsigned:
@@ -157,12 +170,29 @@ class OfflineIndex:
         trust: TrustStore | None,
         info: dict[str, Any] | None = None,
         log: Callable[[str], None] | None = None,
+        claim_run: str | None = None,
     ) -> IndexedVersion:
-        path = self._path(entity, project, name)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with FileLock(path.with_suffix(".lock")):
-            data = self._trusted_or_set_aside(entity, project, name, signer, trust, log)
+        """Add (or reuse) the version of `digest` and move `aliases` to it, in one update.
+
+        `claim_run` (a Dagster run id): if that run already published this name, return its
+        version, marked `claimed_earlier`, and change nothing."""
+        with self.backend.updating(entity, project, name) as slot:
+            data = self._trusted_or_set_aside(slot, entity, project, name, signer, trust, log)
             versions: list[dict[str, Any]] = data["versions"]
+            alias_map: dict[str, str] = data["aliases"]
+            if claim_run is not None:
+                earlier = next(
+                    (
+                        v
+                        for v in versions
+                        if v["version"] == alias_map.get(run_alias(claim_run))
+                        and published_by(v.get("info") or {}, claim_run)
+                    ),
+                    None,
+                )
+                if earlier is not None:
+                    found = self._version(name, earlier, alias_map)
+                    return dataclasses.replace(found, claimed_earlier=True)
             found = next((v for v in versions if v["digest"] == digest), None)
             if found is None:
                 number = int(data.get("next_version", len(versions)))
@@ -173,13 +203,15 @@ class OfflineIndex:
                     "type": type,
                     "size": size,
                     "created_at": time.time(),
-                    "info": info or {},
+                    "info": dict(info or {}),
                 }
                 versions.append(found)
-            alias_map: dict[str, str] = data["aliases"]
+            found_info = found.setdefault("info", {})
+            if claim_run is not None and not published_by(found_info, claim_run):
+                found_info.setdefault("dagster_run_ids", []).append(claim_run)
             for alias in aliases:
                 alias_map[alias] = found["version"]
-            # Strictly growing, and never below the clock, so a file rewritten from scratch
+            # Strictly growing, and never below the clock, so a document rewritten from scratch
             # still counts as newer than any copy readers have seen.
             data["counter"] = max(int(data.get("counter", 0)) + 1, time.time_ns())
             data.pop("signature", None)
@@ -191,11 +223,12 @@ class OfflineIndex:
                         signer.sign(_signed_message(entity, project, name, data))
                     ).decode(),
                 }
-            atomic_write_json(path, data)
+            slot.save(data)
         return self._version(name, found, alias_map)
 
     def _trusted_or_set_aside(
         self,
+        slot: IndexSlot,
         entity: str,
         project: str,
         name: str,
@@ -203,28 +236,20 @@ class OfflineIndex:
         trust: TrustStore | None,
         log: Callable[[str], None] | None,
     ) -> dict[str, Any]:
-        """The owner's current file, verified like any reader's. One that fails is moved
+        """The owner's current document, verified like any reader's. One that fails is moved
         aside, not re-signed: signing it would make an attacker's edit the owner's word."""
-        path = self._path(entity, project, name)
-        if not path.exists():
-            return {"versions": [], "aliases": {}, "counter": 0}
         try:
-            data = self._load(path)
-            self._verify(entity, project, name, data, trust, allow_unsigned=signer is None)
+            data = slot.load()
+            if data is None:
+                return _empty()
+            self.verify(entity, project, name, data, trust, allow_unsigned=signer is None)
             return data
         except (OfflineIndexError, SignatureError) as problem:
-            aside = path.with_name(f"{path.name}.untrusted-{time.time_ns()}")
-            os.replace(path, aside)
+            aside, numbered = slot.set_aside()
             if log is not None:
-                log(f"{problem} It was moved to {aside.name}; a fresh, signed index starts now.")
-            # The cache holds one entry per version ever published, a floor when the file is
-            # too damaged to count its versions.
-            entries = self.layout.cache_dir / entity / project / name
-            numbered = len([e for e in entries.iterdir() if e.is_dir()]) if entries.is_dir() else 0
-            with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
-                numbered = max(numbered, len(read_json(aside)["versions"]))
+                log(f"{problem} It was moved to {aside}; a fresh, signed index starts now.")
             # Version names are never reused, so no reader takes new content for an old version.
-            return {"versions": [], "aliases": {}, "counter": 0, "next_version": numbered}
+            return {**_empty(), "next_version": numbered}
 
     @staticmethod
     def _version(name: str, v: dict[str, Any], alias_map: dict[str, str]) -> IndexedVersion:
@@ -249,11 +274,10 @@ class OfflineIndex:
         trust: TrustStore | None,
         allow_unsigned: bool,
     ) -> IndexedVersion | None:
-        path = self._path(entity, project, name)
-        if not path.exists():
+        data = self.backend.load(entity, project, name)
+        if data is None:
             return None
-        data = self._load(path)
-        self._verify(entity, project, name, data, trust, allow_unsigned)
+        self.verify(entity, project, name, data, trust, allow_unsigned)
         alias_map: dict[str, str] = data["aliases"]
         version = ref if _VERSION.fullmatch(ref) else alias_map.get(ref)
         for v in data["versions"]:
@@ -262,22 +286,8 @@ class OfflineIndex:
         return None
 
     def names(self, entity: str, project: str) -> list[str]:
-        d = self.layout.index_dir / entity / project
-        if not d.is_dir():
-            return []
-        return sorted(p.stem for p in d.glob("*.json"))
+        return self.backend.names(entity, project)
 
     def refs(self, entity: str, project: str, name: str) -> list[str]:
-        data = self._load(self._path(entity, project, name))
+        data = self._load(entity, project, name)
         return [v["version"] for v in data["versions"]] + sorted(data["aliases"])
-
-    def digests(self) -> set[str]:
-        out: set[str] = set()
-        if not self.layout.index_dir.is_dir():
-            return out
-        for path in self.layout.index_dir.glob("*/*/*.json"):
-            try:
-                out.update(v["digest"] for v in read_json(path)["versions"])
-            except (OSError, ValueError, KeyError, TypeError):
-                continue
-        return out

@@ -40,7 +40,7 @@ from .naming import (
 )
 from .resources import WandbResource, normalize_mode
 from .runs import RunSpec, build_run_spec
-from .store import ArtifactStore, StoreSettings
+from .store import ArtifactStore, StoreSettings, shared_storage_from_environment
 
 
 def _step_run_id(context: InputContext | OutputContext) -> str | None:
@@ -134,6 +134,7 @@ class WandbArtifactsIOManager(ConfigurableIOManager):
             api_key=res.resolved_api_key(),
             ttl_minutes=self.cache_duration_in_minutes,
             allow_unsigned=allow_unsigned_from_environment(),
+            **shared_storage_from_environment(),
         )
 
     def get_store(self) -> ArtifactStore:
@@ -216,8 +217,12 @@ class WandbArtifactsIOManager(ConfigurableIOManager):
         store = self.get_store()
         run_id = _step_run_id(context)
         run = self._run_spec(run_id)
-        result = store.published_in_run(name, run)
-        if result is not None:
+        # Checked first to spare serializing a value that will not be published; the write
+        # checks again in the index update that publishes, for two executions at once.
+        result = store.published_in_run(name, run) or store.write(
+            obj, name=name, config=config, run=run, log=context.log.warning, once_per_run=True
+        )
+        if result.reused_earlier:
             context.log.warning(
                 f"This run already published W&B artifact {result.entity}/{result.project}/"
                 f"{result.name}:{result.version}; the step ran again (a redelivered Celery task"
@@ -225,7 +230,6 @@ class WandbArtifactsIOManager(ConfigurableIOManager):
                 " sees the first one."
             )
         else:
-            result = store.write(obj, name=name, config=config, run=run, log=context.log.warning)
             context.log.info(
                 f"Wrote W&B artifact {result.entity}/{result.project}/{result.name}:"
                 f"{result.version} ({'offline' if result.offline else 'online'})"

@@ -22,9 +22,10 @@ from .client import app_url
 from .config import WriteConfig
 from .errors import CacheCorruptionError, ConfigurationError, OfflineIndexError, SignatureError
 from .fsutil import atomic_write_json, link_or_copy, remove_tree
+from .index import published_by
 from .keys import ALLOW_UNSIGNED_ENV, PRIVATE_KEY_ENV, Signer
 from .naming import run_alias
-from .runs import RunInfo, RunSpec, open_run, run_info, run_lock, scoped_env
+from .runs import RunInfo, RunSpec, open_run, run_info, scoped_env
 from .sources import check_directory, check_readable
 from .version import __version__
 
@@ -50,6 +51,8 @@ class WriteResult:
     offline: bool
     wandb_metadata: dict[str, Any] = field(default_factory=dict)
     cache_path: str = ""
+    # This run had already published the name: this is that publication, and nothing new was.
+    reused_earlier: bool = False
 
 
 def published_in_run(store: ArtifactStore, name: str, run: RunSpec) -> WriteResult | None:
@@ -69,7 +72,7 @@ def published_in_run(store: ArtifactStore, name: str, run: RunSpec) -> WriteResu
             )
         except (OfflineIndexError, SignatureError):
             return None  # an untrusted index is set aside by the write that follows
-        if indexed is None or indexed.info.get("dagster_run_id") != run.dagster_run_id:
+        if indexed is None or not published_by(indexed.info, run.dagster_run_id):
             return None
         digest, version, type_, size = (
             indexed.digest,
@@ -106,6 +109,7 @@ def published_in_run(store: ArtifactStore, name: str, run: RunSpec) -> WriteResu
         offline=store.offline,
         wandb_metadata=dict(metadata),
         cache_path=str(store.cache.entry(s.entity, s.project, name, digest).path),
+        reused_earlier=True,
     )
 
 
@@ -118,7 +122,13 @@ def write(
     run: RunSpec,
     log: Log,
     extra_metadata: dict[str, Any] | None,
+    once_per_run: bool = False,
 ) -> WriteResult:
+    """Publish `obj` as a new version of `name` (or an existing one with the same content).
+
+    `once_per_run`: if this Dagster run already published `name`, publish nothing and return
+    that publication. Offline, the check and the publication are one index update, so two
+    executions of one step (a redelivered task, on any host) publish once."""
     import wandb
     from wandb.data_types import WBValue
 
@@ -166,7 +176,9 @@ def write(
 
         aliases = _dedupe([*config.aliases, run_alias(run.dagster_run_id), "latest"])
         digest = artifact.digest
-        manifest = _manifest_for(artifact, staged, payload, s, origin=s.mode)
+        # With a store of record, this host's copy is a cache like any other (evictable).
+        origin = "stored" if store.offline and store.objects is not None else s.mode
+        manifest = _manifest_for(artifact, staged, payload, s, origin=origin)
         if manifest.digest != digest:
             raise CacheCorruptionError(
                 f"Internal error: computed digest {manifest.digest} != W&B digest {digest}."
@@ -182,17 +194,10 @@ def write(
                 " eviction with a longer --older-than-minutes."
             )
 
-        with run_lock(store.layout, run):
-            if store.offline:
-                with open_run(store.layout, run, mode="offline") as wandb_run:
-                    wandb_run.log_artifact(artifact, aliases=aliases)
-                    info = run_info(wandb_run, run, app_url=app_url(s.host))
-                    offline_dir = Path(wandb_run.dir).parent
-                atomic_write_json(staging_dir / ".offline_run.json", {"run_dir": str(offline_dir)})
-            else:
-                logged = store.client.log_artifact(run, artifact, aliases)
-                info = logged.run
         if store.offline:
+            if store.objects is not None:
+                # Stored before the index names it: a reader on any host can then fetch it.
+                store.objects.upload(entry, manifest)
             indexed = store.index.record(
                 s.entity,
                 s.project,
@@ -201,15 +206,36 @@ def write(
                 type=artifact.type,
                 size=manifest.size,
                 aliases=aliases,
-                info={"dagster_run_id": run.dagster_run_id, "wandb_run_id": info.id},
+                info={"dagster_run_id": run.dagster_run_id, "wandb_run_id": run.run_id},
                 signer=signer,
                 trust=store.trust,
                 log=log,
+                claim_run=run.dagster_run_id if once_per_run else None,
             )
+            if indexed.claimed_earlier:
+                store.cache.holds.release(entry)
+                remove_tree(staging_dir)
+                earlier = published_in_run(store, name, run)
+                if earlier is None:  # pragma: no cover - the index just named it
+                    raise OfflineIndexError(f"{name}: the run's earlier version vanished.")
+                return earlier
+            # Logged once the index holds the publication, so `wandb sync` uploads what the
+            # platform's readers see.
+            with (
+                store.run_lock(run),
+                open_run(store.layout, run, mode="offline") as wandb_run,
+            ):
+                wandb_run.log_artifact(artifact, aliases=aliases)
+                info = run_info(wandb_run, run, app_url=app_url(s.host))
+                offline_dir = Path(wandb_run.dir).parent
+            atomic_write_json(staging_dir / ".offline_run.json", {"run_dir": str(offline_dir)})
             version = indexed.version
             artifact_id = None
             url = _artifact_url(s, artifact.type, name, version)
         else:
+            with store.run_lock(run):
+                logged = store.client.log_artifact(run, artifact, aliases)
+            info = logged.run
             remove_tree(staging_dir)
             version, artifact_id, url = logged.version, logged.id, logged.url
         store.cache.holds.release(entry)

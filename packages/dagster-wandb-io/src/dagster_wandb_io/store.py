@@ -7,20 +7,24 @@ in `publish.py`, reading in `fetch.py`, and the cache entries both go through in
 
 from __future__ import annotations
 
+import contextlib
 import functools
-from collections.abc import Callable
-from dataclasses import dataclass
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from . import fetch, keys, publish
+from . import fetch, keys, publish, runs
 from .cache import Layout, SharedCache
 from .client import WandbCloudClient
 from .config import Selection, WriteConfig
 from .errors import ConfigurationError
 from .fetch import ReadStats
 from .index import OfflineIndex
+from .index_postgres import INDEX_URL_ENV, PostgresIndex
 from .naming import validate_path_component
+from .object_store import STORE_URL_ENV, ObjectStore
 from .publish import WriteResult
 from .runs import RunSpec
 
@@ -43,12 +47,41 @@ class StoreSettings:
     ttl_minutes: int | None = None
     # A deployment setting (keys.ALLOW_UNSIGNED_ENV), never run config: see io_manager.py.
     allow_unsigned: bool = False
+    # Deployment settings too, from the environment (from_environment): the offline store of
+    # record (s3://bucket/prefix) and the Postgres that holds the index every host shares.
+    store_url: str | None = None
+    index_url: str | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         # Checked on every construction, dataclasses.replace() included (a read that names
         # another team's entity and project builds new settings).
         validate_path_component(self.entity, what="entity")
         validate_path_component(self.project, what="project")
+        if self.store_url and not self.index_url:
+            raise ConfigurationError(
+                f"{STORE_URL_ENV} is set but {INDEX_URL_ENV} is not. Hosts that share the object"
+                " store must share the index too (a file index on one host's volume would"
+                f" disagree with another's): set {INDEX_URL_ENV} to a postgresql:// URL, or"
+                f" unset {STORE_URL_ENV} to keep everything on this host's volume."
+            )
+
+
+def shared_storage_from_environment() -> dict[str, str | None]:
+    """StoreSettings' store_url and index_url, as the deployment sets them."""
+    return {
+        "store_url": os.environ.get(STORE_URL_ENV, "").strip() or None,
+        "index_url": os.environ.get(INDEX_URL_ENV, "").strip() or None,
+    }
+
+
+# One connection per process and database, whichever stores use it.
+_postgres_indexes: dict[str, PostgresIndex] = {}
+
+
+def postgres_index(url: str) -> PostgresIndex:
+    if url not in _postgres_indexes:
+        _postgres_indexes[url] = PostgresIndex(url)
+    return _postgres_indexes[url]
 
 
 class ArtifactStore:
@@ -60,7 +93,9 @@ class ArtifactStore:
         self.settings = settings
         self.layout = Layout(Path(settings.base_dir))
         self.cache = SharedCache(self.layout)
-        self.index = OfflineIndex(self.layout)
+        self.objects = ObjectStore(settings.store_url) if settings.store_url else None
+        backend = postgres_index(settings.index_url) if settings.index_url else None
+        self.index = OfflineIndex(self.layout, backend)
         self._client = client
         self.stats = ReadStats()
 
@@ -90,6 +125,20 @@ class ArtifactStore:
             raise ConfigurationError("No W&B client is configured for online mode.")
         return self._client
 
+    @contextlib.contextmanager
+    def run_lock(self, run: RunSpec, timeout: float = 3600) -> Iterator[None]:
+        """One process at a time uses a W&B run: on this host, a file lock on the cache
+        volume; with a shared index, a Postgres advisory lock that every host honours."""
+        backend = self.index.backend
+        if isinstance(backend, PostgresIndex):
+            with backend.exclusive(
+                f"dagster-wandb-io run {run.entity}/{run.project}/{run.run_id}", timeout
+            ):
+                yield
+        else:
+            with runs.run_lock(self.layout, run, timeout):
+                yield
+
     def close(self) -> None:
         """Release entries held in use for paths and artifacts handed to user code."""
         self.cache.holds.release_all()
@@ -107,9 +156,17 @@ class ArtifactStore:
         run: RunSpec,
         log: Log = _noop,
         extra_metadata: dict[str, Any] | None = None,
+        once_per_run: bool = False,
     ) -> WriteResult:
         return publish.write(
-            self, obj, name=name, config=config, run=run, log=log, extra_metadata=extra_metadata
+            self,
+            obj,
+            name=name,
+            config=config,
+            run=run,
+            log=log,
+            extra_metadata=extra_metadata,
+            once_per_run=once_per_run,
         )
 
     def read(
