@@ -15,7 +15,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from bench import dequeue, footprint, report, wandb_io
+from bench import dequeue, footprint, object_store, report, wandb_io
 from bench.runs import RunTiming, burst, percentile, summarize, timed_run
 from bench.stacks import PlatformStack, VanillaStack, start
 from dagster_team_celery.probes import FAN_OUT_WIDTH
@@ -197,6 +197,26 @@ def main() -> int:
             stacks["platform"], stacks["vanilla"], TEAM, "probe_ping", runs=5
         )
         checkpoint("dequeue", started)
+        started = time.monotonic()
+
+        # Step outputs in the object store (as shipped) against the shared volume: a third
+        # stack, only for this section, so the memory figures above are of two stacks.
+        stacks["platform-volume"] = start(
+            object_store.VolumeOutputsStack, "platform-volume", state_root
+        )
+        volume_client = PlatformClient(stacks["platform-volume"].webserver_url)
+        wait_for_loaded_locations(volume_client, stacks["platform-volume"].teams, timeout=180)
+        timed_run(volume_client, TEAM, "probe_ping")  # warm-up, not recorded
+        results["step_outputs"] = object_store.step_outputs(
+            {"object-store": clients["platform"], "volume": volume_client},
+            TEAM,
+            args.shape_runs,
+            args.wandb_size_mb,
+        )
+        results["wandb_io"]["store_reads"] = object_store.wandb_reads(
+            stacks["platform"], args.wandb_size_mb
+        )
+        checkpoint("object_store", started)
     finally:
         for stack in stacks.values():
             stack.stop()

@@ -65,6 +65,40 @@ def dequeue_rows(dequeue: dict) -> list[str]:
     return rows
 
 
+def object_store_rows(results: dict) -> list[str]:
+    lines: list[str] = []
+    if outputs := results.get("step_outputs"):
+        store, volume = outputs["object-store"], outputs["volume"]
+        lines += [
+            "Where step outputs live (run process start to success, median of "
+            f"{outputs['runs']} runs each, alternating):",
+            "",
+            "| | object store (default) | shared volume | ratio |",
+            "|---|---|---|---|",
+            f"| 50-step fan-out (s) | {store['fan_out']} | {volume['fan_out']} | "
+            f"{ratio(store['fan_out'], volume['fan_out'])} |",
+            f"| one {outputs['large_output_mb']} MB output, written then read by the next step "
+            f"(s) | {store['large_output']} | {volume['large_output']} | "
+            f"{ratio(store['large_output'], volume['large_output'])} |",
+            "",
+        ]
+    if reads := results["wandb_io"].get("store_reads"):
+        seconds = reads["seconds"]
+        lines += [
+            f"W&B artifact of {reads['size_mb']} MB in the object store (offline store of record, "
+            f"median of {reads['repeat']}):",
+            "",
+            "| write | read, writer's host (cache hit) | read, cold host (from the store) | "
+            "cold host again | cold fetch |",
+            "|---|---|---|---|---|",
+            f"| {seconds['write']} s | {seconds['hit']} s | {seconds['cold']} s | "
+            f"{seconds['cold_again']} s | {reads['cold_bytes_fetched']} bytes at "
+            f"{reads['cold_fetch_mb_per_s']} MB/s |",
+            "",
+        ]
+    return lines
+
+
 def markdown(results: dict) -> str:
     lines = [
         f"Benchmark of {results['date']} ({results['machine']['cpus']} cores); platform vs "
@@ -166,6 +200,7 @@ def markdown(results: dict) -> str:
         f"in the shared cache, {cross['bytes_fetched_cold_cache']} from a cold cache.",
         "",
     ]
+    lines += object_store_rows(results)
     if signatures := results["wandb_io"].get("signatures"):
         lines += [
             f"Signing a {signatures['payload_mb']} MB payload: both schemes sign its chunk "

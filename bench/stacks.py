@@ -1,10 +1,11 @@
 """The two stacks the benchmarks compare: the platform, and vanilla Dagster + dagster-celery.
 
 Vanilla means the same versions with no tuning: the default 5 s dequeue interval, the stock
-DefaultRunLauncher, dagster-celery's own executor with nothing but the team's queue (the code
-servers load the team's definitions through bench/vanilla/vanilla_definitions.py, which swaps
-the executor), and workers started the stock way (`dagster-celery worker start -A
-dagster_celery.app`).
+DefaultRunLauncher, step outputs and captured logs on the local volume (fs_io_manager and the
+LocalComputeLogManager, where the platform uses its object store), dagster-celery's own executor
+with nothing but the team's queue (the code servers load the team's definitions through
+bench/vanilla/vanilla_definitions.py, which swaps the executor), and workers started the stock
+way (`dagster-celery worker start -A dagster_celery.app`).
 """
 
 import os
@@ -13,6 +14,7 @@ from pathlib import Path
 import yaml
 from celery import Celery
 
+from dagster_team_celery.object_store import STEP_OUTPUTS_ENV
 from dagster_team_celery.settings import BACKEND_URL_ENV, BROKER_URL_ENV
 from devstack import config
 from devstack.processes import Service
@@ -22,6 +24,11 @@ VANILLA_LAUNCHER = {"module": "dagster._core.launcher", "class": "DefaultRunLaun
 # Holds only vanilla_definitions.py, so nothing else on the team's path is shadowed.
 VANILLA_PYTHONPATH = Path(__file__).resolve().parent / "vanilla"
 VANILLA_MODULE = "vanilla_definitions"
+STOCK_COMPUTE_LOGS = {
+    "module": "dagster._core.storage.local_compute_log_manager",
+    "class": "LocalComputeLogManager",
+    "config": {"base_dir": {"env": "DAGSTER_COMPUTE_LOGS_DIR"}},
+}
 TUNED_COORDINATOR_KEYS = ("dequeue_interval_seconds", "dequeue_use_threads", "dequeue_num_workers")
 
 
@@ -42,7 +49,11 @@ class VanillaStack(LocalStack):
         coordinator = instance["run_coordinator"]["config"]
         for key in TUNED_COORDINATOR_KEYS:
             coordinator.pop(key, None)
+        instance["compute_logs"] = STOCK_COMPUTE_LOGS
         return yaml.safe_dump(instance, sort_keys=False)
+
+    def dagster_env(self) -> dict[str, str]:
+        return {**super().dagster_env(), STEP_OUTPUTS_ENV: "volume"}
 
     def team_env(self, team: str) -> dict[str, str]:
         # Code servers, runs and workers all import the job through VANILLA_MODULE.

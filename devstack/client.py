@@ -40,6 +40,7 @@ query RunEvents($runId: ID!, $cursor: String) {
         ... on MessageEvent { message stepKey timestamp level }
         ... on MarkerEvent { markerStart markerEnd }
         ... on LogsCapturedEvent { fileKey stepKeys }
+        ... on ExecutionStepFailureEvent { error { message causes { message } } }
         ... on DisplayableEvent {
           metadataEntries {
             label

@@ -128,6 +128,9 @@ def weed_argv(
         # Neither catalog is used, and each would be one more port open to the network.
         "-s3.port.iceberg=0",
         "-s3.port.lance=0",
+        # One volume server, so nothing takes over its volumes: 10 s of grace at a stop would
+        # only delay a restart (and compose's stop).
+        "-volume.preStopSeconds=1",
         # Volumes of 1 GiB (default 30 GiB), as many as the disk holds.
         "-master.volumeSizeLimitMB=1024",
         "-volume.max=0",

@@ -126,8 +126,16 @@ def wait_for_new_worker(stack: LocalStack, team: str, role: str, old_pid: int) -
 
 
 def failure_messages(client: PlatformClient, run_id: str) -> str:
+    """The run's failure, engine and step failure messages, with each step's error and the
+    errors that caused it."""
+
+    def lines(event: dict) -> list[str]:
+        error = event.get("error") or {}
+        causes = [cause.get("message") for cause in error.get("causes") or []]
+        return [m for m in (event.get("message"), error.get("message"), *causes) if m]
+
     return "\n".join(
-        event.get("message") or ""
+        "\n".join(lines(event))
         for event in client.run_events(run_id)
         if event["__typename"] in ("RunFailureEvent", "ExecutionStepFailureEvent", "EngineEvent")
     )

@@ -29,9 +29,10 @@ StepOutputs = Literal["object-store", "volume"]
 STEP_OUTPUT_CHOICES: tuple[StepOutputs, ...] = ("object-store", "volume")
 DEFAULT_STEP_OUTPUTS: StepOutputs = "object-store"
 STEP_OUTPUT_PREFIX = "step-outputs"
-# Retries with backoff ride out a store restart of about half a minute (measured in
-# tests/faults/test_object_store_restart.py) before a step fails with the store's error.
-MAX_ATTEMPTS = 8
+# botocore's retries, with jittered exponential backoff of up to 20 s each: about a minute and a
+# half in all, which rides out a store restart (tests/faults/test_infrastructure_restarts.py)
+# before a step fails with the store's error.
+MAX_ATTEMPTS = 12
 
 
 class ObjectStoreError(RuntimeError):
@@ -79,11 +80,13 @@ def step_output_io_manager() -> Any | None:
     if step_outputs() == "volume":
         return None
     import dagster as dg
-    from dagster_aws.s3 import S3PickleIOManager, S3Resource
+    from dagster_aws.s3 import S3Resource
+
+    from dagster_team_celery.step_outputs import ProcessCachedS3PickleIOManager
 
     # Only names of variables go into the definitions, never their values: credentials and the
     # endpoint reach boto3 from the environment of the process that runs the step.
-    return S3PickleIOManager(
+    return ProcessCachedS3PickleIOManager(
         s3_resource=S3Resource(max_attempts=MAX_ATTEMPTS),
         s3_bucket=dg.EnvVar(BUCKET_ENV),
         s3_prefix=STEP_OUTPUT_PREFIX,

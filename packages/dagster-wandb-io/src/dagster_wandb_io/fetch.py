@@ -44,6 +44,11 @@ class Source(Protocol):
 
     what: str
 
+    @property
+    def repair(self) -> str:
+        """How to replace a stored file found corrupt."""
+        ...
+
     def manifest(self, entry: CacheEntry) -> EntryManifest: ...
     def download_file(self, path: str, dest: Path) -> int: ...
 
@@ -78,6 +83,10 @@ class WandbSource:
     def download_file(self, path: str, dest: Path) -> int:
         return self.client.download_file(self.remote, path, dest)
 
+    @property
+    def repair(self) -> str:
+        return "re-log the artifact"
+
 
 @dataclass
 class StoreSource:
@@ -102,6 +111,15 @@ class StoreSource:
 
     def download_file(self, path: str, dest: Path) -> int:
         return self.objects.download(self.entity, self.project, self.name, self.digest, path, dest)
+
+    @property
+    def repair(self) -> str:
+        manifest = self.objects.manifest_url(self.entity, self.project, self.name, self.digest)
+        return (
+            f"delete {manifest}, then materialize the producing asset again: the next write of"
+            " this content uploads it anew (a stored entry is never rewritten while its"
+            " manifest exists)"
+        )
 
 
 def read(
@@ -294,7 +312,7 @@ def _download(
                 raise CacheCorruptionError(
                     f"Downloaded {path!r} of {entry.entity}/{entry.project}/{entry.name}"
                     f"@{entry.digest} from {source.what} twice and its MD5 does not match the"
-                    " manifest. The stored file is corrupt; re-log the artifact."
+                    f" manifest. The stored file is corrupt: {source.repair}."
                 )
             entry.place_file(path, part, record.md5)
             return

@@ -149,6 +149,9 @@ class ObjectStore:
             )
         return manifest
 
+    def manifest_url(self, entity: str, project: str, name: str, digest: str) -> str:
+        return f"s3://{self.bucket}/{self._key(entity, project, name, digest, MANIFEST)}"
+
     def has(self, entity: str, project: str, name: str, digest: str) -> bool:
         key = self._key(entity, project, name, digest, MANIFEST)
         try:
