@@ -280,6 +280,7 @@ class StackEnvironment:
             "AWS_DEFAULT_REGION": os.environ.get("AWS_DEFAULT_REGION", OBJECT_STORE_REGION),
             BUCKET_ENV: self.settings.object_store_bucket,
             STEP_OUTPUTS_ENV: os.environ.get(STEP_OUTPUTS_ENV, DEFAULT_STEP_OUTPUTS),
+            **self.wandb_io_shared_env(),
             # As compose does: the caller's value, else the package's default.
             VISIBILITY_TIMEOUT_ENV: os.environ.get(
                 VISIBILITY_TIMEOUT_ENV, str(DEFAULT_VISIBILITY_TIMEOUT_SECONDS)
@@ -299,7 +300,6 @@ class StackEnvironment:
             "DAGSTER_TEAM": team,
             **self.team_redis_env(team),
             "DAGSTER_WANDB_IO_BASE_DIR": str(self.artifact_cache),
-            **self.wandb_io_shared_env(),
             PRIVATE_KEY_ENV: self.secrets["team_signing_keys"][team],
             TRUSTED_KEYS_ENV: str(self.trust_file),
             "WANDB_MODE": "offline",
@@ -313,7 +313,7 @@ class StackEnvironment:
 
     def wandb_io_shared_env(self) -> dict[str, str]:
         """Where offline W&B artifacts and their index live, shared by every host: the mirror
-        of compose's x-wandb-io-shared-env."""
+        of compose's DAGSTER_WANDB_IO_STORE_URL and DAGSTER_WANDB_IO_INDEX_URL."""
         postgres = self.postgres_parts()
         return {
             STORE_URL_ENV: f"s3://{self.settings.object_store_bucket}/wandb-artifacts",

@@ -232,7 +232,6 @@ class LocalStack(StackEnvironment):
         artifacts kept only in the cache folder (before the object store) move into it."""
         migrate_env = {
             **self.platform_env(),
-            **self.wandb_io_shared_env(),
             "DAGSTER_WANDB_IO_BASE_DIR": str(self.artifact_cache),
             TRUSTED_KEYS_ENV: str(self.trust_file),
         }

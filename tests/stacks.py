@@ -74,3 +74,17 @@ def object_store_keys(stack: LocalStack, prefix: str) -> dict[str, int]:
         .paginate(Bucket=stack.settings.object_store_bucket, Prefix=prefix)
     )
     return {item["Key"]: item["Size"] for page in pages for item in page.get("Contents", [])}
+
+
+def large_output_crosses_steps(client: PlatformClient, team: str, size_mb: int) -> str:
+    """Run probe_large_output: a step writes `size_mb` of random bytes, the next reads them
+    back through wherever step outputs live; both record the bytes' SHA-256. Its run id."""
+    run_id = client.submit_job(
+        team,
+        "probe_large_output",
+        run_config={"ops": {"write_payload": {"config": {"size_mb": size_mb}}}},
+    )
+    assert client.wait_for_run(run_id, timeout=180) == "SUCCESS"
+    metadata = client.output_metadata(run_id)
+    assert metadata["write_payload"]["sha256"] == metadata["read_payload"]["sha256"]
+    return run_id

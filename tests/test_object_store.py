@@ -11,7 +11,7 @@ from botocore.exceptions import ClientError
 
 from devstack import infra
 from devstack.stack import PLATFORM_BIN
-from tests.stacks import object_store_client, object_store_keys
+from tests.stacks import large_output_crosses_steps, object_store_client, object_store_keys
 
 pytestmark = pytest.mark.local_stack
 
@@ -29,14 +29,7 @@ def test_step_outputs_and_captured_logs_live_in_the_bucket(local_stack, client):
 
 
 def test_a_large_output_reaches_the_next_step_intact(local_stack, client):
-    run_id = client.submit_job(
-        "ml",
-        "probe_large_output",
-        run_config={"ops": {"write_payload": {"config": {"size_mb": 20}}}},
-    )
-    assert client.wait_for_run(run_id, timeout=180) == "SUCCESS"
-    metadata = client.output_metadata(run_id)
-    assert metadata["write_payload"]["sha256"] == metadata["read_payload"]["sha256"]
+    run_id = large_output_crosses_steps(client, "ml", size_mb=20)
     stored = object_store_keys(local_stack, f"step-outputs/storage/{run_id}/write_payload/")
     assert max(stored.values()) >= 20 << 20, stored
 

@@ -13,6 +13,7 @@ from tests.faults.conftest import (
     wait_for_progress,
     wait_for_terminal,
 )
+from tests.stacks import large_output_crosses_steps
 
 pytestmark = [pytest.mark.faults, pytest.mark.local_stack]
 
@@ -84,11 +85,4 @@ def test_object_store_restart_mid_run(fault_stack, fault_client):
         print(f"why the run failed:\n{messages[-3000:]}")
         assert fault_stack.object_store_url in messages
     # Outputs written across the restart are whole: a large one crosses two steps intact.
-    follow_up = fault_client.submit_job(
-        "ml",
-        "probe_large_output",
-        run_config={"ops": {"write_payload": {"config": {"size_mb": 8}}}},
-    )
-    assert fault_client.wait_for_run(follow_up, timeout=180) == "SUCCESS"
-    metadata = fault_client.output_metadata(follow_up)
-    assert metadata["write_payload"]["sha256"] == metadata["read_payload"]["sha256"]
+    large_output_crosses_steps(fault_client, "ml", size_mb=8)

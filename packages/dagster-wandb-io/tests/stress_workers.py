@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import multiprocessing
 import os
 import pickle
 import random
@@ -18,6 +19,24 @@ from dagster_wandb_io.eviction import evict
 from dagster_wandb_io.locks import FileLock
 
 from helpers import FakeCloud, offline_store, run_spec
+
+# forkserver: children fork from one clean, pre-warmed server process (no state inherited from
+# the pytest process, unlike fork; no per-child interpreter start-up, unlike spawn).
+CTX = multiprocessing.get_context("forkserver")
+CTX.set_forkserver_preload(["stress_workers"])
+
+
+def run_processes(specs: list[tuple[Any, tuple]], timeout: float = 150) -> list[int | None]:
+    """Start a process per (target, args), wait for each (killing one past `timeout`), and
+    return their exit codes."""
+    processes = [CTX.Process(target=target, args=args) for target, args in specs]
+    for process in processes:
+        process.start()
+    for process in processes:
+        process.join(timeout)
+        if process.is_alive():
+            process.kill()
+    return [process.exitcode for process in processes]
 
 
 def make_value(seed: int, size: int = 150_000) -> dict[str, Any]:

@@ -2,7 +2,6 @@
 
 import itertools
 import json
-import multiprocessing
 import os
 
 import pytest
@@ -12,36 +11,21 @@ from dagster_wandb_io.config import WriteConfig
 
 from helpers import SEED_RUN_CONFIG
 from stress_workers import (
+    CTX,
     FileFakeCloud,
     make_value,
     online_reader,
+    run_processes,
     same_run_writer,
     stress_worker,
 )
-
-# forkserver: children fork from one clean, pre-warmed server process (no state inherited from
-# the pytest process, unlike fork; no per-child interpreter start-up, unlike spawn).
-CTX = multiprocessing.get_context("forkserver")
-CTX.set_forkserver_preload(["stress_workers"])
-
-
-def _run_processes(specs, timeout=150):
-    procs = [CTX.Process(target=target, args=args) for target, args in specs]
-    for p in procs:
-        p.start()
-    for p in procs:
-        p.join(timeout)
-    for p in procs:
-        if p.is_alive():
-            p.kill()
-    return [p.exitcode for p in procs]
 
 
 def test_stress_eight_processes_read_write_evict(base_dir, tmp_path):
     roles = ["writer"] * 3 + ["reader"] * 3 + ["evictor"] * 2
     barrier = CTX.Barrier(len(roles))
     outs = [tmp_path / f"stats-{i}.json" for i in range(len(roles))]
-    codes = _run_processes(
+    codes = run_processes(
         [
             (stress_worker, (role, i, str(base_dir), 10.0, barrier, str(outs[i])))
             for i, role in enumerate(roles)
@@ -86,7 +70,7 @@ def test_concurrent_online_readers_fetch_each_file_once(base_dir, tmp_path):
         writer.write(make_value(i), name=name, config=WriteConfig(), run=run_spec())
 
     outs = [tmp_path / f"r-{i}.json" for i in range(4)]
-    codes = _run_processes(
+    codes = run_processes(
         [(online_reader, (str(base_dir), str(cloud_root), names, str(o))) for o in outs]
     )
     assert codes == [0] * 4
@@ -104,7 +88,7 @@ def test_parallel_steps_of_one_dagster_run_share_the_wandb_run(base_dir, tmp_pat
     n = 3
     barrier = CTX.Barrier(n)
     outs = [tmp_path / f"w-{i}.json" for i in range(n)]
-    codes = _run_processes(
+    codes = run_processes(
         [
             (same_run_writer, (str(base_dir), run_id, i, barrier, str(intervals), str(outs[i])))
             for i in range(n)

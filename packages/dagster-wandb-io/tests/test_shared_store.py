@@ -2,7 +2,6 @@
 index in Postgres, and each host's cache volume (a folder per host here) only a cache."""
 
 import json
-import multiprocessing
 import threading
 import time
 from pathlib import Path
@@ -18,15 +17,14 @@ from dagster_wandb_io.object_store import RETRY_SECONDS_ENV, ObjectStoreUnavaila
 
 from helpers import ENTITY, PROJECT, offline_store, run_spec
 from stress_workers import (
+    CTX,
     cold_reader,
     make_value,
     racing_publisher,
+    run_processes,
     stress_worker,
     value_ok,
 )
-
-CTX = multiprocessing.get_context("forkserver")
-CTX.set_forkserver_preload(["stress_workers"])
 
 
 def host(tmp_path: Path, name: str) -> Path:
@@ -42,17 +40,6 @@ def on(tmp_path, name, shared, **settings):
 
 def child_settings(shared) -> dict:
     return {**shared.settings, "environment": shared.server.environment}
-
-
-def run_processes(specs, timeout=180):
-    processes = [CTX.Process(target=target, args=args) for target, args in specs]
-    for process in processes:
-        process.start()
-    for process in processes:
-        process.join(timeout)
-        if process.is_alive():
-            process.kill()
-    return [process.exitcode for process in processes]
 
 
 def document(shared, name: str) -> dict:
