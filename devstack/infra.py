@@ -253,6 +253,8 @@ def object_store_service(env: StackEnvironment, supervisor: Supervisor) -> Servi
         ],
         {**os.environ, **env.object_store_credentials()},
         ready=lambda: object_store_ready(env),
+        # The launcher stops the server within 5 s of a signal (serve.py says why).
+        stop_timeout=10.0,
     )
 
 

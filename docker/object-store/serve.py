@@ -16,18 +16,27 @@ Why a launcher rather than `weed server` alone:
   admin key was added that way in a test, tests/test_object_store.py). So every gRPC port
   requires a client certificate signed by a CA made here at each start, in a private temporary
   folder, and never written anywhere else: only the store's own components hold one.
+- **A stop in seconds.** On SIGTERM or SIGINT SeaweedFS's filer waits 15 s for its gRPC streams
+  to close. This parent passes the signal on and kills the server after --stop-seconds (5): a
+  killed server loses nothing the kernel already has (volume and filer writes are plain writes,
+  and the filer's store keeps a journal), and a stack, a restart or a crashed supervisor's
+  leftovers stop promptly.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import ipaddress
 import os
 import shutil
+import signal
 import socket
+import subprocess
 import sys
 import tempfile
+import threading
 from pathlib import Path
 
 CREDENTIAL_ENV = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
@@ -177,6 +186,7 @@ def main(argv: list[str] | None = None) -> None:
         " gateway's gRPC port (default: SeaweedFS's)",
     )
     parser.add_argument("--weed", default=shutil.which("weed") or "weed")
+    parser.add_argument("--stop-seconds", type=float, default=5.0)
     args = parser.parse_args(argv)
     check_credentials(os.environ)
     internal = [int(p) for p in args.internal_ports.split(",")] if args.internal_ports else None
@@ -189,9 +199,28 @@ def main(argv: list[str] | None = None) -> None:
     ca, cert, key = _certificates(runtime)
     (runtime / "security.toml").write_text(security_toml(ca, cert, key))
     # SeaweedFS reads security.toml from its working directory first.
-    os.chdir(runtime)
-    sys.stdout.flush()
-    os.execv(args.weed, weed_argv(args.weed, data, args.s3_bind, args.s3_port, internal))
+    server = subprocess.Popen(
+        weed_argv(args.weed, data, args.s3_bind, args.s3_port, internal), cwd=runtime
+    )
+    stopping = threading.Event()
+
+    def stop(signum: int, _frame: object) -> None:
+        stopping.set()
+        with contextlib.suppress(ProcessLookupError):
+            server.send_signal(signum)
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, stop)
+    while server.poll() is None and not stopping.is_set():
+        stopping.wait(0.5)
+    if stopping.is_set():
+        try:
+            server.wait(args.stop_seconds)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+        sys.exit(0)
+    sys.exit(server.returncode)
 
 
 if __name__ == "__main__":

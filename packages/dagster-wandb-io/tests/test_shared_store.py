@@ -279,3 +279,34 @@ def test_eight_processes_on_two_hosts_share_one_store_and_index(tmp_path, shared
     for name in {name for _, name in seen}:
         runs = [v["info"]["dagster_run_id"] for v in document(shared, name)["versions"]]
         assert len(runs) == len(set(runs)), (name, runs)
+
+
+def test_an_older_signed_index_row_put_back_is_refused_as_a_rollback(tmp_path, shared):
+    """The replay: someone with the database's password puts back an older document the owner
+    signed, to roll `latest` back. A reader that has seen the newer one refuses it."""
+    owner = on(tmp_path, "a", shared)
+    owner.write(make_value(1), name="model", config=WriteConfig(), run=run_spec("r1"))
+    older = document(shared, "model")
+    owner.write(make_value(2), name="model", config=WriteConfig(), run=run_spec("r2"))
+    reader = on(tmp_path, "b", shared)
+    assert reader.read("model", Selection())["seed"] == 2
+    with psycopg2.connect(shared.index_url) as connection, connection.cursor() as cursor:
+        cursor.execute(
+            "UPDATE wandb_io.alias_maps SET document = %s WHERE name = 'model'",
+            (json.dumps(older),),
+        )
+    with pytest.raises(SignatureError, match="rolled back"):
+        reader.read("model", Selection())
+
+
+def test_migration_refuses_a_forged_index_file_and_imports_nothing_from_it(tmp_path, shared):
+    """The attack: an edited index file on a host's volume, hoping migration makes it every
+    host's truth."""
+    before = host(tmp_path, "old")
+    offline_store(before).write(make_value(12), name="legacy", config=WriteConfig(), run=run_spec())
+    [index_file] = before.glob("dagster_wandb_io/index/*/*/legacy.json")
+    forged = json.loads(index_file.read_text())
+    forged["aliases"]["production"] = forged["aliases"]["latest"]
+    index_file.write_text(json.dumps(forged))
+    assert cli(["store", "migrate", "--base-dir", str(before)]) == 0
+    assert on(tmp_path, "new", shared).index.names(ENTITY, PROJECT) == []
