@@ -50,13 +50,16 @@ def test_killed_worker_is_replaced_and_every_step_still_runs(fault_stack, fault_
     )
     assert status == "SUCCESS", failure_messages(fault_client, run_id)
     assert len(counts.successes) == FAN_OUT_WIDTH
-    # Exactly the steps the loop announced as lost ran again: none ran twice unannounced (a
-    # redelivery the worker should have skipped), none announced was left out.
+    # Every step that ran again was announced as lost and resubmitted: none ran twice
+    # unannounced (a redelivery the worker should have skipped). An announced step may have
+    # started only once: the killed worker had taken it without starting it (its steps now take
+    # longer, writing their outputs and logs to the object store). Every step succeeded, so
+    # none announced was left out.
     messages = failure_messages(fault_client, run_id)
     resubmitted = set(re.findall(r'Resubmitted step "([^"]+)" \(attempt 2\)', messages))
     lost = set(re.findall(r'lost step "([^"]+)"', messages))
     assert rerun, "the killed worker was running steps, so some must have run again"
-    assert set(rerun) == resubmitted == lost
+    assert set(rerun) <= resubmitted == lost, (rerun, resubmitted, lost)
 
 
 def test_killed_worker_without_replacement_fails_the_run_naming_the_worker(
