@@ -216,41 +216,37 @@ class LocalStack(StackEnvironment):
                 "`uv sync --frozen` in each code_locations/<team>)."
             )
 
-    def _migrate(self) -> None:
-        result = subprocess.run(
-            [PLATFORM_BIN / "dagster", "instance", "migrate"],
-            env=self.platform_env(),
-            capture_output=True,
-            text=True,
-        )
-        (self.logs / "migrate.log").write_text(result.stdout + result.stderr)
+    def _run_once(self, log_name: str, argv: list, env: dict[str, str]) -> None:
+        """A one-off platform command, as compose's init service runs them: its output in
+        logs/<log_name>.log, its failure a StackError."""
+        result = subprocess.run(argv, env=env, capture_output=True, text=True)
+        (self.logs / f"{log_name}.log").write_text(result.stdout + result.stderr)
         if result.returncode != 0:
-            raise StackError(f"dagster instance migrate failed:\n{result.stdout}{result.stderr}")
+            raise StackError(
+                f"{' '.join(map(str, argv[:3]))} failed:\n{result.stdout}{result.stderr}"
+            )
+
+    def _migrate(self) -> None:
+        self._run_once(
+            "migrate", [PLATFORM_BIN / "dagster", "instance", "migrate"], self.platform_env()
+        )
 
     def _prepare_object_store(self) -> None:
         """As compose's init service: the bucket exists before anything writes to it, and W&B
         artifacts kept only in the cache folder (before the object store) move into it."""
-        migrate_env = {
+        env = {
             **self.platform_env(),
             "DAGSTER_WANDB_IO_BASE_DIR": str(self.artifact_cache),
             TRUSTED_KEYS_ENV: str(self.trust_file),
         }
-        steps = [
-            (["dagster-platform-object-store", "ensure-bucket", "--timeout", "60"], None),
-            (["dagster-wandb-io", "store", "migrate"], migrate_env),
-        ]
-        log = []
-        for (command, *args), env in steps:
-            result = subprocess.run(
-                [PLATFORM_BIN / command, *args],
-                env=env or self.platform_env(),
-                capture_output=True,
-                text=True,
-            )
-            log.append(result.stdout + result.stderr)
-            (self.logs / "object-store-init.log").write_text("\n".join(log))
-            if result.returncode != 0:
-                raise StackError(result.stderr.strip() or result.stdout.strip())
+        self._run_once(
+            "ensure-bucket",
+            [PLATFORM_BIN / "dagster-platform-object-store", "ensure-bucket", "--timeout", "60"],
+            env,
+        )
+        self._run_once(
+            "store-migrate", [PLATFORM_BIN / "dagster-wandb-io", "store", "migrate"], env
+        )
 
     def start(self, timeout: float = 180.0) -> "LocalStack":
         try:
