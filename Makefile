@@ -15,7 +15,7 @@ export UV_PYTHON_DOWNLOADS := never
 
 .PHONY: help env build up down clean ps logs venvs dev lock lint format test test-static \
 	test-teams test-local test-faults test-ui test-container new-team remove-team redeploy bench \
-	dev-stop generate platform-venv
+	dev-stop generate platform-venv swarm-up swarm-down swarm-ps swarm-config test-swarm
 
 help: ## List the commands
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -79,7 +79,7 @@ format: venvs ## Format with ruff
 	$(PYTHON) -m ruff format .
 	$(PYTHON) -m ruff check --fix .
 
-test: venvs ## Everything: static, packages, teams, local stack, faults, browser, containers
+test: venvs ## Everything: static, packages, teams, local stack, faults, browser, containers, swarm
 	$(PYTHON) -m registry generate --check
 	$(PYTHON) -m pytest packages/dagster-team-celery/tests packages/dagster-wandb-io/tests -q
 	for team in $(BUILT_TEAMS); do \
@@ -104,6 +104,9 @@ test-ui: venvs ## The Dagster UI and Flower in a real (headless) Chromium
 test-container: venvs ## Build the images and run the compose stack end to end
 	$(PYTHON) -m pytest tests -m container -v
 
+test-swarm: venvs ## A two-node Docker Swarm in network namespaces (root, docker.io), end to end
+	$(PYTHON) -m pytest tests -m swarm -v
+
 new-team: venvs ## Scaffold a team from templates/team and register it: make new-team NAME=<identifier>
 	$(PYTHON) -m registry new "$(NAME)"
 	if [ -f .env ]; then $(PYTHON) scripts/make_env.py; fi
@@ -118,6 +121,20 @@ redeploy: ## Restart one team only: make redeploy TEAM=<team> [IMAGE=<ref>] [MOD
 	if [ -n "$(IMAGE)" ]; then $(MAKE) --no-print-directory platform-venv; \
 		$(PYTHON) -m registry set-image "$(TEAM)" "$(IMAGE)"; fi
 	python3 scripts/redeploy.py --compose "$(COMPOSE)" "$(TEAM)"
+
+# Docker Swarm (README, "Several hosts"): DOCKER_HOST, or the local engine, is a manager, and
+# every node already has the images (`make build`, then your registry or `docker load`).
+swarm-up: env ## Deploy the stack to a Docker Swarm; wait until every service is healthy
+	$(PYTHON) scripts/swarm.py up
+
+swarm-down: platform-venv ## Remove the stack from the swarm (each node's volumes are kept)
+	$(PYTHON) scripts/swarm.py down
+
+swarm-ps: platform-venv ## Each swarm service's replicas, and why any is not running
+	$(PYTHON) scripts/swarm.py ps
+
+swarm-config: platform-venv ## Print the stack file swarm-up deploys (secrets are not in it)
+	$(PYTHON) scripts/swarm.py config
 
 bench: venvs ## Benchmarks against vanilla Dagster + dagster-celery (writes bench/results/)
 	$(PYTHON) -m bench

@@ -11,12 +11,19 @@ def pytest_collection_modifyitems(config, items):
     # CI sets REQUIRE_CONTAINER_TESTS=1, so a missing engine fails instead of skipping.
     if os.environ.get("REQUIRE_CONTAINER_TESTS") == "1":
         return
-    if shutil.which("docker") and os.environ.get("DOCKER_HOST"):
-        return
-    skip = pytest.mark.skip(reason="no container engine (set DOCKER_HOST, e.g. via containerlab)")
+    missing = {
+        "container": None
+        if shutil.which("docker") and os.environ.get("DOCKER_HOST")
+        else "no container engine (set DOCKER_HOST, e.g. via containerlab)",
+        # The swarm's two engines run in network namespaces, which only root creates.
+        "swarm": None
+        if shutil.which("dockerd") and shutil.which("podman") and os.geteuid() == 0
+        else "a two-node swarm needs root, Debian's docker.io (dockerd) and podman's images",
+    }
     for item in items:
-        if "container" in item.keywords:
-            item.add_marker(skip)
+        for marker, reason in missing.items():
+            if reason and marker in item.keywords:
+                item.add_marker(pytest.mark.skip(reason=reason))
 
 
 @pytest.fixture(scope="session")

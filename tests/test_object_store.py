@@ -139,3 +139,30 @@ def test_a_worker_process_builds_the_step_output_io_manager_once(local_stack, mo
     ):
         assert first.io_manager is not second.io_manager
         assert first.io_manager.inner_io_manager() is second.io_manager.inner_io_manager()
+
+
+def test_the_store_reads_credentials_from_files_as_swarm_gives_them(tmp_path):
+    (tmp_path / "key-id").write_text("platform\n")
+    (tmp_path / "secret").write_text("short\n")
+    result = subprocess.run(
+        [sys.executable, infra.OBJECT_STORE_LAUNCHER, "--dir", tmp_path / "data"],
+        env={
+            "PATH": "/usr/bin:/bin",
+            "AWS_ACCESS_KEY_ID_FILE": str(tmp_path / "key-id"),
+            "AWS_SECRET_ACCESS_KEY_FILE": str(tmp_path / "secret"),
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    # Both were read (neither is "not set"); the short one from its file is refused.
+    assert result.returncode == 1
+    assert "shorter than" in result.stderr and "not set" not in result.stderr
+    unreadable = subprocess.run(
+        [sys.executable, infra.OBJECT_STORE_LAUNCHER, "--dir", tmp_path / "data"],
+        env={"PATH": "/usr/bin:/bin", "AWS_ACCESS_KEY_ID_FILE": str(tmp_path / "missing")},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert "AWS_ACCESS_KEY_ID_FILE=" in unreadable.stderr and "unreadable" in unreadable.stderr

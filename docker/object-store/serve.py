@@ -160,6 +160,20 @@ def weed_argv(
     return argv
 
 
+def credentials_from_files(environ: dict[str, str] | os._Environ[str]) -> None:
+    """The official images' convention for secrets given as files (Docker Swarm's, under
+    /run/secrets): AWS_SECRET_ACCESS_KEY_FILE names the file that holds AWS_SECRET_ACCESS_KEY."""
+    for name in CREDENTIAL_ENV:
+        path = environ.get(f"{name}_FILE")
+        if path and not environ.get(name):
+            try:
+                environ[name] = Path(path).read_text().strip()
+            except OSError as error:
+                raise SystemExit(
+                    f"object store: {name}_FILE={path} is unreadable: {error}"
+                ) from None
+
+
 def check_credentials(environ: dict[str, str] | os._Environ[str]) -> None:
     missing = [name for name in CREDENTIAL_ENV if not environ.get(name)]
     if missing:
@@ -188,6 +202,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--weed", default=shutil.which("weed") or "weed")
     parser.add_argument("--stop-seconds", type=float, default=5.0)
     args = parser.parse_args(argv)
+    credentials_from_files(os.environ)
     check_credentials(os.environ)
     internal = [int(p) for p in args.internal_ports.split(",")] if args.internal_ports else None
     if internal is not None and len(internal) != 7:

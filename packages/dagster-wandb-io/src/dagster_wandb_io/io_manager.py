@@ -275,7 +275,8 @@ class WandbArtifactsIOManager(ConfigurableIOManager):
             return self._load_partitions(context, config, store, run)
         partition_rules.check_unpartitioned_read(config)
         name, selection = self._input_name(context, config)
-        return store.read(
+        before = (store.stats.bytes_downloaded, store.stats.files_downloaded)
+        value = store.read(
             name,
             selection,
             run=run,
@@ -283,6 +284,14 @@ class WandbArtifactsIOManager(ConfigurableIOManager):
             entity=config.entity,
             project=config.project,
         )
+        fetched = store.stats.bytes_downloaded - before[0]
+        if fetched:
+            # What crossed the network for this input; nothing is logged for a cache hit.
+            files = store.stats.files_downloaded - before[1]
+            context.log.info(
+                f"Fetched {fetched} bytes ({files} files) of {name} into this host's artifact cache"
+            )
+        return value
 
     def _load_partitions(
         self, context: InputContext, config: ReadConfig, store: ArtifactStore, run: RunSpec

@@ -1,0 +1,293 @@
+"""The platform on a two-node Docker Swarm (tests/swarm_cluster.py), deployed the way a user
+deploys it (`scripts/swarm.py up`, what `make swarm-up` runs), with the placement below:
+
+    swarm-node-1: mlplatform.core (state, UI, daemon), the bakery's runs, the ML team's steps
+    swarm-node-2: the bakery's steps, the ML team's runs
+
+so each team's run and its steps are on different nodes, and the ML team's steps read the
+bakery's artifact on the node that did not write it. The last test kills node 2's engine.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from devstack.client import PlatformClient
+from registry.stack import generate
+from tests.repo import HOST_SECRETS, REPO_ROOT, SHARED_SECRETS, load_script
+from tests.stacks import wait_for_loaded_locations
+from tests.swarm_cluster import SwarmCluster
+from tests.terminate import SLEEPING, sleep_config, wait_for_event
+
+pytestmark = [pytest.mark.swarm]
+
+UI_LOGIN = load_script("ui_login")
+STACK = "mlplatform"
+RUN_PROCESS = re.compile(r"Started process for run \(pid: (\d+)\) in warm run worker (\S+)\.")
+FETCHED = re.compile(
+    r"Fetched (\d+) bytes \((\d+) files\) of (\S+) into this host's artifact cache"
+)
+PLACEMENT = {
+    1: ("mlplatform.core", "mlplatform.bakery.runs", "mlplatform.ml.steps"),
+    2: ("mlplatform.bakery.steps", "mlplatform.ml.runs"),
+}
+# Where each team's run and steps go, by node.
+RUN_NODE = {"bakery": "swarm-node-1", "ml": "swarm-node-2"}
+STEP_NODE = {"bakery": "swarm-node-2", "ml": "swarm-node-1"}
+
+
+class SwarmStack:
+    def __init__(self, cluster: SwarmCluster, folder: Path) -> None:
+        self.cluster = cluster
+        self.env_file = folder / "swarm.env"
+        self.state_dir = folder / "state"
+        settings = {
+            **{name: secrets.token_hex(16) for name in (*SHARED_SECRETS, *HOST_SECRETS)},
+            "PLATFORM_NAME": STACK,
+            "KEYS_DIR": str(folder / "keys"),
+        }
+        self.env_file.write_text("".join(f"{k}={v}\n" for k, v in settings.items()))
+        self.ui_login = (UI_LOGIN.DEFAULT_USER, settings["UI_PASSWORD"])
+        self.flower_password = settings["FLOWER_PASSWORD"]
+        self.url = f"http://{cluster.ui_address}:3000"
+        self.flower_url = f"http://{cluster.ui_address}:5555"
+        self.deploy_seconds = 0.0
+
+    def settings(self) -> dict[str, str]:
+        return dict(line.partition("=")[::2] for line in self.env_file.read_text().splitlines())
+
+    def script(self, *arguments: str, timeout: float = 900) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, *arguments],
+            cwd=REPO_ROOT,
+            env={**os.environ, "DOCKER_HOST": self.cluster.manager.socket},
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+
+    def swarm(self, *arguments: str, timeout: float = 900) -> subprocess.CompletedProcess:
+        return self.script(
+            "scripts/swarm.py",
+            "--env-file",
+            str(self.env_file),
+            "--state-dir",
+            str(self.state_dir),
+            *arguments,
+            timeout=timeout,
+        )
+
+    def images(self) -> list[str]:
+        stack = generate(self.settings(), STACK)
+        return sorted({service["image"] for service in stack.document["services"].values()})
+
+    def tasks(self) -> dict[str, set[str]]:
+        """Service -> the nodes its running tasks are on."""
+        manager = self.cluster.manager
+        placed: dict[str, set[str]] = {}
+        for service in manager.docker("stack", "services", STACK, "--format", "{{.Name}}").split():
+            listing = manager.docker(
+                "service",
+                "ps",
+                service,
+                "--filter",
+                "desired-state=running",
+                "--format",
+                "{{.Node}}",
+            )
+            placed[service.removeprefix(f"{STACK}_")] = set(listing.split())
+        return placed
+
+    def logs(self) -> str:
+        manager = self.cluster.manager
+        out = []
+        for service in manager.docker(
+            "stack", "services", STACK, "--format", "{{.Name}}", check=False
+        ).split():
+            tail = manager.docker(
+                "service", "logs", "--tail", "25", service, check=False, timeout=60
+            )
+            out.append(f"--- {service}\n{tail}")
+        return "\n".join(out)
+
+
+def ensure_images_built(images: list[str]) -> None:
+    """The container suite builds them; alone, this builds them as `make build` does."""
+    if all(subprocess.run(["podman", "image", "exists", i]).returncode == 0 for i in images):
+        return
+    import registry
+
+    for service in registry.build_order(REPO_ROOT):
+        subprocess.run(["docker", "compose", "build", service], cwd=REPO_ROOT, check=True)
+
+
+@pytest.fixture(scope="module")
+def swarm_stack(tmp_path_factory, request):
+    started = time.monotonic()
+    cluster = SwarmCluster()
+    stack = SwarmStack(cluster, tmp_path_factory.mktemp("swarm"))
+    made = stack.script("scripts/make_env.py", "--env-file", str(stack.env_file))
+    assert made.returncode == 0, made.stdout + made.stderr
+    deployed_ok = False
+    try:
+        cluster.start()
+        for index, labels in PLACEMENT.items():
+            cluster.label(cluster.nodes[index - 1], *labels)
+        print(f"\ntwo-node swarm formed in {time.monotonic() - started:.1f}s")
+        images = stack.images()
+        ensure_images_built(images)
+        print(f"{len(images)} images loaded into both nodes in {cluster.load_images(images):.1f}s")
+        deploy_started = time.monotonic()
+        deployed = stack.swarm("up", "--timeout", "600")
+        stack.deploy_seconds = time.monotonic() - deploy_started
+        print(deployed.stdout[-3000:])
+        assert deployed.returncode == 0, deployed.stdout[-3000:] + deployed.stderr[-3000:]
+        print(f"deploy to every service healthy on two nodes: {stack.deploy_seconds:.1f}s")
+        deployed_ok = True
+        yield stack
+    finally:
+        if not deployed_ok or request.session.testsfailed:
+            print(stack.swarm("ps").stdout)
+            print(stack.logs()[-20000:])
+            for node in cluster.nodes:
+                print(f"--- {node.hostname} engine log\n{node.log.read_text()[-3000:]}")
+        cluster.stop()
+
+
+@pytest.fixture(scope="module")
+def swarm_client(swarm_stack) -> PlatformClient:
+    client = PlatformClient(swarm_stack.url, login=swarm_stack.ui_login)
+    wait_for_loaded_locations(client, ["bakery", "ml"], timeout=180)
+    return client
+
+
+def test_the_stack_deploys_on_two_nodes_with_each_service_where_its_label_puts_it(swarm_stack):
+    shown = swarm_stack.swarm("ps")
+    assert shown.returncode == 0, shown.stdout + shown.stderr
+    placed = swarm_stack.tasks()
+    for service in ("postgres", "redis", "object-store", "webserver", "daemon", "ui", "flower"):
+        assert placed[service] == {"swarm-node-1"}, (service, placed[service])
+    for team in ("bakery", "ml"):
+        assert placed[f"{team}-code"] == placed[f"{team}-runs"] == {RUN_NODE[team]}
+        assert placed[f"{team}-steps"] == {STEP_NODE[team]}
+    # No secret is in any service's definition, nor in the stack file left on disk.
+    secret_values = {
+        value
+        for key, value in swarm_stack.settings().items()
+        if re.search(r"PASSWORD|SECRET|SIGNING_KEY|_KEY_ID", key) and len(value) >= 16
+    }
+    manager = swarm_stack.cluster.manager
+    services = manager.docker("stack", "services", STACK, "--format", "{{.Name}}").split()
+    definitions = manager.docker("service", "inspect", *services)
+    stack_file = (swarm_stack.state_dir / "docker-stack.yml").read_text()
+    assert secret_values and not [v for v in secret_values if v in definitions or v in stack_file]
+    assert not (swarm_stack.state_dir / "secrets").exists()
+
+
+def test_each_teams_run_is_on_one_node_and_its_steps_on_the_other(swarm_stack, swarm_client):
+    submitted = {
+        team: (swarm_client.submit_job(team, "probe_ping"), time.monotonic())
+        for team in ("bakery", "ml")
+    }
+    for team, (run_id, started) in submitted.items():
+        status = swarm_client.wait_for_run(run_id, timeout=300)
+        seconds = time.monotonic() - started
+        assert status == "SUCCESS", f"{team}: {status}"
+        run_worker = wait_for_event(swarm_client, run_id, RUN_PROCESS).group(2)
+        step_workers = set(swarm_client.step_workers(run_id).values())
+        print(f"\n{team}: probe_ping in {seconds:.1f}s; run in {run_worker}, steps {step_workers}")
+        assert run_worker.endswith(f".{RUN_NODE[team]}"), run_worker
+        assert step_workers and all(w.endswith(f".{STEP_NODE[team]}") for w in step_workers)
+
+
+def fetches(client: PlatformClient, run_id: str) -> list[tuple[int, int, str]]:
+    found = []
+    for event in client.run_events(run_id):
+        match = FETCHED.search(event.get("message") or "")
+        if match:
+            found.append((int(match[1]), int(match[2]), match[3]))
+    return found
+
+
+def test_ml_reads_the_bakerys_artifact_on_the_other_node_fetching_it_once(swarm_client):
+    bakery_run = swarm_client.submit_job("bakery", "cake_production_job")
+    assert swarm_client.wait_for_run(bakery_run, timeout=600) == "SUCCESS"
+    assert fetches(swarm_client, bakery_run) == []
+    reads = []
+    for attempt in range(2):
+        started = time.monotonic()
+        forecast = swarm_client.submit_job("ml", "forecast_job")
+        assert swarm_client.wait_for_run(forecast, timeout=600) == "SUCCESS"
+        assert swarm_client.output_metadata(forecast)["cake_demand_forecast"]["cakes_read"] == 6
+        workers = set(swarm_client.step_workers(forecast).values())
+        assert all(w.endswith(".swarm-node-1") for w in workers), workers
+        reads.append(fetches(swarm_client, forecast))
+        seconds = time.monotonic() - started
+        print(f"\nforecast {attempt + 1} on swarm-node-1 in {seconds:.1f}s: {reads[-1]}")
+    # Written on node 2; node 1 fetched it from the object store on the first read only.
+    (first,) = reads[0]
+    assert first[0] > 0 and first[2].startswith("baked_cakes"), first
+    assert reads[1] == [], "the second read on the same node fetched again"
+    print(f"cross-node artifact read: {first[0]} bytes in {first[1]} files, fetched once")
+
+
+def test_the_browser_suite_passes_through_the_login_proxy(swarm_stack, swarm_client):
+    started = time.monotonic()
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "tests/ui", "-m", "ui", "-q", "-p", "no:cacheprovider"],
+        cwd=REPO_ROOT,
+        env={
+            **os.environ,
+            "UI_TEST_WEBSERVER_URL": swarm_stack.url,
+            "UI_TEST_WEBSERVER_PASSWORD": swarm_stack.ui_login[1],
+            "UI_TEST_FLOWER_URL": swarm_stack.flower_url,
+            "UI_TEST_FLOWER_PASSWORD": swarm_stack.flower_password,
+        },
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    summary = result.stdout.strip().splitlines()[-1] if result.stdout.strip() else ""
+    print(f"\nbrowser suite on the swarm in {time.monotonic() - started:.0f}s: {summary}")
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    # Without the login, the proxy lets nothing through.
+    assert requests.get(f"{swarm_stack.url}/server_info", timeout=30).status_code == 401
+
+
+def test_losing_node_2_mid_run_ends_the_run_and_never_hangs(swarm_stack, swarm_client):
+    cluster = swarm_stack.cluster
+    run_id = swarm_client.submit_job("bakery", "probe_sleep", run_config=sleep_config(45))
+    sleeping_on = wait_for_event(swarm_client, run_id, SLEEPING, timeout=180).group(2)
+    assert sleeping_on.endswith("swarm-node-2"), sleeping_on
+    # Somewhere for Swarm to put the bakery's step workers once node 2 is gone.
+    cluster.label(cluster.nodes[0], "mlplatform.bakery.steps")
+    killed_at = time.monotonic()
+    killed = cluster.kill_engine(cluster.nodes[1])
+    while cluster.node_states()["swarm-node-2"] != "down":
+        assert time.monotonic() - killed_at < 120, "Swarm never marked node 2 down"
+        time.sleep(1)
+    marked_down = time.monotonic() - killed_at
+    status = swarm_client.wait_for_run(run_id, timeout=420)
+    seconds = time.monotonic() - killed_at
+    messages = [
+        event.get("message") or ""
+        for event in swarm_client.run_events(run_id)
+        if event["__typename"] in ("RunFailureEvent", "ExecutionStepFailureEvent", "EngineEvent")
+    ]
+    print(
+        f"\nnode 2's engine killed ({killed} processes): marked down after {marked_down:.0f}s; "
+        f"the run ended {status} {seconds:.0f}s after the kill"
+    )
+    print("\n".join(m for m in messages if "lost" in m.lower() or "worker" in m.lower())[-2000:])
+    assert status in ("SUCCESS", "FAILURE"), status
+    if status == "FAILURE":
+        assert any("worker" in m.lower() for m in messages), messages[-10:]
