@@ -59,7 +59,7 @@ def step_outputs(environ: os._Environ[str] | dict[str, str] = os.environ) -> Ste
     return value  # type: ignore[return-value]
 
 
-def client() -> Any:
+def client(max_attempts: int = MAX_ATTEMPTS) -> Any:
     """A boto3 S3 client for the platform's store, with retries that ride out a restart."""
     import boto3
     from botocore.config import Config
@@ -67,7 +67,7 @@ def client() -> Any:
     return boto3.client(
         "s3",
         config=Config(
-            retries={"mode": "standard", "max_attempts": MAX_ATTEMPTS},
+            retries={"mode": "standard", "max_attempts": max_attempts},
             connect_timeout=5,
             read_timeout=60,
         ),
@@ -124,7 +124,9 @@ def ensure_bucket(timeout: float = 120.0) -> bool:
     from botocore.exceptions import ClientError
 
     name = bucket()
-    s3 = client()
+    # One attempt per call: this loop does the waiting, so `timeout` bounds it (botocore's own
+    # retries would add about a minute to each call).
+    s3 = client(max_attempts=1)
     deadline = time.monotonic() + timeout
     while True:
         try:
