@@ -2,6 +2,8 @@
 
 import os
 import shutil
+import subprocess
+import sys
 import time
 
 import pytest
@@ -9,6 +11,7 @@ import pytest
 from devstack.client import PlatformClient
 from devstack.processes import wait_until
 from devstack.stack import LocalStack, StackError, StackSettings
+from tests.repo import REPO_ROOT
 
 
 def start_stack(name: str, **settings) -> LocalStack:
@@ -88,3 +91,28 @@ def large_output_crosses_steps(client: PlatformClient, team: str, size_mb: int) 
     metadata = client.output_metadata(run_id)
     assert metadata["write_payload"]["sha256"] == metadata["read_payload"]["sha256"]
     return run_id
+
+
+def run_browser_suite(
+    where: str, url: str, ui_password: str, flower_url: str, flower_password: str
+) -> None:
+    """tests/ui, in Chromium, against a deployed platform reached through its login proxy."""
+    started = time.monotonic()
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "tests/ui", "-m", "ui", "-q", "-p", "no:cacheprovider"],
+        cwd=REPO_ROOT,
+        env={
+            **os.environ,
+            "UI_TEST_WEBSERVER_URL": url,
+            "UI_TEST_WEBSERVER_PASSWORD": ui_password,
+            "UI_TEST_FLOWER_URL": flower_url,
+            "UI_TEST_FLOWER_PASSWORD": flower_password,
+        },
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    summary = result.stdout.strip().splitlines()[-1] if result.stdout.strip() else ""
+    print(f"\nbrowser suite on {where} in {time.monotonic() - started:.0f}s: {summary}")
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    assert "4 passed, 1 skipped" in summary, "only the code-breaking test may skip"

@@ -32,7 +32,7 @@ from tests.repo import (
     copy_checkout,
     load_script,
 )
-from tests.stacks import wait_for_loaded_locations
+from tests.stacks import run_browser_suite, wait_for_loaded_locations
 from tests.terminate import (
     SLEEPING,
     assert_canceled_promptly,
@@ -445,25 +445,13 @@ def test_a_team_from_its_own_repository_deploys_by_image_and_redeploys_a_new_tag
 def test_the_browser_suite_passes_against_the_container_stack(compose_stack, compose_client):
     """tests/ui, in Chromium, against the containers: code locations, cross-team lineage, a
     materialization from the UI in its own run container, and Flower behind its login."""
-    started = time.monotonic()
-    result = subprocess.run(
-        [sys.executable, "-m", "pytest", "tests/ui", "-m", "ui", "-q", "-p", "no:cacheprovider"],
-        cwd=REPO_ROOT,
-        env={
-            **os.environ,
-            "UI_TEST_WEBSERVER_URL": compose_stack.webserver_url,
-            "UI_TEST_WEBSERVER_PASSWORD": compose_stack.ui_login[1],
-            "UI_TEST_FLOWER_URL": compose_stack.flower_url,
-            "UI_TEST_FLOWER_PASSWORD": compose_stack.flower_password,
-        },
-        capture_output=True,
-        text=True,
-        timeout=900,
+    run_browser_suite(
+        "containers",
+        compose_stack.webserver_url,
+        compose_stack.ui_login[1],
+        compose_stack.flower_url,
+        compose_stack.flower_password,
     )
-    summary = result.stdout.strip().splitlines()[-1] if result.stdout.strip() else ""
-    print(f"\nbrowser suite on containers in {time.monotonic() - started:.0f}s: {summary}")
-    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
-    assert "4 passed, 1 skipped" in summary, "only the code-breaking test may skip"
 
 
 def test_a_redeploy_drains_the_teams_run_in_flight_and_leaves_another_teams_untouched(

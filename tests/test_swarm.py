@@ -24,7 +24,7 @@ import requests
 from devstack.client import PlatformClient
 from registry.stack import generate
 from tests.repo import HOST_SECRETS, REPO_ROOT, SHARED_SECRETS, load_script
-from tests.stacks import wait_for_loaded_locations
+from tests.stacks import run_browser_suite, wait_for_loaded_locations
 from tests.swarm_cluster import SwarmCluster
 from tests.terminate import SLEEPING, sleep_config, wait_for_event
 
@@ -193,6 +193,30 @@ def test_the_stack_deploys_on_two_nodes_with_each_service_where_its_label_puts_i
     assert not (swarm_stack.state_dir / "secrets").exists()
 
 
+def test_swarm_up_refuses_a_worker_engine_and_a_label_no_node_carries(swarm_stack):
+    cluster = swarm_stack.cluster
+    on_worker = subprocess.run(
+        [sys.executable, "scripts/swarm.py", "--env-file", str(swarm_stack.env_file), "up"],
+        cwd=REPO_ROOT,
+        env={**os.environ, "DOCKER_HOST": cluster.nodes[1].socket},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert on_worker.returncode == 1
+    assert "not a Swarm manager" in on_worker.stderr and "docker swarm init" in on_worker.stderr
+    cluster.label(cluster.nodes[0], "mlplatform.ml.steps", remove=True)
+    try:
+        refused = swarm_stack.swarm("up", timeout=120)
+    finally:
+        cluster.label(cluster.nodes[0], "mlplatform.ml.steps")
+    assert refused.returncode == 1
+    assert "no node carries mlplatform.ml.steps=true" in refused.stderr
+    assert "docker node update --label-add mlplatform.ml.steps=true" in refused.stderr
+    # Refused before deploying: nothing was changed or restarted.
+    assert swarm_stack.swarm("ps").returncode == 0
+
+
 def test_each_teams_run_is_on_one_node_and_its_steps_on_the_other(swarm_stack, swarm_client):
     submitted = {
         team: (swarm_client.submit_job(team, "probe_ping"), time.monotonic())
@@ -241,24 +265,13 @@ def test_ml_reads_the_bakerys_artifact_on_the_other_node_fetching_it_once(swarm_
 
 
 def test_the_browser_suite_passes_through_the_login_proxy(swarm_stack, swarm_client):
-    started = time.monotonic()
-    result = subprocess.run(
-        [sys.executable, "-m", "pytest", "tests/ui", "-m", "ui", "-q", "-p", "no:cacheprovider"],
-        cwd=REPO_ROOT,
-        env={
-            **os.environ,
-            "UI_TEST_WEBSERVER_URL": swarm_stack.url,
-            "UI_TEST_WEBSERVER_PASSWORD": swarm_stack.ui_login[1],
-            "UI_TEST_FLOWER_URL": swarm_stack.flower_url,
-            "UI_TEST_FLOWER_PASSWORD": swarm_stack.flower_password,
-        },
-        capture_output=True,
-        text=True,
-        timeout=900,
+    run_browser_suite(
+        "the swarm",
+        swarm_stack.url,
+        swarm_stack.ui_login[1],
+        swarm_stack.flower_url,
+        swarm_stack.flower_password,
     )
-    summary = result.stdout.strip().splitlines()[-1] if result.stdout.strip() else ""
-    print(f"\nbrowser suite on the swarm in {time.monotonic() - started:.0f}s: {summary}")
-    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
     # Without the login, the proxy lets nothing through.
     assert requests.get(f"{swarm_stack.url}/server_info", timeout=30).status_code == 401
 

@@ -310,3 +310,42 @@ def test_migration_refuses_a_forged_index_file_and_imports_nothing_from_it(tmp_p
     index_file.write_text(json.dumps(forged))
     assert cli(["store", "migrate", "--base-dir", str(before)]) == 0
     assert on(tmp_path, "new", shared).index.names(ENTITY, PROJECT) == []
+
+
+def test_a_cold_hosts_read_through_dagster_logs_the_bytes_it_fetched_once(
+    tmp_path, shared, monkeypatch
+):
+    from dagster import AssetIn, DagsterInstance, asset, materialize
+
+    from helpers import SEED_RUN_CONFIG, seed_resources
+
+    @asset(io_manager_key="wandb_artifacts_manager")
+    def table() -> dict:
+        return {"rows": list(range(1000))}
+
+    @asset(ins={"table": AssetIn(input_manager_key="wandb_artifacts_manager")})
+    def report(table: dict) -> int:
+        return len(table["rows"])
+
+    def fetched_messages(base: Path) -> list[str]:
+        monkeypatch.setenv("DAGSTER_WANDB_IO_BASE_DIR", str(base))
+        instance = DagsterInstance.ephemeral()
+        result = materialize(
+            [table, report],
+            selection=[report],
+            resources=seed_resources(),
+            run_config=SEED_RUN_CONFIG,
+            instance=instance,
+        )
+        assert result.success and result.output_for_node("report") == 1000
+        logs = instance.all_logs(result.run_id)
+        return [e.user_message for e in logs if e.user_message.startswith("Fetched ")]
+
+    monkeypatch.setenv("DAGSTER_WANDB_IO_BASE_DIR", str(host(tmp_path, "writer")))
+    assert materialize([table], resources=seed_resources(), run_config=SEED_RUN_CONFIG).success
+    # The writer's own cache holds it: nothing crosses the network there.
+    assert fetched_messages(host(tmp_path, "writer")) == []
+    first = fetched_messages(host(tmp_path, "cold"))
+    assert len(first) == 1 and "files) of table into this host's artifact cache" in first[0]
+    assert int(first[0].split()[1]) > 1000
+    assert fetched_messages(host(tmp_path, "cold")) == []
