@@ -190,6 +190,8 @@ def test_the_stack_deploys_on_two_nodes_with_each_service_where_its_label_puts_i
     definitions = manager.docker("service", "inspect", *services)
     stack_file = (swarm_stack.state_dir / "docker-stack.yml").read_text()
     assert secret_values and not [v for v in secret_values if v in definitions or v in stack_file]
+    # Runs start in warm run workers: no service holds the engine's socket, on any node.
+    assert "docker.sock" not in definitions
     assert not (swarm_stack.state_dir / "secrets").exists()
 
 
