@@ -25,7 +25,7 @@ from pathlib import Path
 from envfile import REPO_ROOT
 
 from registry import RegistryError, team_names
-from registry.stack import CORE_LABEL, generate
+from registry.stack import CORE_LABEL, Stack, generate
 
 
 class SwarmError(RuntimeError):
@@ -103,7 +103,7 @@ def check_labels() -> None:
         )
 
 
-def write_stack(values: dict[str, str], state_dir: Path) -> Path:
+def write_stack(values: dict[str, str], state_dir: Path) -> tuple[Path, Stack]:
     stack = generate(values, stack_name(values))
     state_dir.mkdir(mode=0o700, exist_ok=True)
     secrets_dir = state_dir / "secrets"
@@ -115,7 +115,7 @@ def write_stack(values: dict[str, str], state_dir: Path) -> Path:
         path.write_text(value)
     stack_file = state_dir / "docker-stack.yml"
     stack_file.write_text(stack.text())
-    return stack_file
+    return stack_file, stack
 
 
 def services(name: str) -> list[dict[str, str]]:
@@ -158,11 +158,25 @@ def show(name: str) -> list[dict[str, str]]:
     return listed
 
 
+def updating(listed: list[dict[str, str]]) -> list[str]:
+    """Services whose rolling update (a new image, config or secret) has not finished."""
+    if not listed:
+        return []
+    inspected = json.loads(
+        docker("service", "inspect", *(s["Name"] for s in listed), check=False) or "[]"
+    )
+    return [
+        service["Spec"]["Name"]
+        for service in inspected
+        if (service.get("UpdateStatus") or {}).get("State") in ("updating", "rollback_started")
+    ]
+
+
 def wait_ready(name: str, timeout: float) -> float:
     started = time.monotonic()
     while True:
         listed = services(name)
-        if listed and all(ready(service) for service in listed):
+        if listed and all(ready(service) for service in listed) and not updating(listed):
             return time.monotonic() - started
         if time.monotonic() - started > timeout:
             show(name)
@@ -177,7 +191,7 @@ def up(values: dict[str, str], state_dir: Path, timeout: float) -> int:
     check_manager()
     check_labels()
     name = stack_name(values)
-    stack_file = write_stack(values, state_dir)
+    stack_file, stack = write_stack(values, state_dir)
     try:
         print(f"deploying stack {name} from {stack_file}")
         # Images come from each node (no registry lookup): `docker load`ed or pulled beforehand.
@@ -197,9 +211,29 @@ def up(values: dict[str, str], state_dir: Path, timeout: float) -> int:
         # Swarm holds the secrets now; no copy stays on this disk beyond .env.
         shutil.rmtree(state_dir / "secrets", ignore_errors=True)
     seconds = wait_ready(name, timeout)
+    for removed in remove_replaced(name, stack):
+        print(f"removed {removed}, replaced by a new version")
     show(name)
     print(f"every service of {name} is ready ({seconds:.0f}s)")
     return 0
+
+
+def remove_replaced(name: str, stack: Stack) -> list[str]:
+    """The stack's configs and secrets that a deploy replaced (a rotated password, a new
+    workspace): Swarm keeps them until removed, and refuses while a task still uses one."""
+    current = {
+        entry["name"] for kind in ("configs", "secrets") for entry in stack.document[kind].values()
+    }
+    removed = []
+    for kind in ("config", "secret"):
+        listed = docker(
+            kind, "ls", "--filter", f"label=com.docker.stack.namespace={name}",
+            "--format", "{{.Name}}", check=False,
+        ).split()  # fmt: skip
+        for item in sorted(set(listed) - current):
+            if subprocess.run(["docker", kind, "rm", item], capture_output=True).returncode == 0:
+                removed.append(f"{kind} {item}")
+    return removed
 
 
 def down(name: str) -> int:

@@ -278,6 +278,39 @@ def test_the_browser_suite_passes_through_the_login_proxy(swarm_stack, swarm_cli
     assert requests.get(f"{swarm_stack.url}/server_info", timeout=30).status_code == 401
 
 
+def running_tasks(swarm_stack) -> dict[str, set[str]]:
+    manager = swarm_stack.cluster.manager
+    names = manager.docker("stack", "services", STACK, "--format", "{{.Name}}").split()
+    return {
+        name: set(
+            manager.docker("service", "ps", name, "-q", "--filter", "desired-state=running").split()
+        )
+        for name in names
+    }
+
+
+def test_a_rotated_password_replaces_only_its_services_tasks_and_its_old_secret(swarm_stack):
+    before = running_tasks(swarm_stack)
+    old_password, new_password = swarm_stack.flower_password, secrets.token_hex(16)
+    text = swarm_stack.env_file.read_text()
+    swarm_stack.env_file.write_text(
+        text.replace(f"FLOWER_PASSWORD={old_password}", f"FLOWER_PASSWORD={new_password}")
+    )
+    started = time.monotonic()
+    redeployed = swarm_stack.swarm("up", "--timeout", "300")
+    print(f"\nredeployed with a rotated Flower password in {time.monotonic() - started:.1f}s")
+    assert redeployed.returncode == 0, redeployed.stdout[-3000:] + redeployed.stderr[-2000:]
+    swarm_stack.flower_password = new_password
+    assert "removed secret mlplatform-flower_basic_auth-" in redeployed.stdout
+    after = running_tasks(swarm_stack)
+    changed = {name for name in after if after[name] != before.get(name)}
+    assert changed == {f"{STACK}_flower"}, changed
+    login = ("admin", new_password)
+    assert requests.get(swarm_stack.flower_url, auth=login, timeout=30).status_code == 200
+    stale = requests.get(swarm_stack.flower_url, auth=("admin", old_password), timeout=30)
+    assert stale.status_code == 401
+
+
 def test_losing_node_2_mid_run_ends_the_run_and_never_hangs(swarm_stack, swarm_client):
     cluster = swarm_stack.cluster
     run_id = swarm_client.submit_job("bakery", "probe_sleep", run_config=sleep_config(45))
