@@ -49,8 +49,12 @@ PLATFORM_IMAGE_SERVICES = {"init", "webserver", "daemon", "flower", "platform-co
 NEEDS_INSTANCE = {"webserver", "daemon", "platform-code"}
 # Images that read a secret from the file named in <VARIABLE>_FILE.
 FILE_CONVENTION_SERVICES = {"postgres", "object-store"}
-# Both have a login: the UI's proxy, and Flower's own basic auth.
-PUBLISHED_SERVICES = {"ui", "flower"}
+# Swarm publishes a port on every address of the node (host mode; it cannot bind loopback). The
+# UI is behind its login proxy, so it is always published. Any other port compose binds to
+# loopback by default (Flower: FLOWER_BIND) is published only when .env opts in with another
+# address, as it must in compose to leave loopback.
+BEHIND_THE_LOGIN_PROXY = {"ui"}
+LOOPBACK = {"127.0.0.1", "localhost", "::1", "[::1]"}
 # The webserver listens only on the UI network, which only its login proxy joins. Compose binds
 # it to its alias there; on Swarm a name resolves only once its task is healthy, so it binds to
 # its own address in the UI network's fixed subnet instead (the entrypoint's --address-in).
@@ -235,18 +239,18 @@ def _swarm_service(name: str, service: dict[str, Any], team_names: list[str]) ->
             service["healthcheck"]["test"] = ["CMD", ENTRYPOINT, "--", *test[1:]]
     if name in HEALTHCHECK_OVERRIDES:
         service["healthcheck"]["test"] = HEALTHCHECK_OVERRIDES[name]
-    if name in PUBLISHED_SERVICES:
-        service["ports"] = [
-            {
-                "target": int(port.rsplit(":", 1)[1]),
-                "published": int(port.split(":")[-2]),
-                "protocol": "tcp",
-                "mode": "host",
-            }
-            for port in service.get("ports", [])
-        ]
-    else:
-        service.pop("ports", None)
+    ports = [
+        {
+            "target": int(port.rsplit(":", 1)[1]),
+            "published": int(port.split(":")[-2]),
+            "protocol": "tcp",
+            "mode": "host",
+        }
+        for port in service.pop("ports", [])
+        if name in BEHIND_THE_LOGIN_PROXY or port.rsplit(":", 2)[0] not in LOOPBACK
+    ]
+    if ports:
+        service["ports"] = ports
     deploy: dict[str, Any] = {
         "endpoint_mode": "dnsrr",
         "placement": {"constraints": [_placement(name, team_names)]},

@@ -53,6 +53,9 @@ class SwarmStack:
         settings = {
             **{name: secrets.token_hex(16) for name in (*SHARED_SECRETS, *HOST_SECRETS)},
             "PLATFORM_NAME": STACK,
+            # Flower is published on Swarm only when .env opts in, as compose needs to leave
+            # loopback; the browser suite checks it through its own login.
+            "FLOWER_BIND": "0.0.0.0",
             "KEYS_DIR": str(folder / "keys"),
         }
         self.env_file.write_text("".join(f"{k}={v}\n" for k, v in settings.items()))

@@ -104,13 +104,21 @@ def test_each_team_worker_becomes_a_run_and_a_step_service_placed_by_its_labels(
     ]
 
 
-def test_only_the_ui_and_flower_are_published_both_behind_a_login(settings):
+def published(settings) -> dict[str, list]:
     services = generate(settings).document["services"]
-    published = {name: service["ports"] for name, service in services.items() if "ports" in service}
-    assert set(published) == {"ui", "flower"}
-    assert published["ui"] == [
-        {"target": 8080, "published": 3000, "protocol": "tcp", "mode": "host"}
+    return {name: service["ports"] for name, service in services.items() if "ports" in service}
+
+
+def test_only_the_ui_behind_its_login_is_published_unless_env_opts_in(settings):
+    # Swarm cannot publish on loopback, where compose keeps Flower by default.
+    assert published(settings) == {
+        "ui": [{"target": 8080, "published": 3000, "protocol": "tcp", "mode": "host"}]
+    }
+    opted_in = published({**settings, "FLOWER_BIND": "0.0.0.0", "FLOWER_PORT": "5600"})
+    assert opted_in["flower"] == [
+        {"target": 5555, "published": 5600, "protocol": "tcp", "mode": "host"}
     ]
+    assert published({**settings, "WEBSERVER_BIND": "127.0.0.1"}).keys() == {"ui"}
 
 
 def test_the_webserver_listens_only_on_the_ui_network(settings):
