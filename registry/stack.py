@@ -170,8 +170,7 @@ class _SecretNames:
     """One Swarm secret per distinct (variable, value); the same password in several services
     is one secret."""
 
-    def __init__(self, stack_name: str) -> None:
-        self.stack_name = stack_name
+    def __init__(self) -> None:
         self.by_value: dict[tuple[str, str], str] = {}
         self.values: dict[str, str] = {}
 
@@ -286,7 +285,7 @@ def generate(
     compose = yaml.safe_load((root / COMPOSE_FILE).read_text())
     team_list = teams(root)
     team_names = [team.name for team in team_list]
-    secrets = _SecretNames(stack_name)
+    secrets = _SecretNames()
     ui_subnet = settings.get("SWARM_UI_SUBNET") or DEFAULT_UI_SUBNET
     services: dict[str, Any] = {}
     for name, compose_service in compose["services"].items():

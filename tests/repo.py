@@ -107,3 +107,8 @@ def load_script(name: str) -> ModuleType:
     sys.modules[spec.name] = module  # dataclasses look their module up there
     spec.loader.exec_module(module)
     return module
+
+
+def env_settings(env_file: Path) -> dict[str, str]:
+    """An env file's settings, as the tests write them (KEY=value, one per line)."""
+    return dict(line.partition("=")[::2] for line in env_file.read_text().splitlines())

@@ -30,6 +30,7 @@ from tests.repo import (
     SHARED_SECRETS,
     SIGNING_KEY_PREFIX,
     copy_checkout,
+    env_settings,
     load_script,
 )
 from tests.stacks import run_browser_suite, wait_for_loaded_locations
@@ -529,10 +530,6 @@ def secret_values(env_file: Path) -> set[str]:
 def developer_secrets() -> set[str]:
     """Secrets in the developer's own .env, which the build context must never carry."""
     return secret_values(REPO_ROOT / ".env")
-
-
-def env_settings(env_file: Path) -> dict[str, str]:
-    return dict(line.partition("=")[::2] for line in env_file.read_text().splitlines())
 
 
 def per_team_secrets(settings: dict[str, str], prefix: str) -> dict[str, str]:

@@ -23,7 +23,7 @@ import requests
 
 from devstack.client import PlatformClient
 from registry.stack import generate
-from tests.repo import HOST_SECRETS, REPO_ROOT, SHARED_SECRETS, load_script
+from tests.repo import HOST_SECRETS, REPO_ROOT, SHARED_SECRETS, env_settings, load_script
 from tests.stacks import run_browser_suite, wait_for_loaded_locations
 from tests.swarm_cluster import SwarmCluster
 from tests.terminate import SLEEPING, sleep_config, wait_for_event
@@ -66,7 +66,7 @@ class SwarmStack:
         self.deploy_seconds = 0.0
 
     def settings(self) -> dict[str, str]:
-        return dict(line.partition("=")[::2] for line in self.env_file.read_text().splitlines())
+        return env_settings(self.env_file)
 
     def script(self, *arguments: str, timeout: float = 900) -> subprocess.CompletedProcess:
         return subprocess.run(
