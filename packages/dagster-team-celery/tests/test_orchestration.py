@@ -4,11 +4,13 @@ Each test names the failure it would catch. They complement the fault suite, whi
 same situations on the whole local stack.
 """
 
+import subprocess
+import sys
 import time
 
 import redis
 from celery import Celery, states
-from celery_team import wait_for
+from celery_team import TEAM, wait_for
 
 from dagster_team_celery.orchestration import read_states
 
@@ -61,6 +63,47 @@ def test_a_step_whose_worker_died_is_resubmitted_to_its_replacement(team, tmp_pa
     assert 'lost step "sleeper"' in messages
     assert 'Resubmitted step "sleeper" (attempt 2)' in messages
     assert (tmp_path / "pid").exists(), "the step did not run again"
+
+
+# A worker's consumer taking the step's message (kombu's ack emulation moves it to the broker's
+# unacknowledged set), then dying without a word: no acknowledgement, no restore on close.
+TAKE_AND_DIE = """
+import os, sys, time
+from dagster_team_celery.control import team_app
+app = team_app(sys.argv[1], broker=sys.argv[2], backend=sys.argv[3])
+deadline = time.monotonic() + 60
+with app.connection_for_read() as connection:
+    while time.monotonic() < deadline:
+        message = connection.default_channel.basic_get(sys.argv[1], no_ack=False)
+        if message is not None:
+            print(message.headers["id"], flush=True)
+            os._exit(0)
+        time.sleep(0.1)
+os._exit(1)
+"""
+
+
+def test_a_step_taken_by_a_worker_that_died_before_starting_it_is_resubmitted(team, tmp_path):
+    # Catches: a run stuck for the broker's visibility timeout (an hour) on a step whose
+    # message a killed worker had received but not started (seen in the fault suite).
+    run = team.start_run("sleep_job", sleep_run_config(tmp_path, seconds=1))
+    taken = subprocess.run(
+        [sys.executable, "-c", TAKE_AND_DIE, TEAM, f"{team.redis_url}/0", f"{team.redis_url}/1"],
+        env=team.env,
+        capture_output=True,
+        text=True,
+        timeout=90,
+    )
+    assert taken.returncode == 0, taken.stdout + taken.stderr
+    unacked = redis.Redis.from_url(f"{team.redis_url}/0").hlen(f"team:{TEAM}:unacked")
+    assert unacked == 1, "the message must wait where a dead worker leaves it"
+
+    team.start_worker()
+
+    assert status_of(run, timeout=120) == "SUCCESS"
+    messages = team.run_messages()
+    assert 'A Celery worker that took it before starting it lost step "sleeper"' in messages
+    assert 'Resubmitted step "sleeper" (attempt 2)' in messages
 
 
 def test_a_lost_step_with_no_worker_left_fails_the_run_naming_worker_and_queue(team, tmp_path):

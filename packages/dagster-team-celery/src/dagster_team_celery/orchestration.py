@@ -30,6 +30,7 @@ loop's structure and task format (steps are still submitted by dagster-celery's
    retried at least every ``pool_recheck_seconds`` (pools.py).
 """
 
+import json
 import sys
 import time
 from collections.abc import Iterator
@@ -85,7 +86,9 @@ class InFlightStep:
     submitted_at: float
     attempt: int = 1
     worker: str | None = None  # the node name from the STARTED state, once known
-    missed_checks: int = 0  # consecutive checks in which no worker reported it running
+    # Consecutive checks that found it nowhere: not running (once started), or neither in the
+    # queue nor held by a live worker (before it started).
+    missed_checks: int = 0
     lost_since: float | None = None
 
 
@@ -107,6 +110,30 @@ def active_task_ids(app: Celery, workers: list[str]) -> set[str]:
     """Ids of the tasks these workers report running now."""
     replies = app.control.inspect(destination=workers, timeout=2.0, limit=len(workers)).active()
     return {task["id"] for tasks in (replies or {}).values() for task in tasks}
+
+
+def queued_task_ids(app: Celery, queue: str) -> set[str]:
+    """Ids of the tasks still in the broker's lists for ``queue`` (one per priority), taken by
+    no worker yet. kombu's Redis channel names those lists (``_q_for_pri``, private; kombu is
+    pinned) and prefixes LRANGE's key by hand: its client prefixes only the commands kombu uses."""
+    found: set[str] = set()
+    with app.connection_for_read() as connection:
+        channel = connection.default_channel
+        client = channel.client
+        prefix = getattr(client, "global_keyprefix", "") or ""
+        for priority in channel.priority_steps:
+            for raw in client.lrange(prefix + channel._q_for_pri(queue, priority), 0, -1):
+                try:
+                    found.add(json.loads(raw)["headers"]["id"])
+                except (ValueError, KeyError, TypeError):
+                    continue  # not a Celery message: not one of ours either
+    return found
+
+
+def held_task_ids(app: Celery, task_ids: list[str]) -> set[str]:
+    """Of ``task_ids``, those a live worker holds: received (reserved), running or scheduled."""
+    replies = app.control.inspect(timeout=2.0).query_task(*task_ids) or {}
+    return {task_id for reply in replies.values() for task_id in reply}
 
 
 def queue_consumers(app: Celery, queue: str) -> set[str]:
@@ -314,34 +341,61 @@ class StepOrchestrator:
         """Resubmit steps whose worker died; fail them when no worker comes back in time."""
         now = time.monotonic()
         started = [flight for flight in self.in_flight.values() if flight.worker]
-        if started:
-            running = active_task_ids(self.app, sorted({flight.worker for flight in started}))
-            # A step may have finished between the state read and the inspection.
-            latest = read_states(self.app, [flight.task_id for flight in started])
-            for flight in started:
-                gone = flight.task_id not in running and (
-                    latest[flight.task_id]["status"] not in states.READY_STATES
-                )
-                flight.missed_checks = flight.missed_checks + 1 if gone else 0
-        lost = [flight for flight in started if flight.missed_checks >= MISSED_CHECKS_BEFORE_LOST]
-        waiting = [
+        unstarted = [
             flight
             for flight in self.in_flight.values()
             if flight.worker is None
             and now - flight.submitted_at > self.settings.worker_check_interval_seconds
         ]
-        if not lost and not waiting:
-            self.unserved_since = None
-            return
+        if started:
+            self.count_missing_started(started)
         consumers = {
             queue: queue_consumers(self.app, queue)
-            for queue in {flight.queue for flight in [*lost, *waiting]}
+            for queue in {flight.queue for flight in [*started, *unstarted]}
         }
+        served = [flight for flight in unstarted if consumers[flight.queue]]
+        if served:
+            self.count_missing_unstarted(served)
+        lost = [
+            flight
+            for flight in [*started, *served]
+            if flight.missed_checks >= MISSED_CHECKS_BEFORE_LOST
+        ]
         for flight in lost:
             yield from self.handle_lost_step(flight, consumers[flight.queue], now)
         yield from self.handle_unserved_queues(
-            [flight for flight in waiting if not consumers[flight.queue]], now
+            [flight for flight in unstarted if not consumers[flight.queue]], now
         )
+
+    def count_missing_started(self, started: list[InFlightStep]) -> None:
+        running = active_task_ids(self.app, sorted({flight.worker for flight in started}))
+        # A step may have finished between the state read and the inspection.
+        latest = read_states(self.app, [flight.task_id for flight in started])
+        for flight in started:
+            gone = flight.task_id not in running and (
+                latest[flight.task_id]["status"] not in states.READY_STATES
+            )
+            flight.missed_checks = flight.missed_checks + 1 if gone else 0
+
+    def count_missing_unstarted(self, unstarted: list[InFlightStep]) -> None:
+        """A step not started yet is in its queue, or held by a worker that took it. A worker
+        killed after taking it, before starting it, leaves it in neither: its message waits in
+        the broker's unacknowledged set for the visibility timeout (an hour), and the run with
+        it. The queue is read first: a task only moves on from there (to a worker, to a
+        result), so one that left it between the two reads is still found held, or finished."""
+        queued: set[str] = set()
+        for queue in {flight.queue for flight in unstarted}:
+            queued |= queued_task_ids(self.app, queue)
+        elsewhere = [flight.task_id for flight in unstarted if flight.task_id not in queued]
+        held = held_task_ids(self.app, elsewhere) if elsewhere else set()
+        latest = read_states(self.app, elsewhere) if elsewhere else {}
+        for flight in unstarted:
+            gone = (
+                flight.task_id in latest
+                and flight.task_id not in held
+                and (latest[flight.task_id]["status"] == states.PENDING)
+            )
+            flight.missed_checks = flight.missed_checks + 1 if gone else 0
 
     def handle_lost_step(
         self, flight: InFlightStep, consumers: set[str], now: float
@@ -349,19 +403,23 @@ class StepOrchestrator:
         timeout = self.settings.lost_worker_timeout_seconds
         if flight.lost_since is None:
             flight.lost_since = now
+            who = (
+                f"Celery worker {flight.worker}"
+                if flight.worker
+                else "A Celery worker that took it before starting it"
+            )
             yield self.engine_event(
-                f'Celery worker {flight.worker} lost step "{flight.step.key}" (it died or was '
-                f"restarted); waiting up to {timeout:.0f}s for a worker on queue "
-                f'"{flight.queue}" to run it again.',
+                f'{who} lost step "{flight.step.key}" (it died or was restarted); waiting up to '
+                f'{timeout:.0f}s for a worker on queue "{flight.queue}" to run it again.',
                 flight.step,
-                metadata={"lost worker": flight.worker},
+                metadata={"lost worker": flight.worker or "unknown (not started)"},
             )
         if consumers:
             self.app.control.revoke(flight.task_id)
             replacement = self.submit(flight.step, attempt=flight.attempt + 1)
             yield self.engine_event(
                 f'Resubmitted step "{flight.step.key}" (attempt {replacement.attempt}) after '
-                f"worker {flight.worker} lost it; workers on queue "
+                f"worker {flight.worker or '(gone before starting it)'} lost it; workers on queue "
                 f'"{flight.queue}": {", ".join(sorted(consumers))}.',
                 flight.step,
                 marker_start=DELEGATE_MARKER,
@@ -369,7 +427,7 @@ class StepOrchestrator:
         elif now - flight.lost_since > timeout:
             self.leave_flight(flight.step.key)
             self.errors[flight.step.key] = SerializableErrorInfo(
-                f"Celery worker {flight.worker} was lost while running step "
+                f"Celery worker {flight.worker or '(unknown)'} was lost with step "
                 f'"{flight.step.key}", and no worker consumed queue "{flight.queue}" for '
                 f"{timeout:.0f}s. Start the team's worker ({start_command(flight.queue)}) and "
                 "re-execute the run from failure.",
