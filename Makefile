@@ -12,8 +12,10 @@ COMPOSE ?= $(shell docker compose version >/dev/null 2>&1 && echo "docker compos
 TEAMS = $(shell python3 -m registry list)
 BUILT_TEAMS = $(shell python3 -m registry list --built-here)
 export UV_PYTHON_DOWNLOADS := never
+# Every Python command's output reaches a pipe or a log file as it is printed, not at its end.
+export PYTHONUNBUFFERED := 1
 
-.PHONY: help env build up down clean ps logs venvs dev lock lint format test test-static \
+.PHONY: help doctor env build up down clean ps logs venvs dev lock lint format test test-static \
 	test-teams test-local test-faults test-ui test-container new-team remove-team redeploy bench \
 	dev-stop generate platform-venv swarm-up swarm-down swarm-ps swarm-config test-swarm
 
@@ -28,9 +30,23 @@ build: generate ## Build the platform image and one image per team
 	# Images built in parallel from a cold cache leave layers that a later build does not
 	# reuse (podman's builder), so it makes a new image ID and compose recreates that team's
 	# containers; seen when adding a team. (One service per image: <team>-code.)
-	for service in $$(python3 -m registry build-order); do $(COMPOSE) build $$service; done
+	services=($$(python3 -m registry build-order)); began=$$SECONDS
+	for i in "$${!services[@]}"; do
+		echo "[build $$((i + 1))/$${#services[@]}] $${services[$$i]} (at $$((SECONDS - began))s)"
+		$(COMPOSE) build "$${services[$$i]}"
+	done
+	echo "[build] $${#services[@]} images in $$((SECONDS - began))s"
 
-up: env build ## Build and start the platform in containers; wait until every service is healthy
+# Each command that needs tools from the machine checks for them first, before it creates
+# anything, and names what is missing with the command that installs it (scripts/preflight.py).
+preflight-%:
+	@command -v python3 >/dev/null || { echo "make $*: python3 is missing: apt-get install python3 (macOS: brew install python@3.11)" >&2; exit 1; }
+	@python3 scripts/preflight.py $*
+
+doctor: ## Check this machine for what up, dev, test and bench need, and say how to get it
+	@python3 scripts/preflight.py all
+
+up: preflight-up env build ## Build and start the platform in containers; wait until every service is healthy
 	# A running Redis rereads its users first, so a new team's services can log in.
 	$(COMPOSE) exec -T redis redis-cli ACL LOAD >/dev/null 2>&1 || true
 	# Only what changed is recreated; --remove-orphans takes away a removed team's services.
@@ -61,11 +77,11 @@ platform-venv:
 venvs: platform-venv ## Create .venv (platform and tools) and code_locations/<team>/.venv from the locks
 	for team in $(BUILT_TEAMS); do uv sync --frozen --quiet --project code_locations/$$team || exit 1; done
 
-dev: venvs ## Run the same platform as local processes; Ctrl-C stops everything
-	$(PYTHON) -m devstack $(ARGS)
+dev: preflight-dev venvs ## Run the same platform as local processes; Ctrl-C stops everything
+	$(PYTHON) -m devstack $${ARGS-}
 
 dev-stop: ## Stop a `make dev` stack whose terminal is gone (ARGS="--name <state folder>")
-	$(PYTHON) -m devstack stop $(ARGS)
+	$(PYTHON) -m devstack stop $${ARGS-}
 
 lock: ## Re-resolve the platform's and every team's lock file
 	uv lock
@@ -79,7 +95,7 @@ format: venvs ## Format with ruff
 	$(PYTHON) -m ruff format .
 	$(PYTHON) -m ruff check --fix .
 
-test: venvs ## Everything: static, packages, teams, local stack, faults, browser, containers, swarm
+test: preflight-test venvs ## Everything: static, packages, teams, local stack, faults, browser, containers, swarm
 	$(PYTHON) -m registry generate --check
 	$(PYTHON) -m pytest packages/dagster-team-celery/tests packages/dagster-wandb-io/tests -q
 	for team in $(BUILT_TEAMS); do \
@@ -107,20 +123,22 @@ test-container: venvs ## Build the images and run the compose stack end to end
 test-swarm: venvs ## A two-node Docker Swarm in network namespaces (root, docker.io), end to end
 	$(PYTHON) -m pytest tests -m swarm -v
 
+# NAME, TEAM, IMAGE, MODE and ARGS reach the recipes as environment variables (${NAME-}), never
+# pasted into the shell text: a value with backquotes or $(...) is a string, not a command.
 new-team: venvs ## Scaffold a team from templates/team and register it: make new-team NAME=<identifier>
-	$(PYTHON) -m registry new "$(NAME)"
+	$(PYTHON) -m registry new "$${NAME-}"
 	if [ -f .env ]; then $(PYTHON) scripts/make_env.py; fi
 
 remove-team: platform-venv ## Delete a team's folder and unregister it: make remove-team NAME=<team>
-	$(PYTHON) -m registry remove "$(NAME)"
+	$(PYTHON) -m registry remove "$${NAME-}"
 	if [ -f .env ]; then $(PYTHON) scripts/make_env.py; fi
 
 redeploy: ## Restart one team only: make redeploy TEAM=<team> [IMAGE=<ref>] [MODE=local]
-	if [ "$(MODE)" = local ]; then $(PYTHON) scripts/redeploy.py --local "$(TEAM)"; exit; fi
+	if [ "$${MODE-}" = local ]; then $(PYTHON) scripts/redeploy.py --local "$${TEAM-}"; exit; fi
 	# IMAGE= is for a team kept in its own repository: its manifest moves to the new tag.
-	if [ -n "$(IMAGE)" ]; then $(MAKE) --no-print-directory platform-venv; \
-		$(PYTHON) -m registry set-image "$(TEAM)" "$(IMAGE)"; fi
-	python3 scripts/redeploy.py --compose "$(COMPOSE)" "$(TEAM)"
+	if [ -n "$${IMAGE-}" ]; then $(MAKE) --no-print-directory platform-venv; \
+		$(PYTHON) -m registry set-image "$${TEAM-}" "$${IMAGE-}"; fi
+	python3 scripts/redeploy.py --compose "$(COMPOSE)" "$${TEAM-}"
 
 # Docker Swarm (README, "Several hosts"): DOCKER_HOST, or the local engine, is a manager, and
 # every node already has the images (`make build`, then your registry or `docker load`).
@@ -136,5 +154,5 @@ swarm-ps: platform-venv ## Each swarm service's replicas, and why any is not run
 swarm-config: platform-venv ## Print the stack file swarm-up deploys (secrets are not in it)
 	$(PYTHON) scripts/swarm.py config
 
-bench: venvs ## Benchmarks against vanilla Dagster + dagster-celery (writes bench/results/)
+bench: preflight-bench venvs ## Benchmarks against vanilla Dagster + dagster-celery (writes bench/results/)
 	$(PYTHON) -m bench

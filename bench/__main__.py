@@ -13,15 +13,18 @@ import re
 import statistics
 import subprocess
 import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench import dequeue, footprint, object_store, report, wandb_io
+from bench.progress import Progress, previous_section_seconds
 from bench.runs import RunTiming, burst, percentile, summarize, timed_run
 from bench.stacks import PlatformStack, VanillaStack, start
 from dagster_team_celery.probes import FAN_OUT_WIDTH
 from devstack import config
 from devstack.client import PlatformClient
-from tests.stacks import wait_for_loaded_locations
+from devstack.stack import LocalStack
 
 RESULTS = config.REPO_ROOT / "bench" / "results"
 TEAM = "bakery"
@@ -71,7 +74,7 @@ def run_seconds(timings: list[RunTiming]) -> float:
     return round(statistics.median(t.execution + t.lag for t in timings), 3)
 
 
-def main() -> int:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--runs", type=int, default=10, help="1-step runs per configuration")
     parser.add_argument(
@@ -86,150 +89,181 @@ def main() -> int:
         default=None,
         help="also time the compose stack (default: when a container engine answers)",
     )
-    args = parser.parse_args()
-    began = time.monotonic()
+    return parser.parse_args()
+
+
+@dataclass
+class Bench:
+    """What the sections share: the settings, the results so far, the local stacks."""
+
+    args: argparse.Namespace
+    results: dict
+    progress: Progress
+    stacks: dict[str, LocalStack] = field(default_factory=dict)
+    clients: dict[str, PlatformClient] = field(default_factory=dict)
+
+
+def wandb_io_section(bench: Bench) -> None:
+    size = bench.args.wandb_size_mb
+    bench.results["wandb_io"] = {
+        "cross_team": wandb_io.cross_team_read(size),
+        "package": wandb_io.package_benchmark(size, repeat=7),
+        "signatures": wandb_io.signature_cost(size),
+    }
+
+
+def cold_start_section(bench: Bench) -> None:
     state_root = config.REPO_ROOT / ".devstack" / "bench"
+    for kind in (PlatformStack, VanillaStack):
+        bench.progress.step(f"starting the {kind.label} stack")
+        bench.stacks[kind.label] = start(kind, kind.label, state_root)
+    bench.results["cold_start_local_seconds"] = {
+        label: round(stack.startup_seconds, 2) for label, stack in bench.stacks.items()
+    }
+    for label, stack in bench.stacks.items():
+        client = bench.clients[label] = PlatformClient(stack.webserver_url)
+        client.wait_for_locations(stack.teams, timeout=180)
+        timed_run(client, TEAM, "probe_ping")  # warm-up, not recorded
+
+
+def one_step_section(bench: Bench) -> None:
+    one_step: dict[str, list[RunTiming]] = {label: [] for label in bench.clients}
+    for number in range(bench.args.runs):
+        for label, client in bench.clients.items():
+            one_step[label].append(timed_run(client, TEAM, "probe_ping"))
+        bench.progress.step(f"run {number + 1}/{bench.args.runs} of each")
+    bench.results["one_step"] = {label: summarize(t) for label, t in one_step.items()}
+
+
+def burst_section(bench: Bench) -> None:
+    bench.results["burst"] = {
+        label: burst(client, TEAM, "probe_ping", bench.args.burst_runs)
+        for label, client in bench.clients.items()
+    }
+
+
+def in_process_median(bench: Bench, job: str, executor: str, repeat: int) -> float:
+    return statistics.median(in_process_runs(bench.stacks["platform"], job, executor, repeat))
+
+
+def shapes_section(bench: Bench) -> None:
+    shapes: dict[str, dict[str, list[RunTiming]]] = {
+        label: {"fan_out": [], "chain": []} for label in bench.clients
+    }
+    for number in range(bench.args.shape_runs):
+        for label, client in bench.clients.items():
+            shapes[label]["fan_out"].append(timed_run(client, TEAM, "probe_fan_out"))
+            shapes[label]["chain"].append(timed_run(client, TEAM, "probe_chain"))
+        bench.progress.step(f"fan-out and chain {number + 1}/{bench.args.shape_runs}")
+    jobs = {"fan_out": "probe_fan_out", "chain": "probe_chain"}
+    runs = {"in_process": bench.args.shape_runs, "multiprocess": bench.args.multiprocess_runs}
+    bench.results["shapes"] = {
+        "celery": {
+            label: {shape: run_seconds(t) for shape, t in by_shape.items()}
+            for label, by_shape in shapes.items()
+        },
+        **{
+            executor: {
+                shape: in_process_median(bench, job, executor, repeat)
+                for shape, job in jobs.items()
+            }
+            for executor, repeat in runs.items()
+        },
+        "fan_out_width": FAN_OUT_WIDTH,
+    }
+
+
+def idle_pss_section(bench: Bench) -> None:
+    bench.results["worker_task_seconds"] = {
+        label: task_durations(stack) for label, stack in bench.stacks.items()
+    }
+    # Idle: the run workers' autoscaler retires the burst's extra forks 10-20 s after the
+    # last run (worker_cli.py), and pools and caches settle.
+    time.sleep(25)
+    bench.results["idle_pss_mib"] = {
+        label: footprint.local_footprint(stack) for label, stack in bench.stacks.items()
+    }
+
+
+def dequeue_section(bench: Bench) -> None:
+    bench.results["dequeue"] = dequeue.dequeue_cost(
+        bench.stacks["platform"], bench.stacks["vanilla"], TEAM, "probe_ping", runs=5
+    )
+
+
+def object_store_section(bench: Bench) -> None:
+    # Step outputs in the object store (as shipped) against the shared volume: a third
+    # stack, only for this section, so the memory figures above are of two stacks.
+    state_root = config.REPO_ROOT / ".devstack" / "bench"
+    volume = bench.stacks["platform-volume"] = start(
+        object_store.VolumeOutputsStack, "platform-volume", state_root
+    )
+    volume_client = PlatformClient(volume.webserver_url)
+    volume_client.wait_for_locations(volume.teams, timeout=180)
+    timed_run(volume_client, TEAM, "probe_ping")  # warm-up, not recorded
+    bench.results["step_outputs"] = object_store.step_outputs(
+        {"object-store": bench.clients["platform"], "volume": volume_client},
+        TEAM,
+        bench.args.shape_runs,
+        bench.args.wandb_size_mb,
+    )
+    bench.results["wandb_io"]["store_reads"] = object_store.wandb_reads(
+        bench.stacks["platform"], bench.args.wandb_size_mb
+    )
+
+
+def containers_section(bench: Bench) -> None:
+    from bench import containers
+
+    bench.results["containers"] = containers.compose_benchmark(bench.args.runs)
+
+
+# In order; the local ones share the stacks that cold_start starts.
+LOCAL_SECTIONS: dict[str, Callable[[Bench], None]] = {
+    "cold_start_and_warm_up": cold_start_section,
+    "one_step": one_step_section,
+    "burst": burst_section,
+    "shapes": shapes_section,
+    "idle_pss": idle_pss_section,
+    "dequeue": dequeue_section,
+    "object_store": object_store_section,
+}
+
+
+def run_section(bench: Bench, index: int, section: Callable[[Bench], None], stem: Path) -> None:
+    """Run one section, record how long it took and save what is measured so far."""
+    name = bench.progress.sections[index]
+    bench.progress.start(index)
+    started = time.monotonic()
+    section(bench)
+    bench.results["section_seconds"][name] = round(time.monotonic() - started, 1)
+    Path(f"{stem}.json").write_text(json.dumps(bench.results, indent=2) + "\n")
+
+
+def main() -> int:
+    args = parse_args()
+    began = time.monotonic()
+    if args.containers is None:
+        args.containers = engine_answers()
+    names = ["wandb_io", *LOCAL_SECTIONS, *(["containers"] if args.containers else [])]
     results: dict = {
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
         "settings": vars(args),
+        "section_seconds": {},
     }
-
     RESULTS.mkdir(parents=True, exist_ok=True)
+    bench = Bench(args, results, Progress(names, previous_section_seconds(RESULTS)))
     stem = RESULTS / datetime.date.today().isoformat()
-    sections: dict[str, float] = {}
-    results["section_seconds"] = sections
-
-    def checkpoint(section: str, started: float) -> None:
-        """Record how long a section took and save what is measured so far."""
-        sections[section] = round(time.monotonic() - started, 1)
-        Path(f"{stem}.json").write_text(json.dumps(results, indent=2) + "\n")
-
-    started = time.monotonic()
-    results["wandb_io"] = {
-        "cross_team": wandb_io.cross_team_read(args.wandb_size_mb),
-        "package": wandb_io.package_benchmark(args.wandb_size_mb, repeat=7),
-        "signatures": wandb_io.signature_cost(args.wandb_size_mb),
-    }
-    checkpoint("wandb_io", started)
-
-    stacks = {}
+    run_section(bench, 0, wandb_io_section, stem)
     try:
-        started = time.monotonic()
-        for kind in (PlatformStack, VanillaStack):
-            stacks[kind.label] = start(kind, kind.label, state_root)
-        results["cold_start_local_seconds"] = {
-            label: round(stack.startup_seconds, 2) for label, stack in stacks.items()
-        }
-        clients = {label: PlatformClient(stack.webserver_url) for label, stack in stacks.items()}
-        for label, client in clients.items():
-            wait_for_loaded_locations(client, stacks[label].teams, timeout=180)
-            timed_run(client, TEAM, "probe_ping")  # warm-up, not recorded
-        checkpoint("cold_start_and_warm_up", started)
-        started = time.monotonic()
-
-        one_step: dict[str, list[RunTiming]] = {label: [] for label in stacks}
-        for _ in range(args.runs):
-            for label, client in clients.items():
-                one_step[label].append(timed_run(client, TEAM, "probe_ping"))
-        results["one_step"] = {label: summarize(t) for label, t in one_step.items()}
-        checkpoint("one_step", started)
-        started = time.monotonic()
-
-        results["burst"] = {
-            label: burst(client, TEAM, "probe_ping", args.burst_runs)
-            for label, client in clients.items()
-        }
-        checkpoint("burst", started)
-        started = time.monotonic()
-
-        shapes: dict[str, dict[str, list[RunTiming]]] = {
-            label: {"fan_out": [], "chain": []} for label in stacks
-        }
-        for _ in range(args.shape_runs):
-            for label, client in clients.items():
-                shapes[label]["fan_out"].append(timed_run(client, TEAM, "probe_fan_out"))
-                shapes[label]["chain"].append(timed_run(client, TEAM, "probe_chain"))
-        platform_stack = stacks["platform"]
-        results["shapes"] = {
-            "celery": {
-                label: {shape: run_seconds(t) for shape, t in by_shape.items()}
-                for label, by_shape in shapes.items()
-            },
-            "in_process": {
-                "fan_out": statistics.median(
-                    in_process_runs(platform_stack, "probe_fan_out", "in_process", args.shape_runs)
-                ),
-                "chain": statistics.median(
-                    in_process_runs(platform_stack, "probe_chain", "in_process", args.shape_runs)
-                ),
-            },
-            "multiprocess": {
-                "fan_out": statistics.median(
-                    in_process_runs(
-                        platform_stack, "probe_fan_out", "multiprocess", args.multiprocess_runs
-                    )
-                ),
-                "chain": statistics.median(
-                    in_process_runs(
-                        platform_stack, "probe_chain", "multiprocess", args.multiprocess_runs
-                    )
-                ),
-            },
-            "fan_out_width": FAN_OUT_WIDTH,
-        }
-        checkpoint("shapes", started)
-        started = time.monotonic()
-
-        results["worker_task_seconds"] = {
-            label: task_durations(stack) for label, stack in stacks.items()
-        }
-        # Idle: the run workers' autoscaler retires the burst's extra forks 10-20 s after the
-        # last run (worker_cli.py), and pools and caches settle.
-        time.sleep(25)
-        results["idle_pss_mib"] = {
-            label: footprint.local_footprint(stack) for label, stack in stacks.items()
-        }
-        checkpoint("idle_pss", started)
-        started = time.monotonic()
-
-        results["dequeue"] = dequeue.dequeue_cost(
-            stacks["platform"], stacks["vanilla"], TEAM, "probe_ping", runs=5
-        )
-        checkpoint("dequeue", started)
-        started = time.monotonic()
-
-        # Step outputs in the object store (as shipped) against the shared volume: a third
-        # stack, only for this section, so the memory figures above are of two stacks.
-        stacks["platform-volume"] = start(
-            object_store.VolumeOutputsStack, "platform-volume", state_root
-        )
-        volume_client = PlatformClient(stacks["platform-volume"].webserver_url)
-        wait_for_loaded_locations(volume_client, stacks["platform-volume"].teams, timeout=180)
-        timed_run(volume_client, TEAM, "probe_ping")  # warm-up, not recorded
-        results["step_outputs"] = object_store.step_outputs(
-            {"object-store": clients["platform"], "volume": volume_client},
-            TEAM,
-            args.shape_runs,
-            args.wandb_size_mb,
-        )
-        results["wandb_io"]["store_reads"] = object_store.wandb_reads(
-            stacks["platform"], args.wandb_size_mb
-        )
-        checkpoint("object_store", started)
+        for index, section in enumerate(LOCAL_SECTIONS.values(), start=1):
+            run_section(bench, index, section, stem)
     finally:
-        for stack in stacks.values():
+        for stack in bench.stacks.values():
             stack.stop()
-
-    if args.containers is None:
-        args.containers = engine_answers()
     if args.containers:
-        from bench import containers
-
-        started = time.monotonic()
-        results["containers"] = containers.compose_benchmark(args.runs)
-        checkpoint("containers", started)
-
+        run_section(bench, len(names) - 1, containers_section, stem)
     results["bench_seconds"] = round(time.monotonic() - began, 1)
     Path(f"{stem}.json").write_text(json.dumps(results, indent=2) + "\n")
     table = report.markdown(results)

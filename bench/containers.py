@@ -18,7 +18,6 @@ from devstack.client import PlatformClient
 from devstack.config import REPO_ROOT, teams
 from devstack.stack import free_port
 from registry import build_order, service_names
-from tests.stacks import wait_for_loaded_locations
 
 TEAM = "bakery"
 WARM = "docker-compose.yml"
@@ -61,7 +60,7 @@ def wait_through_the_proxy(client: PlatformClient, timeout: float = 120) -> None
 
 def one_step_runs(client: PlatformClient, runs: int) -> dict:
     wait_through_the_proxy(client)
-    wait_for_loaded_locations(client, teams(), timeout=180)
+    client.wait_for_locations(teams(), timeout=180)
     timed_run(client, TEAM, "probe_ping")  # warm-up, not recorded
     timings: list[RunTiming] = [timed_run(client, TEAM, "probe_ping") for _ in range(runs)]
     return summarize(timings)

@@ -78,6 +78,7 @@ def main(argv: list[str] | None = None) -> int:
             run_launcher=args.run_launcher,
         )
     )
+    stack.progress = say
     stop_requested = threading.Event()
 
     def request_stop(*_) -> None:

@@ -335,5 +335,18 @@ class PlatformClient:
             statuses[entry["name"]] = LocationStatus(entry["name"], entry["loadStatus"], error)
         return statuses
 
+    def wait_for_locations(self, names: list[str], timeout: float = 90.0) -> dict:
+        """Every named code location LOADED, or TimeoutError naming their states."""
+        deadline = time.monotonic() + timeout
+        while True:
+            statuses = self.locations()
+            if all(name in statuses and statuses[name].healthy for name in names):
+                return statuses
+            if time.monotonic() > deadline:
+                raise TimeoutError(
+                    f"code locations not all LOADED after {timeout:.0f}s: {statuses}"
+                )
+            time.sleep(0.5)
+
     def reload_location(self, name: str) -> None:
         self.dagster.reload_repository_location(name)

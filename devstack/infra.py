@@ -28,15 +28,21 @@ POSTGRES_BIN_DIRS = [Path("/usr/lib/postgresql/15/bin"), Path("/usr/lib/postgres
 
 
 def find_postgres_bin(name: str) -> Path:
-    for directory in POSTGRES_BIN_DIRS:
+    # POSTGRES_BIN_DIR: another installation's folder (macOS: $(brew --prefix postgresql@15)/bin),
+    # the only one searched when set (scripts/preflight.py finds it the same way).
+    chosen = os.environ.get("POSTGRES_BIN_DIR")
+    for directory in [Path(chosen)] if chosen else POSTGRES_BIN_DIRS:
         if (directory / name).exists():
             return directory / name
-    found = shutil.which(name)
+    found = None if chosen else shutil.which(name)
     if found:
         return Path(found)
+    searched = (
+        f"POSTGRES_BIN_DIR={chosen}" if chosen else f"{list(map(str, POSTGRES_BIN_DIRS))} or PATH"
+    )
     raise StackError(
-        f"PostgreSQL's {name} was not found in {[str(d) for d in POSTGRES_BIN_DIRS]} or PATH. "
-        "Install PostgreSQL 15 (apt-get install postgresql-15) or pass --postgres-url."
+        f"PostgreSQL's {name} was not found in {searched}. Install PostgreSQL 15 "
+        "(apt-get install postgresql-15), set POSTGRES_BIN_DIR, or pass --postgres-url."
     )
 
 
@@ -67,7 +73,8 @@ def init_postgres(env: StackEnvironment, data_dir: Path, run_as: list[str]) -> N
     as_postgres_user = bool(run_as)
     data_dir.mkdir(parents=True, exist_ok=True)
     password_file = env.state / "pgpass.tmp"
-    password_file.write_text(env.secrets["postgres_password"])
+    # The superuser's password: owner-only from its first byte, deleted once initdb read it.
+    write_private(password_file, env.secrets["postgres_password"])
     if as_postgres_user:
         shutil.chown(data_dir, "postgres", "postgres")
         data_dir.chmod(0o700)

@@ -21,6 +21,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from dagster_team_celery.liveness import LIVENESS_FILE_ENV, role_liveness_path
@@ -55,6 +56,15 @@ class LocalStack(StackEnvironment):
         self.leftovers_killed = 0  # services a crashed earlier supervisor had left running
         # Restarts a team's workers when a Reload gives its code server new code.
         self.code_reload: CodeReloadWatcher | None = None
+
+    @property
+    def progress(self) -> Callable[[str], None]:
+        """Where start-up progress goes (`make dev` prints it; tests keep it quiet)."""
+        return self.supervisor.progress
+
+    @progress.setter
+    def progress(self, say: Callable[[str], None]) -> None:
+        self.supervisor.progress = say
 
     @property
     def services(self) -> dict[str, Service]:
@@ -279,9 +289,12 @@ class LocalStack(StackEnvironment):
                 infrastructure.append(infra.redis_service(self, self.supervisor))
             if not self.settings.object_store_url:
                 infrastructure.append(infra.object_store_service(self, self.supervisor))
+            self.progress("Postgres, Redis and the object store:")
             self.supervisor.start_and_wait(infrastructure, timeout)
             infra.create_database(self)
+            self.progress("Creating the bucket and moving W&B artifacts into the store...")
             self._prepare_object_store()
+            self.progress("Migrating the Dagster instance...")
             migrate_started = time.monotonic()
             self._migrate()
             self.ready_seconds["migrate"] = round(time.monotonic() - migrate_started, 2)
@@ -294,6 +307,7 @@ class LocalStack(StackEnvironment):
             ]
             if self.settings.flower:
                 platform.append(self._flower())
+            self.progress(f"Code servers, workers, webserver, daemon ({len(platform)} services):")
             self.supervisor.start_and_wait(platform, timeout - (time.monotonic() - started))
         except BaseException:
             self.stop()

@@ -15,6 +15,8 @@ from devstack.processes import Service, wait_until
 INFRASTRUCTURE = ("redis", "postgres")  # stopped last, in this order
 # A service that keeps crashing is restarted at most this often.
 MIN_RESTART_INTERVAL_SECONDS = 2.0
+# While a batch starts, how often the services still starting are named.
+PROGRESS_SECONDS = 10.0
 
 
 def process_start_time(pid: int) -> float | None:
@@ -32,6 +34,8 @@ class Supervisor:
         self.cwd = cwd  # where services run unless told otherwise
         self.restart = restart  # whether crashed services come back, unless told otherwise
         self.on_restart = on_restart  # called after each restart of a crashed service
+        # Told each service that becomes ready and, every PROGRESS_SECONDS, those still starting.
+        self.progress: Callable[[str], None] = lambda _message: None
         self.services: dict[str, Service] = {}
         # Per service: seconds from its batch's start until it was healthy.
         self.ready_seconds: dict[str, float] = {}
@@ -56,7 +60,7 @@ class Supervisor:
         for service in services:
             service.start()
         pending = list(services)
-        began = time.monotonic()
+        began = last_said = time.monotonic()
         deadline = time.monotonic() + timeout
         while pending and time.monotonic() < deadline:
             for service in list(pending):
@@ -68,6 +72,11 @@ class Supervisor:
                 if service.is_ready():
                     pending.remove(service)
                     self.ready_seconds[service.name] = round(time.monotonic() - began, 2)
+                    self.progress(f"  ready    {service.name} ({time.monotonic() - began:.1f}s)")
+            if pending and time.monotonic() - last_said >= PROGRESS_SECONDS:
+                last_said = time.monotonic()
+                names = ", ".join(service.name for service in pending)
+                self.progress(f"  starting {names} ({last_said - began:.0f}s so far)")
             time.sleep(0.1)
         if pending:
             names = ", ".join(service.name for service in pending)

@@ -17,6 +17,7 @@ from webserver import default_url, reload_workspace
 from registry import team_names
 
 ONE_SHOT_SERVICES = {"init"}
+PROGRESS_SECONDS = 10
 
 
 def containers(compose: list[str]) -> list[dict]:
@@ -53,6 +54,39 @@ def show(rows: list[tuple[str, str, bool, bool]]) -> None:
         print(f"  {'ok ' if ready else '.. '} {service:<24} {state}")
 
 
+class Progress:
+    """Every PROGRESS_SECONDS, one line naming the services not ready yet and for how long each
+    has been waiting: the same in a terminal and in a CI log."""
+
+    def __init__(self, started: float) -> None:
+        self.started = started
+        self.last = started
+        self.waiting_since: dict[str, float] = {}
+
+    def update(self, rows: list[tuple[str, str, bool, bool]]) -> None:
+        now = time.monotonic()
+        for service, _, ready, _ in rows:
+            if ready:
+                self.waiting_since.pop(service, None)
+            else:
+                self.waiting_since.setdefault(service, now)
+        if now - self.last < PROGRESS_SECONDS:
+            return
+        self.last = now
+        states = {service: state for service, state, ready, _ in rows if not ready}
+        waiting = ", ".join(
+            f"{service} ({states[service]}, {now - since:.0f}s)"
+            for service, since in sorted(self.waiting_since.items(), key=lambda item: item[1])
+            if service in states
+        )
+        ready = sum(1 for row in rows if row[2])
+        print(
+            f"[{now - self.started:.0f}s] {ready}/{len(rows)} services ready; waiting for "
+            f"{waiting or 'containers to be created'}",
+            flush=True,
+        )
+
+
 def reload_workspace_and_report(url: str | None) -> int:
     locations = reload_workspace(url or default_url())
     expected = set(team_names(REPO_ROOT))
@@ -85,11 +119,13 @@ def main() -> int:
     args = parser.parse_args()
     compose = shlex.split(args.compose)
     started = time.monotonic()
+    progress = Progress(started)
     while True:
         rows = [describe(container) for container in containers(compose)]
         if args.once:
             show(rows)
             return 0
+        progress.update(rows)
         failed = [row for row in rows if row[3]]
         if failed:
             show(rows)

@@ -34,14 +34,10 @@ def stop_stack(stack: LocalStack, session: pytest.Session) -> None:
 
 
 def wait_for_loaded_locations(client: PlatformClient, teams: list[str], timeout: float = 90.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        statuses = client.locations()
-        if all(team in statuses and statuses[team].healthy for team in teams):
-            return statuses
-        if time.monotonic() > deadline:
-            pytest.fail(f"code locations not all LOADED after {timeout:.0f}s: {statuses}")
-        time.sleep(0.5)
+    try:
+        return client.wait_for_locations(teams, timeout)
+    except TimeoutError as error:
+        pytest.fail(str(error))
 
 
 def wait_until_healthy(stack: LocalStack, client: PlatformClient) -> None:

@@ -290,3 +290,23 @@ def test_flowers_redis_password_is_its_own_and_an_older_secrets_file_gets_one(tm
     again = StackEnvironment(settings)
     again.prepare_state()
     assert again.secrets["flower_redis_password"] == redis_password
+
+
+def test_the_postgres_password_file_is_owner_only_while_initdb_reads_it(tmp_path, monkeypatch):
+    from devstack import infra
+    from devstack.environment import StackEnvironment, StackSettings
+
+    environment = StackEnvironment(StackSettings(name="pw", state_root=tmp_path, teams=["x"]))
+    environment.state.mkdir(parents=True)
+    environment.prepare_state()
+    seen: list[int] = []
+
+    def initdb(argv, **_kwargs):
+        password_file = next(str(a)[9:] for a in argv if str(a).startswith("--pwfile="))
+        seen.append(stat.S_IMODE(os.stat(password_file).st_mode))
+        return subprocess.CompletedProcess(argv, 0)
+
+    monkeypatch.setattr(infra.subprocess, "run", initdb)
+    infra.init_postgres(environment, tmp_path / "pgdata", run_as=[])
+    assert seen == [0o600]
+    assert not (environment.state / "pgpass.tmp").exists()

@@ -61,6 +61,7 @@ def test_deployment_page_lists_every_team_location_as_loaded(
 ) -> None:
     page.goto(dagster_ui)
     page.get_by_role("link", name="Deployment").click()
+    expect(page.get_by_text("Join the Dagster community")).to_have_count(0)
     locations_tab = page.get_by_role("tab", name="Code locations")
     locations_tab.click()
     expect(locations_tab).to_have_attribute("aria-selected", "true")
