@@ -15,7 +15,7 @@ export UV_PYTHON_DOWNLOADS := never
 # Every Python command's output reaches a pipe or a log file as it is printed, not at its end.
 export PYTHONUNBUFFERED := 1
 
-.PHONY: help doctor env build up down clean ps logs venvs dev lock lint format test test-static \
+.PHONY: help doctor env build up down clean ps logs venvs dev lock lint format test test-fast test-static \
 	test-teams test-local test-faults test-ui test-container new-team remove-team redeploy bench \
 	dev-stop generate platform-venv swarm-up swarm-down swarm-ps swarm-config test-swarm
 
@@ -95,15 +95,11 @@ format: venvs ## Format with ruff
 	$(PYTHON) -m ruff format .
 	$(PYTHON) -m ruff check --fix .
 
-test: preflight-test venvs ## Everything: static, packages, teams, local stack, faults, browser, containers, swarm
-	$(PYTHON) -m registry generate --check
-	$(PYTHON) -m pytest packages/dagster-team-celery/tests packages/dagster-wandb-io/tests -q
-	for team in $(BUILT_TEAMS); do \
-		code_locations/$$team/.venv/bin/python -m pytest code_locations/$$team/tests -q || exit 1; \
-		(cd code_locations/$$team && VIRTUAL_ENV=$$PWD/.venv .venv/bin/dg check defs && \
-			VIRTUAL_ENV=$$PWD/.venv .venv/bin/dg list defs >/dev/null) || exit 1; \
-	done
-	$(PYTHON) -m pytest tests -v -rP --durations=25
+test: preflight-test venvs ## Everything, in three lanes at once; writes test-results/ci-costs.{json,md} (ONLY="step ..." runs some)
+	$(PYTHON) -m tests.ci.suites $${ONLY:+--only $$ONLY}
+
+test-fast: venvs ## Static checks and every test that starts no stack, worker or engine (about 2 minutes)
+	$(PYTHON) -m tests.ci.suites --fast
 
 test-static: venvs ## Fast checks of the compose file, configs and locks
 	$(PYTHON) -m pytest tests/test_compose_static.py tests/test_consistency.py -q

@@ -20,15 +20,10 @@ def http_ok(url: str, auth_header: str | None = None) -> bool:
 
 
 def grpc_serving(port: int) -> bool:
-    """What `dagster api grpc-health-check` asks, without its Python start-up per check."""
-    import grpc
-    from grpc_health.v1 import health_pb2, health_pb2_grpc
+    """What compose's check of a code server asks (dagster-code-server-healthcheck)."""
+    from dagster_team_celery.code_server_health import is_serving
 
-    with grpc.insecure_channel(f"{config.LOCAL_HOST}:{port}") as channel:
-        response = health_pb2_grpc.HealthStub(channel).Check(
-            health_pb2.HealthCheckRequest(service="DagsterApi"), timeout=2
-        )
-    return response.status == health_pb2.HealthCheckResponse.SERVING
+    return is_serving(config.LOCAL_HOST, port)
 
 
 def liveness_file(state: Path, team: str) -> Path:

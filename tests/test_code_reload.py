@@ -24,6 +24,9 @@ def mark() -> None:
 defs = dg.Definitions(assets=[mark])
 """
 
+# Starts a real code server (make test-fast leaves it out).
+pytestmark = pytest.mark.integration
+
 
 def service(tmp_path: Path, name: str, argv: list[str], ready=lambda: True) -> Service:
     return Service(

@@ -17,6 +17,9 @@ PLATFORM_FILES = [
     *sorted((REPO_ROOT / "devstack").glob("*.py")),
 ]
 
+# Starts each team's dg and its job in-process (make test-fast leaves it out).
+pytestmark = pytest.mark.integration
+
 
 def dg(team: str, home, *args: str, **env: str) -> subprocess.CompletedProcess:
     folder = config.team_dir(team)

@@ -8,11 +8,15 @@ import subprocess
 import sys
 import time
 
+import pytest
 import redis
 from celery import Celery, states
 from celery_team import TEAM, wait_for
 
 from dagster_team_celery.orchestration import read_states
+
+# Starts real Redis and real Celery workers (make test-fast leaves it out).
+pytestmark = pytest.mark.integration
 
 
 def sleep_run_config(tmp_path, seconds: float, **loop_settings: float) -> dict:

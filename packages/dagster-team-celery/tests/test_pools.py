@@ -9,10 +9,14 @@ import os
 import signal
 import threading
 
+import pytest
 from celery_team import wait_for
 from dagster._core.events import DagsterEventType
 
 from dagster_team_celery.probes import POOL_WIDTH, PROBE_POOL, pool_run_config
+
+# Starts real Redis and real Celery workers (make test-fast leaves it out).
+pytestmark = pytest.mark.integration
 
 
 def started_steps(team) -> list[str]:

@@ -17,6 +17,9 @@ from dagster._core.remote_origin import (
 
 from dagster_team_celery.warm_run_launcher import WarmRunLauncher
 
+# Starts real Redis and real Celery workers (make test-fast leaves it out).
+pytestmark = pytest.mark.integration
+
 RUN_PROCESS = re.compile(r"Started process for run \(pid: \d+\) in warm run worker (\S+)\.")
 
 

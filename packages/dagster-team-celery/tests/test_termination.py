@@ -17,6 +17,9 @@ from dagster_team_celery.probes import fan_out_run_config
 from dagster_team_celery.settings import TERMINATE_GRACE_ENV, terminate_grace_seconds
 from dagster_team_celery.termination import exit_after_interrupted_step
 
+# Starts real Redis and real Celery workers (make test-fast leaves it out).
+pytestmark = pytest.mark.integration
+
 
 def sleep_config(tmp_path, seconds: float = 120.0, **extra) -> dict:
     config = {"seconds": seconds, "pid_file": str(tmp_path / "step.pid"), **extra}

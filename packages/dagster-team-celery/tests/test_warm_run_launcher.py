@@ -19,6 +19,9 @@ from dagster_team_celery import warm_run_launcher
 from dagster_team_celery.run_task import RUN_TASK_NAME
 from dagster_team_celery.settings import BACKEND_URL_ENV, BROKER_URL_ENV, key_prefix, run_queue
 
+# Starts real Redis and real Celery workers (make test-fast leaves it out).
+pytestmark = pytest.mark.integration
+
 LAUNCHER = {"module": "dagster_team_celery.warm_run_launcher", "class": "WarmRunLauncher"}
 
 

@@ -20,6 +20,9 @@ from dagster_team_celery.worker_cli import (
     worker_argv,
 )
 
+# Starts real Celery workers (make test-fast leaves it out).
+pytestmark = pytest.mark.integration
+
 BAKERY_QUEUE_KEY = key_prefix("bakery") + "bakery"
 
 

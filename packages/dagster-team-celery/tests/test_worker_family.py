@@ -17,6 +17,9 @@ from dagster_team_celery.liveness import role_liveness_path
 from dagster_team_celery.settings import run_queue
 from dagster_team_celery.worker_cli import worker_argv
 
+# Starts real Celery workers (make test-fast leaves it out).
+pytestmark = pytest.mark.integration
+
 FINE_TEAM = """
 import dagster as dg
 

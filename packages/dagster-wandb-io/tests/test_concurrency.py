@@ -20,6 +20,9 @@ from stress_workers import (
     stress_worker,
 )
 
+# Starts many processes at once (make test-fast leaves it out).
+pytestmark = pytest.mark.integration
+
 
 def test_stress_eight_processes_read_write_evict(base_dir, tmp_path):
     roles = ["writer"] * 3 + ["reader"] * 3 + ["evictor"] * 2

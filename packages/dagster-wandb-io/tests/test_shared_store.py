@@ -26,6 +26,9 @@ from stress_workers import (
     value_ok,
 )
 
+# Starts a real SeaweedFS and Postgres (make test-fast leaves it out).
+pytestmark = pytest.mark.integration
+
 
 def host(tmp_path: Path, name: str) -> Path:
     """A host's cache volume."""

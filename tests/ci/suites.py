@@ -1,0 +1,237 @@
+"""`make test`: every suite, with progress, and a table of what each one cost.
+
+The steps run in three lanes at once, as most of their time is spent waiting on the processes,
+servers and engines they start: the static checks, the packages' and the teams' tests, then the
+fault suite (its own local stack); the platform's other suites on the shared local stack; and
+its suites on container engines (compose, then the swarm). Each pytest loads
+``cost_recorder`` (this folder), which writes every test's seconds to one log; from it this
+module writes test-results/ci-costs.json and .md: per suite (a test file), its tests, seconds
+and what it starts, and per step its wall-clock time. With CI_STARTED_AT (epoch seconds, set by
+.ci/run) the total includes the machine's setup before `make test`.
+
+    python -m tests.ci.suites [--fast] [--only STEP ...] [--lanes 1|3]
+"""
+
+import argparse
+import os
+import re
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import registry
+from tests.ci.costs import BUDGET_SECONDS, write_report
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+RESULTS = REPO_ROOT / "test-results"
+PYTHON = sys.executable
+PLUGIN = ["-p", "cost_recorder"]
+# How much of a failed step's report the console shows (the whole log stays in its file).
+FAILURE_LINES = 1500
+PLATFORM_ARGS = ["-v", "-rP", "--durations=15", *PLUGIN]
+
+
+@dataclass
+class Step:
+    name: str
+    commands: list[list[str]]
+    lane: int  # steps of one lane run one after another; lanes run at once
+    cwd: Path = REPO_ROOT
+    env: dict[str, str] = field(default_factory=dict)
+    seconds: float = 0.0
+    returncode: int | None = None
+
+    @property
+    def log(self) -> Path:
+        return RESULTS / "logs" / f"{self.name}.log"
+
+
+def team_steps(fast: bool) -> list[Step]:
+    steps = []
+    for team in (team.name for team in registry.teams(REPO_ROOT) if team.built_here):
+        folder = REPO_ROOT / "code_locations" / team
+        commands = [[str(folder / ".venv/bin/python"), "-m", "pytest", "tests", "-q", *PLUGIN]]
+        if not fast:
+            # The dg commands a team runs in its own folder (README, "Teams").
+            dg = str(folder / ".venv/bin/dg")
+            commands += [[dg, "check", "defs"], [dg, "list", "defs"]]
+        venv = {"VIRTUAL_ENV": str(folder / ".venv")}
+        steps.append(Step(f"team-{team}", commands, lane=3 if fast else 1, cwd=folder, env=venv))
+    return steps
+
+
+# The platform's suites, split where they share nothing: the fault suite's stack, the shared
+# local stack, the container engines (compose, then the swarm, which loads the images compose
+# built).
+ENGINE_SUITES = "container or swarm"
+# What `make test-fast` leaves out: everything that starts a stack, a worker, a server or an
+# engine (pyproject.toml's markers).
+SLOW = "local_stack or container or faults or ui or swarm or integration"
+PACKAGES = ["packages/dagster-team-celery/tests", "packages/dagster-wandb-io/tests"]
+STATIC = [
+    [PYTHON, "-m", "registry", "generate", "--check"],
+    [PYTHON, "-m", "ruff", "check", "--quiet", "."],
+    [PYTHON, "-m", "ruff", "format", "--check", "--quiet", "."],
+]
+
+
+def all_steps(workers: int) -> list[Step]:
+    # Most package tests wait on the workers and servers they start (a quarter of a core each,
+    # measured): several at once fill the cores.
+    spread = ["-n", str(workers)] if workers > 1 else []
+    pytest = [PYTHON, "-m", "pytest"]
+    return [
+        Step("static", STATIC, lane=1),
+        Step("packages", [[*pytest, *PACKAGES, "-q", *spread, *PLUGIN]], lane=1),
+        *team_steps(fast=False),
+        # The fault suite starts its own local stack: beside the packages' and teams' tests,
+        # which are done by then, rather than after the other local suites.
+        Step("platform-faults", [[*pytest, "tests", "-m", "faults", *PLATFORM_ARGS]], lane=1),
+        Step(
+            "platform-local",
+            [[*pytest, "tests", "-m", f"not ({ENGINE_SUITES} or faults)", *PLATFORM_ARGS]],
+            lane=2,
+        ),
+        Step("platform-engines", [[*pytest, "tests", "-m", ENGINE_SUITES, *PLATFORM_ARGS]], lane=3),
+    ]
+
+
+def fast_steps() -> list[Step]:
+    pytest = [PYTHON, "-m", "pytest", "-q", "-m", f"not ({SLOW})", *PLUGIN]
+    return [
+        Step("static", STATIC, lane=1),
+        Step("packages", [[*pytest, *PACKAGES]], lane=1),
+        Step("platform", [[*pytest, "tests"]], lane=2),
+        *team_steps(fast=True),
+    ]
+
+
+def last_summary(log: Path) -> str:
+    """pytest's last summary line ("3 passed, 1 failed in 12.3s"), if the log has one."""
+    matches = re.findall(
+        r"^=* ?(\d+ (?:passed|failed|error).*?) ?=*$", log.read_text(errors="replace"), re.M
+    )
+    return matches[-1] if matches else ""
+
+
+class Runner:
+    def __init__(self, steps: list[Step], log: Path) -> None:
+        self.steps = steps
+        self.log = log
+        self.began = time.monotonic()
+        self.say_lock = threading.Lock()
+
+    def say(self, message: str) -> None:
+        with self.say_lock:
+            print(f"[make test +{time.monotonic() - self.began:.0f}s] {message}", flush=True)
+
+    def run_step(self, step: Step, number: int) -> None:
+        self.say(f"suite {number}/{len(self.steps)}: {step.name} starts")
+        started = time.monotonic()
+        env = {
+            **os.environ,
+            **step.env,
+            "PYTHONPATH": os.pathsep.join(
+                filter(None, [str(Path(__file__).parent), os.environ.get("PYTHONPATH")])
+            ),
+            "CI_COSTS_LOG": str(self.log),
+            "CI_COSTS_STEP": step.name,
+        }
+        step.returncode = 0
+        with step.log.open("w") as log:
+            for command in step.commands:
+                log.write(f"$ {' '.join(command)}\n")
+                log.flush()
+                result = subprocess.run(
+                    command, cwd=step.cwd, env=env, stdout=log, stderr=subprocess.STDOUT
+                )
+                if result.returncode != 0:
+                    step.returncode = result.returncode
+                    break
+        step.seconds = time.monotonic() - started
+        outcome = "passed" if step.returncode == 0 else f"FAILED (exit {step.returncode})"
+        summary = last_summary(step.log)
+        self.say(
+            f"suite {number}/{len(self.steps)}: {step.name} {outcome} in {step.seconds:.0f}s"
+            f"{f' ({summary})' if summary else ''}; log: {step.log.relative_to(REPO_ROOT)}"
+        )
+        if step.returncode:
+            self.show_failure(step)
+
+    def show_failure(self, step: Step) -> None:
+        """The failing step's report, from pytest's FAILURES section (or the log's end), so a
+        CI log that keeps only the console still says what broke."""
+        lines = step.log.read_text(errors="replace").splitlines()
+        start = next(
+            (i for i, line in enumerate(lines) if re.match(r"=+ (FAILURES|ERRORS) =+", line)),
+            max(len(lines) - 200, 0),
+        )
+        shown = lines[start:][:FAILURE_LINES]
+        with self.say_lock:
+            print(f"---- {step.name}: {step.log.relative_to(REPO_ROOT)} ----", flush=True)
+            print("\n".join(shown), flush=True)
+            print(f"---- end of {step.name} ----", flush=True)
+
+    def run_lane(self, lane: list[Step]) -> None:
+        for step in lane:
+            self.run_step(step, self.steps.index(step) + 1)
+            if step.returncode:
+                return  # as `make`, a lane stops at its first failure
+
+    def run(self, lanes: int) -> bool:
+        by_lane: dict[int, list[Step]] = {}
+        for step in self.steps:
+            by_lane.setdefault(step.lane if lanes > 1 else 1, []).append(step)
+        threads = [
+            threading.Thread(target=self.run_lane, args=(lane,)) for lane in by_lane.values()
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        return all(step.returncode == 0 for step in self.steps)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tests.ci.suites", description=__doc__)
+    parser.add_argument("--only", nargs="+", metavar="STEP", help="run only these steps")
+    parser.add_argument(
+        "--lanes", type=int, choices=[1, 3], default=3, help="1: every step in turn"
+    )
+    parser.add_argument("--workers", type=int, default=3, help="pytest-xdist's for the packages")
+    parser.add_argument("--fast", action="store_true", help="only what starts no stack")
+    args = parser.parse_args(argv)
+    every = fast_steps() if args.fast else all_steps(args.workers)
+    steps = [step for step in every if not args.only or step.name in args.only]
+    if not steps:
+        parser.error(f"no step is named {args.only}: {[step.name for step in every]}")
+    (RESULTS / "logs").mkdir(parents=True, exist_ok=True)
+    stem = RESULTS / ("fast-costs" if args.fast else "ci-costs")
+    log = Path(f"{stem}.jsonl")
+    log.unlink(missing_ok=True)
+    runner = Runner(steps, log)
+    passed = runner.run(args.lanes)
+    wall = time.monotonic() - runner.began
+    started_at = float(os.environ.get("CI_STARTED_AT") or 0)
+    setup = (time.time() - wall - started_at) if started_at else None
+    step_rows = [
+        {"name": s.name, "seconds": round(s.seconds, 1), "passed": s.returncode == 0} for s in steps
+    ]
+    command = "make test-fast" if args.fast else "make test"
+    report = write_report(command, log, step_rows, stem, wall, setup)
+    print(report["markdown"], flush=True)
+    total = report["json"]["total_seconds"]
+    if total > BUDGET_SECONDS:
+        print(
+            f"WARNING: the suite took {total:.0f}s, over its budget of {BUDGET_SECONDS}s "
+            "(30 minutes): see the slowest suites above.",
+            flush=True,
+        )
+    return 0 if passed else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
