@@ -33,6 +33,14 @@ from tests.repo import (
     env_settings,
     load_script,
 )
+from tests.resume import (
+    NOTICED_WITHIN_SECONDS,
+    WorkerService,
+    assert_resumed,
+    kill_after_the_last_step,
+    kill_before_any_step,
+    kill_midway,
+)
 from tests.stacks import run_browser_suite, wait_for_loaded_locations
 from tests.terminate import (
     SLEEPING,
@@ -283,31 +291,68 @@ def test_the_platform_needs_no_root_and_no_engine_socket(compose_stack):
             assert uid == "1000", f"{service} runs as uid {uid}"
 
 
-def test_a_killed_worker_container_fails_its_run_within_a_minute(compose_stack, compose_client):
-    run_id = compose_client.submit_job("bakery", "probe_sleep", run_config=sleep_config(60))
-    run_worker = wait_for_event(compose_client, run_id, RUN_PROCESS, timeout=180).group(2)
-    wait_for_event(compose_client, run_id, SLEEPING, timeout=120)
-    # The team's workers' container: its step worker and run worker, and so the run's process.
-    (container,) = compose_stack.container_ids("bakery-worker")
-    killed_at = time.monotonic()
-    subprocess.run(["docker", "kill", "--signal", "KILL", container], check=True)
-    status = compose_client.wait_for_run(run_id, timeout=120)
-    seconds = time.monotonic() - killed_at
-    print(f"\nworker container of {run_worker} killed: run {status} after {seconds:.1f}s")
-    assert status == "FAILURE" and seconds < 60
-    messages = failure_messages(compose_client, run_id)
-    # Named as the run worker that no longer runs it, or, while nothing answers, as the team
-    # whose workers fell silent.
-    assert (run_worker in messages and "no longer runs this run" in messages) or (
-        "No worker of team bakery has answered" in messages
-    ), messages
+def compose_worker_service(stack: ComposeStack, team: str) -> WorkerService:
+    """The team's worker container (its step worker, its run worker and so the run's process)
+    and the daemon's, acted on as the resume scenarios need (tests/resume.py)."""
+    (container,) = stack.container_ids(f"{team}-worker")
+    (daemon,) = stack.container_ids("daemon")
 
-    # The same container again: `up --no-deps` would recreate it, and then every later `up` too
-    # (compose 2.26 hashes the service without its depends_on; docker/compose#12069).
-    subprocess.run(["docker", "start", container], check=True, capture_output=True)
+    def kill() -> None:
+        subprocess.run(["docker", "kill", "--signal", "KILL", container], check=True)
+        # What the restart policy does for a container that died (a `docker kill` counts as a
+        # stop by hand). The same container: `up --no-deps` would recreate it, and then every
+        # later `up` too (compose 2.26 hashes the service without its depends_on;
+        # docker/compose#12069).
+        subprocess.run(["docker", "start", container], check=True, capture_output=True)
+
+    def in_container(*command: str) -> None:
+        subprocess.run(["docker", "exec", container, *command], check=True, capture_output=True)
+
+    return WorkerService(
+        kill=kill,
+        stop_consuming_steps=lambda: in_container(
+            "python",
+            "-c",
+            "from dagster_team_celery.control import team_app; "
+            f"assert team_app({team!r}).control.cancel_consumer({team!r}, reply=True, timeout=5)",
+        ),
+        freeze_daemon=lambda: subprocess.run(["docker", "pause", daemon], check=True),
+        thaw_daemon=lambda: subprocess.run(["docker", "unpause", daemon], check=True),
+        freeze_run_process=lambda pid: in_container("sh", "-c", f"kill -STOP {pid}"),
+    )
+
+
+@pytest.fixture
+def bakery_worker(compose_stack):
+    yield compose_worker_service(compose_stack, "bakery")
     compose_stack.wait_healthy()
-    after = compose_client.submit_job("bakery", "probe_ping")
-    assert compose_client.wait_for_run(after, timeout=300) == "SUCCESS"
+
+
+def test_a_killed_worker_container_before_any_step_resumes_the_run(compose_client, bakery_worker):
+    result = kill_before_any_step(compose_client, "bakery", bakery_worker)
+    print("\n" + result.summary("before any step ran"))
+    assert_resumed(result)
+    assert result.at_kill[0] == 0
+    assert result.ran_again == []
+    assert result.noticed_seconds < NOTICED_WITHIN_SECONDS
+
+
+def test_a_killed_worker_container_midway_resumes_the_run(compose_client, bakery_worker):
+    result = kill_midway(compose_client, "bakery", bakery_worker)
+    print("\n" + result.summary("midway"))
+    assert_resumed(result)
+    assert FAN_OUT_WIDTH // 2 <= result.at_kill[1] < FAN_OUT_WIDTH
+    assert result.noticed_seconds < NOTICED_WITHIN_SECONDS
+
+
+def test_a_killed_worker_container_after_the_last_step_ends_the_run_success(
+    compose_client, bakery_worker
+):
+    result = kill_after_the_last_step(compose_client, "bakery", bakery_worker)
+    print("\n" + result.summary("after the last step"))
+    assert_resumed(result)
+    assert result.at_kill[1] == result.succeeded_before == FAN_OUT_WIDTH
+    assert result.ran_again == []
 
 
 def team_services(team: str) -> set[str]:
@@ -465,6 +510,8 @@ def test_a_redeploy_drains_the_teams_run_in_flight_and_leaves_another_teams_unto
     draining = compose_client.submit_job("bakery", "probe_sleep", run_config=sleep_config(30))
     old_run_worker = wait_for_event(compose_client, draining, RUN_PROCESS, timeout=180).group(2)
     wait_for_event(compose_client, draining, SLEEPING, timeout=120)
+    # The bakery's real pipeline, in flight too while its workers are replaced.
+    pipeline = compose_client.submit_job("bakery", "cake_production_job")
     deadline = time.monotonic() + 180
     while compose_client.run(busy_run)["status"] != "STARTED":
         assert time.monotonic() < deadline, "the ml run never started"
@@ -497,6 +544,8 @@ def test_a_redeploy_drains_the_teams_run_in_flight_and_leaves_another_teams_unto
     assert compose_client.wait_for_run(busy_run, timeout=300) == "SUCCESS"
     # Stopping the old run worker waited for its run, which finished on the old container.
     assert compose_client.wait_for_run(draining, timeout=300) == "SUCCESS"
+    # Drained, or (launched after the old worker stopped taking runs) run by the new one.
+    assert compose_client.wait_for_run(pipeline, timeout=300) == "SUCCESS"
     assert compose_client.locations()["bakery"].healthy
     again = compose_client.submit_job("bakery", "probe_ping")
     assert compose_client.wait_for_run(again, timeout=300) == "SUCCESS"
@@ -831,6 +880,22 @@ def launchers_up(compose_stack: ComposeStack, compose_file: str) -> None:
     compose_stack.wait_for_ui_through_the_proxy()
 
 
+def assert_a_killed_run_container_is_resumed_in_a_new_one(client: PlatformClient) -> None:
+    run_id = client.submit_job("bakery", "probe_sleep", run_config=sleep_config(20))
+    wait_for_event(client, run_id, SLEEPING, timeout=180)
+    first = {tag["key"]: tag["value"] for tag in client.run(run_id)["tags"]}["docker/container_id"]
+    killed_at = time.monotonic()
+    subprocess.run(["docker", "kill", "--signal", "KILL", first], check=True, capture_output=True)
+    status = client.wait_for_run(run_id, timeout=300)
+    tags = {tag["key"]: tag["value"] for tag in client.run(run_id)["tags"]}
+    print(f"run container killed: {status} {time.monotonic() - killed_at:.1f}s after the kill")
+    assert status == "SUCCESS", failure_messages(client, run_id)
+    assert tags["docker/container_id"] != first, "the resumed run got no container of its own"
+    assert "Started process for resuming job" in "\n".join(
+        event.get("message") or "" for event in client.run_events(run_id)
+    )
+
+
 def test_container_isolation_gives_a_run_its_own_container_from_its_teams_image(
     compose_stack, compose_client
 ):
@@ -849,6 +914,7 @@ def test_container_isolation_gives_a_run_its_own_container_from_its_teams_image(
         assert workers and all(worker.startswith("bakery@") for worker in workers.values())
         uid = compose_stack.run("exec", "-T", "daemon", "id", "-u").strip()
         assert uid == "0", "the daemon needs root for the engine socket"
+        assert_a_killed_run_container_is_resumed_in_a_new_one(compose_client)
     finally:
         compose_stack.remove_run_containers()
         launchers_up(compose_stack, "docker-compose.yml")

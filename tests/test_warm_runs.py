@@ -1,6 +1,6 @@
-"""Runs start in each team's warm run worker (local mode): a run process that dies fails its run
-within a minute, with a message naming what died, and takes no other run or the pool with it;
-a team runs its limit of runs at once; a redeploy drains the team's runs in flight."""
+"""Runs start in each team's warm run worker (local mode): a run process that dies is resumed,
+with a message naming what killed it, and takes no other run or the pool with it; a team runs
+its limit of runs at once; a redeploy drains the team's runs in flight."""
 
 import os
 import re
@@ -12,7 +12,6 @@ import pytest
 
 from devstack.processes import wait_until
 from tests.faults.conftest import (
-    failure_messages,
     kill_hard,
     kill_worker_role,
     wait_for_new_worker,
@@ -23,8 +22,10 @@ from tests.terminate import SLEEPING, wait_for_event
 pytestmark = pytest.mark.local_stack
 
 RUN_PROCESS = re.compile(r"Started process for run \(pid: (\d+)\) in warm run worker (\S+)\.")
-# The monitoring daemon checks every 10 s (dagster.yaml); the issue's bar is a minute.
-FAILED_WITHIN_SECONDS = 60
+RESUMED_PROCESS = re.compile(r"Resumed process for run \(pid: (\d+)\) in warm run worker (\S+)")
+# Run monitoring checks every 5 s (dagster.yaml) and resumes a dead run process's run; with the
+# resumed process's start and the rest of the step, a minute is plenty.
+RESUMED_WITHIN_SECONDS = 60
 TEAM_RUN_LIMIT = 4  # dagster.yaml's tag_concurrency_limits per code location
 
 
@@ -40,9 +41,15 @@ def start_sleeping_run(client, seconds: float) -> tuple[str, int]:
     return run_id, pid
 
 
-def wait_for_failure(client, run_id: str, since: float) -> float:
-    assert client.wait_for_run(run_id, timeout=FAILED_WITHIN_SECONDS + 30) == "FAILURE"
+def wait_for_resumed_success(client, run_id: str, since: float) -> float:
+    assert client.wait_for_run(run_id, timeout=RESUMED_WITHIN_SECONDS + 60) == "SUCCESS"
+    wait_for_event(client, run_id, RESUMED_PROCESS, timeout=5)
     return time.monotonic() - since
+
+
+def monitoring_messages(client, run_id: str) -> str:
+    """Run monitoring's engine events: what it found, and that it resumed the run."""
+    return "\n".join(event.get("message") or "" for event in client.run_events(run_id))
 
 
 @pytest.mark.parametrize(
@@ -50,10 +57,10 @@ def wait_for_failure(client, run_id: str, since: float) -> float:
     [(signal.SIGKILL, "signal 9 (SIGKILL)"), (signal.SIGSEGV, "signal 11 (SIGSEGV)")],
     ids=["killed", "segfault"],
 )
-def test_a_dead_run_process_fails_its_run_and_spares_the_other_runs_and_the_pool(
+def test_a_dead_run_process_is_resumed_and_spares_the_other_runs_and_the_pool(
     client, signal_number, named_as
 ):
-    victim, pid = start_sleeping_run(client, 30)
+    victim, pid = start_sleeping_run(client, 20)
     # In flight beside the victim: its own run process started. (Not waiting for its step to
     # sleep: a step the previous case's killed run left running may hold a step process, and
     # the bystander's step would wait for the victim's to end.)
@@ -63,69 +70,68 @@ def test_a_dead_run_process_fails_its_run_and_spares_the_other_runs_and_the_pool
     died_at = time.monotonic()
     assert client.run(victim)["status"] == "STARTED", "the victim must die mid-run"
     os.kill(pid, signal_number)
-    seconds = wait_for_failure(client, victim, died_at)
-    print(f"\nrun process {pid} got signal {signal_number}: run FAILURE after {seconds:.1f}s")
-    assert seconds < FAILED_WITHIN_SECONDS
-    assert named_as in failure_messages(client, victim)
+    seconds = wait_for_resumed_success(client, victim, died_at)
+    print(f"\nrun process {pid} got signal {signal_number}: resumed, SUCCESS after {seconds:.1f}s")
+    assert seconds < RESUMED_WITHIN_SECONDS
+    # Monitoring says why it resumed the run.
+    assert named_as in monitoring_messages(client, victim)
 
     assert client.wait_for_run(bystander, timeout=120) == "SUCCESS"
     after = client.submit_job("bakery", "probe_ping")
     assert client.wait_for_run(after, timeout=120) == "SUCCESS"
 
 
-def test_a_killed_run_worker_fails_its_runs_and_its_replacement_runs_the_next(local_stack, client):
+def test_a_killed_run_worker_has_its_run_resumed_by_its_replacement(local_stack, client):
     victim, _ = start_sleeping_run(client, 15)
     died_at = time.monotonic()
     # The run worker alone, with its pool: its parent forks a new one from its preloaded state.
     old_pid = kill_worker_role(local_stack, "bakery", "runs")
-    seconds = wait_for_failure(client, victim, died_at)
-    print(f"\nrun worker killed: its run FAILURE after {seconds:.1f}s")
-    assert seconds < FAILED_WITHIN_SECONDS
-    assert "no longer runs this run" in failure_messages(client, victim)
-
+    seconds = wait_for_resumed_success(client, victim, died_at)
+    print(f"\nrun worker killed: its run resumed, SUCCESS after {seconds:.1f}s")
+    assert seconds < RESUMED_WITHIN_SECONDS
+    assert "stopped beating" in monitoring_messages(client, victim) or (
+        "SIGKILL" in monitoring_messages(client, victim)
+    )
     assert wait_for_new_worker(local_stack, "bakery", "runs", old_pid)
-    after = client.submit_job("bakery", "probe_ping")
-    assert client.wait_for_run(after, timeout=120) == "SUCCESS"
 
 
-def test_a_dead_worker_service_fails_its_runs_and_the_supervisor_brings_it_back(
+def test_a_dead_worker_service_has_its_run_resumed_once_the_supervisor_brings_it_back(
     local_stack, client
 ):
     """The whole service (parent, step worker, run worker), as when its container dies."""
     victim, _ = start_sleeping_run(client, 15)
     died_at = time.monotonic()
     kill_hard(local_stack, "bakery-worker")
-    seconds = wait_for_failure(client, victim, died_at)
-    print(f"\nworker service killed: its run FAILURE after {seconds:.1f}s")
-    assert seconds < FAILED_WITHIN_SECONDS
-    # Named as the run worker that no longer runs it, or (before the replacement answers)
-    # as the team whose workers fell silent.
-    assert re.search(r"no longer runs this run|presumed dead", failure_messages(client, victim))
-
+    seconds = wait_for_resumed_success(client, victim, died_at)
+    print(f"\nworker service killed: its run resumed, SUCCESS after {seconds:.1f}s")
+    assert seconds < RESUMED_WITHIN_SECONDS
+    assert "stopped beating" in monitoring_messages(client, victim)
     assert wait_until(local_stack.services["bakery-worker"].is_ready, 120)
-    after = client.submit_job("bakery", "probe_ping")
-    assert client.wait_for_run(after, timeout=120) == "SUCCESS"
 
 
 def test_a_team_runs_its_limit_at_once_and_the_next_run_waits_queued(client):
     runs = [
-        # Long enough that all four are STARTED at once for a while, however slowly each poll
-        # of five statuses answers on a loaded machine (the step worker sleeps two at a time).
+        # Long enough that all four are in progress at once for a while, however slowly each
+        # poll of five statuses answers on a loaded machine (the step worker sleeps two at a
+        # time).
         client.submit_job("bakery", "probe_sleep", run_config=sleep_config(20))
         for _ in range(TEAM_RUN_LIMIT + 1)
     ]
-    most_started, seen_queued = 0, False
+    # The limit counts a run from its launch (STARTING) to its end, as the run queue does.
+    in_progress = ("STARTING", "STARTED")
+    most_in_progress, seen_queued = 0, False
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
         statuses = [client.run(run_id)["status"] for run_id in runs]
-        most_started = max(most_started, statuses.count("STARTED"))
-        seen_queued = seen_queued or ("QUEUED" in statuses and most_started == TEAM_RUN_LIMIT)
+        now = sum(status in in_progress for status in statuses)
+        most_in_progress = max(most_in_progress, now)
+        seen_queued = seen_queued or ("QUEUED" in statuses and now == TEAM_RUN_LIMIT)
         if all(status in ("SUCCESS", "FAILURE", "CANCELED") for status in statuses):
             break
         time.sleep(0.2)
-    print(f"\nruns: {statuses}; at most {most_started} started at once")
+    print(f"\nruns: {statuses}; at most {most_in_progress} in progress at once")
     assert statuses == ["SUCCESS"] * len(runs)
-    assert most_started == TEAM_RUN_LIMIT
+    assert most_in_progress == TEAM_RUN_LIMIT
     assert seen_queued
 
 

@@ -2,11 +2,14 @@
 the run worker, its steps on the team's step worker; after the team's module changes and its
 workers restart (what `make redeploy` does), the next run executes the new code."""
 
+import logging
 import re
+import time
+from collections import Counter
 
 import pytest
 from celery_team import TEAM, wait_for
-from dagster import DagsterRunStatus
+from dagster import DagsterEventType, DagsterRunStatus
 from dagster._core.definitions.reconstruct import ReconstructableJob, ReconstructableRepository
 from dagster._core.launcher import LaunchRunContext
 from dagster._core.remote_origin import (
@@ -159,3 +162,68 @@ def started_steps(instance, run_id: str) -> set[str]:
         for entry in instance.all_logs(run_id)
         if entry.dagster_event and entry.dagster_event.event_type_value == "STEP_START"
     }
+
+
+# The team's instance, with run monitoring resuming runs through the warm launcher (as
+# dagster.yaml sets it for the platform).
+RESUMABLE_INSTANCE = """
+run_launcher:
+  module: dagster_team_celery.warm_run_launcher
+  class: WarmRunLauncher
+run_monitoring:
+  enabled: true
+  max_resume_run_attempts: 3
+"""
+
+
+def monitor_until_resumed(instance, run_id: str, timeout: float = 60) -> float:
+    """Dagster's own run monitoring check, as the daemon runs it, until it resumes the run."""
+    from dagster._daemon.monitoring.run_monitoring import (
+        RESUME_RUN_LOG_MESSAGE,
+        monitor_started_run,
+    )
+
+    started = time.monotonic()
+    logger = logging.getLogger("run_monitoring_test")
+
+    def resumed() -> bool:
+        monitor_started_run(instance, None, instance.get_run_record_by_id(run_id), logger)
+        return RESUME_RUN_LOG_MESSAGE in messages(instance, run_id)
+
+    wait_for(lambda: resumed() or time.sleep(1), timeout, lambda: "the run was never resumed")
+    return time.monotonic() - started
+
+
+def step_starts(instance, run_id: str) -> Counter:
+    return Counter(
+        entry.dagster_event.step_key
+        for entry in instance.all_logs(run_id, of_type=DagsterEventType.STEP_START)
+    )
+
+
+def test_a_run_whose_workers_all_died_is_resumed_by_their_replacement(team, monkeypatch, tmp_path):
+    """The team's whole worker service killed mid-step (its container died): run monitoring
+    resumes the run on the restarted run worker, the lost step runs again, the run succeeds."""
+    with (team.home / "dagster.yaml").open("a") as config:
+        config.write(RESUMABLE_INSTANCE)
+    for name, value in team.env.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.syspath_prepend(str(team.root))
+    team.start_worker("steps", "runs")
+    pid_file = tmp_path / "sleeping"
+    run_config = {"ops": {"sleeper": {"config": {"seconds": 3, "pid_file": str(pid_file)}}}}
+    with team.instance() as instance:
+        run_id = launch(team, instance, instance.run_launcher, "sleep_then_step_job", run_config)
+        wait_for(pid_file.exists, 90, lambda: messages(instance, run_id)[-3000:])
+        team.kill_worker()  # parent, run worker, step worker and the run's own process
+        killed = time.monotonic()
+        team.start_worker("steps", "runs")
+        noticed = monitor_until_resumed(instance, run_id)
+        wait_for_end(instance, run_id)
+        print(f"\nresumed {noticed:.1f}s after the kill; SUCCESS {time.monotonic() - killed:.1f}s")
+        assert instance.get_run_by_id(run_id).status == DagsterRunStatus.SUCCESS
+        logged = messages(instance, run_id)
+        assert "Resumed process for run" in logged and "(resume attempt 1)" in logged
+        assert "Resumed the run: 0 step(s) already succeeded" in logged
+        # The sleeper's worker died while it ran: it ran again, once; the next step once.
+        assert step_starts(instance, run_id) == Counter({"sleeper": 2, "after_sleep": 1})

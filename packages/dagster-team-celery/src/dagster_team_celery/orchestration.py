@@ -66,6 +66,21 @@ from dagster_team_celery.tasks import use_pooled_connections
 CONNECTION_ERRORS = (OperationalError, RedisConnectionError, RedisTimeoutError, ConnectionError)
 # One unanswered inspection may only mean a busy machine; two in a row mean the task is gone.
 MISSED_CHECKS_BEFORE_LOST = 2
+# The metadata entry of each submission's engine event that names the step's Celery task: a
+# resumed run finds its steps in flight by it.
+TASK_ID_LABEL = "celery task id"
+
+
+def submitted_task_ids(events: list[DagsterEvent]) -> dict[str, str]:
+    """Each step's latest Celery task, from the run's submission events."""
+    task_ids = {}
+    for event in events:
+        if not (event.is_engine_event and event.step_key and event.engine_event_data):
+            continue
+        entry = (event.engine_event_data.metadata or {}).get(TASK_ID_LABEL)
+        if entry is not None:
+            task_ids[event.step_key] = str(entry.value)
+    return task_ids
 
 
 @dataclass
@@ -331,11 +346,55 @@ class StepOrchestrator:
             # A submission the broker refuses raises here and stays at the head of the list.
             flight = self.submit(step)
             self.unsubmitted.pop(0)
-            yield DagsterEvent.engine_event(
-                self.context.for_step(step),
+            yield self.engine_event(
                 f'Submitting celery task for step "{step.key}" to queue "{flight.queue}".',
-                EngineEventData(marker_start=DELEGATE_MARKER),
+                step,
+                marker_start=DELEGATE_MARKER,
+                metadata={TASK_ID_LABEL: flight.task_id},
             )
+
+    def reattach(self, active_execution: ActiveExecution) -> Iterator[DagsterEvent]:
+        """Resume after the run's previous process died (run_task.py): replay the run's events,
+        so finished steps stay done and earlier failures still count, then watch each step left
+        in flight by its Celery task, queued, running or finished meanwhile. Only a step never
+        submitted is submitted now; one whose worker died too is resubmitted by the usual
+        checks. So a step runs at least once, and twice only if its worker died while it ran."""
+        self.active = active_execution
+        events = [
+            record.dagster_event
+            for record in self.context.instance.all_logs(self.context.run_id)
+            if record.dagster_event is not None
+        ]
+        yield from events  # as Dagster's step-delegating executor does on resume
+        possibly_in_flight = active_execution.rebuild_from_events(events)
+        task_ids = submitted_task_ids(events)
+        watched, submitted = [], []
+        for step in possibly_in_flight:
+            task_id = task_ids.get(step.key)
+            if task_id is None:
+                flight = self.submit(step)
+                submitted.append(step.key)
+                yield self.engine_event(
+                    f'Submitting celery task for step "{step.key}" to queue "{flight.queue}" '
+                    "(it was never submitted before the run's process died).",
+                    step,
+                    marker_start=DELEGATE_MARKER,
+                    metadata={TASK_ID_LABEL: flight.task_id},
+                )
+                continue
+            queue = step.tags.get(DAGSTER_CELERY_QUEUE_TAG, self.default_queue)
+            # Due for the first worker check at once: its worker may be gone too.
+            due = time.monotonic() - self.settings.worker_check_interval_seconds - 1
+            self.in_flight[step.key] = InFlightStep(step, queue, task_id, due)
+            watched.append(step.key)
+        done = {event.step_key for event in events if event.is_step_success}
+        yield self.engine_event(
+            f"Resumed the run: {len(done)} step(s) already succeeded and are not run again; "
+            f"following {len(watched)} in flight by their Celery tasks "
+            f"({', '.join(watched) or 'none'}); submitted {len(submitted)} that the previous "
+            f"process never submitted ({', '.join(submitted) or 'none'}).",
+            metadata={"steps succeeded before": len(done), "steps followed": len(watched)},
+        )
 
     def check_workers(self) -> Iterator[DagsterEvent]:
         """Resubmit steps whose worker died; fail them when no worker comes back in time."""
@@ -423,6 +482,7 @@ class StepOrchestrator:
                 f'"{flight.queue}": {", ".join(sorted(consumers))}.',
                 flight.step,
                 marker_start=DELEGATE_MARKER,
+                metadata={TASK_ID_LABEL: replacement.task_id},
             )
         elif now - flight.lost_since > timeout:
             self.leave_flight(flight.step.key)
@@ -485,4 +545,6 @@ def team_celery_execution_loop(
             sort_key_fn=orchestrator.sort_key,
             instance_concurrency_context=slots,
         ) as active_execution:
+            if job_context.resume_from_failure:
+                yield from orchestrator.reattach(active_execution)
             yield from orchestrator.run(active_execution)

@@ -7,18 +7,21 @@ webserver). Whichever warm run worker of the team takes it, on any host, execute
 pool process forked from an interpreter that has already imported the team's code
 (run_worker.py, run_task.py). No container is started and no engine socket is involved.
 
-**Health.** Run monitoring asks ``check_run_worker_health`` about every STARTED run. The
-task's state in the result backend answers most of it in one read:
+**Health.** Run monitoring asks ``check_run_worker_health`` about every STARTED run:
 
-- FAILURE, SUCCESS or REVOKED while the run has not ended: the run's process is gone (Celery
-  records a pool process's death, e.g. ``signal 9 (SIGKILL)``, as the task's failure);
-- STARTED names the worker running it, and the team's workers are asked which tasks they run.
-  A run that its worker no longer lists (a restarted worker keeps its name but not its tasks),
-  or whose worker stays silent while the team's other workers answer, is lost after
-  ``MISSES_BEFORE_LOST`` checks in a row. When the broker answers but no worker of the team
-  does (the host or container of the team's only workers died), the run is failed after
-  ``SILENT_TEAM_SECONDS``. When the broker is down, nothing can be told apart from an outage
-  that the run rides out, so the run is failed only after ``UNREACHABLE_BROKER_SECONDS``.
+- the run's current task (the launch's, or the latest resume's) FAILURE, SUCCESS or REVOKED
+  while the run has not ended: its process is gone (Celery records a pool process's death, e.g.
+  ``signal 9 (SIGKILL)``, as the task's failure);
+- otherwise the run's heartbeat (run_heartbeat.py) answers: a process that beats is running; one
+  whose key is gone at ``MISSES_BEFORE_LOST`` checks in a row is dead, whoever held it (a
+  worker, its container, its host), with no worker to ask;
+- when the broker is down, nothing can be told apart from an outage that the run rides out, so
+  the run is failed only after ``UNREACHABLE_BROKER_SECONDS``.
+
+**Resume.** A run found dead is resumed by run monitoring (``max_resume_run_attempts`` in
+dagster.yaml): ``resume_run`` sends it to the team's run queue again, and the run worker that
+takes it continues the run where it stopped (run_task.py, orchestration.py). Only after the
+last attempt is the run failed.
 
 **Locations with no run workers.** The platform's own code location (cache eviction, with no
 Celery queue) has no run workers: its runs start as DefaultRunLauncher starts them, as
@@ -41,6 +44,7 @@ from dagster._core.launcher import (
     CheckRunHealthResult,
     DefaultRunLauncher,
     LaunchRunContext,
+    ResumeRunContext,
     RunLauncher,
     WorkerStatus,
 )
@@ -51,22 +55,23 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from dagster_team_celery.control import team_app
+from dagster_team_celery.run_heartbeat import read_heartbeat
 from dagster_team_celery.run_task import RUN_TASK_NAME
 from dagster_team_celery.settings import celery_settings, run_queue
 
-# Checks in a row (10 s apart, dagster.yaml's run_monitoring) that must miss the run: one miss
-# may be a busy machine or a worker still reconnecting after a broker restart.
-MISSES_BEFORE_LOST = 3
-# How long no worker of the team may answer, while the broker does, before its STARTED runs
-# are failed: three or four checks in a row, so a busy worker that misses one is not taken for
-# dead, and a run whose container died ends within run monitoring's minute.
-SILENT_TEAM_SECONDS = 30.0
+# Checks in a row (5 s apart, dagster.yaml's run_monitoring) that must find no heartbeat:
+# one miss may be a busy machine or Redis restarting; a process beats every second and its key
+# lives 5 s (run_heartbeat.py), so a dead run process is resumed within about 15 s.
+MISSES_BEFORE_LOST = 2
 # How long the broker may be unreachable before the team's STARTED runs are failed: the runs
 # ride out a broker restart (orchestration.py).
 UNREACHABLE_BROKER_SECONDS = 120.0
-INSPECT_TIMEOUT_SECONDS = 2.0
-# One inspection of the team's workers answers for all of its runs checked within this long.
-ACTIVE_TASKS_CACHE_SECONDS = 5.0
+# How long a resumed run may wait for one of the team's run workers to take it (a restarted
+# worker container takes a few seconds), as run monitoring's start_timeout_seconds does for a
+# launch.
+RESUME_TAKEN_WITHIN_SECONDS = 180.0
+# The run tag naming the run's current task (the launch's is the run id; each resume's its own).
+RUN_TASK_TAG = "dagster-team-celery/run-task"
 ENDED_TASK_STATES = {states.SUCCESS, states.FAILURE, states.REVOKED}
 BROKER_ERRORS = (OperationalError, RedisConnectionError, RedisTimeoutError)
 
@@ -89,8 +94,8 @@ class WarmRunLauncher(RunLauncher, ConfigurableClass):
         self.code_server_launcher = DefaultRunLauncher()
         self._apps: dict[str, Celery] = {}
         self._misses: dict[str, int] = {}
-        self._silent_since: dict[str, float] = {}
-        self._active: dict[str, tuple[float, dict[str, set[str]]]] = {}
+        self._unreachable_since: dict[str, float] = {}
+        self._waiting_since: dict[str, float] = {}
         super().__init__()
 
     @property
@@ -166,6 +171,34 @@ class WarmRunLauncher(RunLauncher, ConfigurableClass):
         return True
 
     @property
+    def supports_resume_run(self) -> bool:
+        return True
+
+    def resume_run(self, context: ResumeRunContext) -> None:
+        """Run monitoring found the run's process gone: send the run to the team's run queue
+        again, as attempt ``n``. Any of the team's run workers, on any host, takes it."""
+        run = context.dagster_run
+        if self.in_code_server(run):
+            raise NotImplementedError("Runs of the platform's own location are not resumed.")
+        team = run_team(run)
+        attempt = context.resume_attempt_number or 1
+        task_id = f"{run.run_id}-resume-{attempt}"
+        # Before it is sent: health checks must follow the new task from the start.
+        self._instance.add_run_tags(run.run_id, {RUN_TASK_TAG: task_id})
+        self.app(team).send_task(
+            RUN_TASK_NAME,
+            args=[run.run_id, attempt],
+            task_id=task_id,
+            queue=run_queue(team),
+        )
+        self._instance.report_engine_event(
+            f"Resume attempt {attempt} sent to team {team}'s warm run workers "
+            f"(queue {run_queue(team)}).",
+            run,
+            cls=self.__class__,
+        )
+
+    @property
     def supports_check_run_worker_health(self) -> bool:
         return True
 
@@ -178,37 +211,31 @@ class WarmRunLauncher(RunLauncher, ConfigurableClass):
         team = run_team(run)
         app = self.app(team)
         try:
-            meta = app.backend.get_task_meta(run.run_id)
-            state = meta.get("status", states.PENDING)
-            if state in ENDED_TASK_STATES:
-                return self.ended_task_health(run, state, meta)
-            if state != states.STARTED:
-                return CheckRunHealthResult(WorkerStatus.RUNNING, f"run task is {state}")
-            active = self.active_tasks(app, team)
+            meta = app.backend.get_task_meta(run.tags.get(RUN_TASK_TAG, run.run_id))
+            beat = read_heartbeat(app.backend.client, team, run.run_id)
         except BROKER_ERRORS as error:
-            return self.silent_team_health(
-                run, team, f"the broker is unreachable: {error}", UNREACHABLE_BROKER_SECONDS
-            )
-        started = meta.get("result") or {}
-        worker, pid = started.get("hostname", "?"), started.get("pid", "?")
-        if not active:
-            return self.silent_team_health(
-                run, team, "no worker of the team answered", SILENT_TEAM_SECONDS
-            )
-        self._silent_since.pop(run.run_id, None)
-        if run.run_id in active.get(worker, set()):
+            return self.unreachable_broker_health(run, team, error)
+        self._unreachable_since.pop(run.run_id, None)
+        state = meta.get("status", states.PENDING)
+        if state in ENDED_TASK_STATES:
+            return self.ended_task_health(run, state, meta)
+        if beat:
             self._misses.pop(run.run_id, None)
+            self._waiting_since.pop(run.run_id, None)
             return CheckRunHealthResult(WorkerStatus.RUNNING)
+        if state == states.PENDING:
+            return self.waiting_resume_health(run, team)
         misses = self._misses.get(run.run_id, 0) + 1
         self._misses[run.run_id] = misses
         if misses < MISSES_BEFORE_LOST:
-            return CheckRunHealthResult(WorkerStatus.RUNNING, f"{worker} did not list the run")
+            return CheckRunHealthResult(WorkerStatus.RUNNING, "no heartbeat at this check")
         self._misses.pop(run.run_id, None)
-        how = "was restarted" if worker in active else "died"
+        started = meta.get("result") or {}
         return CheckRunHealthResult(
             WorkerStatus.FAILED,
-            f"Warm run worker {worker} no longer runs this run (its process was pid {pid}): the "
-            f"worker {how} while the run was in flight.",
+            f"The run's process (pid {started.get('pid', '?')} in warm run worker "
+            f"{started.get('hostname', '?')}) stopped beating: the worker, its container or its "
+            "host died with the run in flight.",
         )
 
     def ended_task_health(self, run: DagsterRun, state: str, meta: dict) -> CheckRunHealthResult:
@@ -221,25 +248,31 @@ class WarmRunLauncher(RunLauncher, ConfigurableClass):
             f"{meta.get('result')!r}). It crashed or was killed.",
         )
 
-    def silent_team_health(
-        self, run: DagsterRun, team: str, why: str, patience: float
-    ) -> CheckRunHealthResult:
-        silent_since = self._silent_since.setdefault(run.run_id, time.monotonic())
-        silent = time.monotonic() - silent_since
-        if silent < patience:
-            return CheckRunHealthResult(WorkerStatus.RUNNING, f"cannot tell yet: {why}")
-        self._silent_since.pop(run.run_id, None)
+    def waiting_resume_health(self, run: DagsterRun, team: str) -> CheckRunHealthResult:
+        """A resume sent, not yet taken by any run worker (the team's worker is restarting)."""
+        since = self._waiting_since.setdefault(run.run_id, time.monotonic())
+        waited = time.monotonic() - since
+        if waited < RESUME_TAKEN_WITHIN_SECONDS:
+            return CheckRunHealthResult(WorkerStatus.RUNNING, "resume waiting for a run worker")
+        self._waiting_since.pop(run.run_id, None)
         return CheckRunHealthResult(
             WorkerStatus.FAILED,
-            f"No worker of team {team} has answered for {silent:.0f}s ({why}): the run's warm "
-            "run worker is presumed dead with its run.",
+            f"No warm run worker of team {team} took the resumed run in {waited:.0f}s. Start "
+            f"the team's worker (docker compose up -d {team}-worker, or make dev) and "
+            "re-execute the run from failure.",
         )
 
-    def active_tasks(self, app: Celery, team: str) -> dict[str, set[str]]:
-        """Worker name -> ids of the tasks it is running, for the team's workers that answer."""
-        checked_at, active = self._active.get(team, (0.0, {}))
-        if time.monotonic() - checked_at > ACTIVE_TASKS_CACHE_SECONDS:
-            replies = app.control.inspect(timeout=INSPECT_TIMEOUT_SECONDS).active() or {}
-            active = {worker: {task["id"] for task in tasks} for worker, tasks in replies.items()}
-            self._active[team] = (time.monotonic(), active)
-        return active
+    def unreachable_broker_health(
+        self, run: DagsterRun, team: str, error: Exception
+    ) -> CheckRunHealthResult:
+        """Nothing can be told apart from an outage the run rides out (orchestration.py)."""
+        since = self._unreachable_since.setdefault(run.run_id, time.monotonic())
+        silent = time.monotonic() - since
+        if silent < UNREACHABLE_BROKER_SECONDS:
+            return CheckRunHealthResult(WorkerStatus.RUNNING, f"cannot tell yet: {error}")
+        self._unreachable_since.pop(run.run_id, None)
+        return CheckRunHealthResult(
+            WorkerStatus.FAILED,
+            f"Team {team}'s broker has been unreachable for {silent:.0f}s ({error}): the run's "
+            "warm run worker is presumed lost with its run.",
+        )

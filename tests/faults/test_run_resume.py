@@ -1,0 +1,82 @@
+"""Local mode: the bakery's whole worker service SIGKILLed before any step ran, midway, and after
+the last step but before the run ended; each time the run is resumed and ends SUCCESS."""
+
+import os
+import signal
+
+import pytest
+
+from dagster_team_celery.control import team_app
+from dagster_team_celery.probes import FAN_OUT_WIDTH
+from devstack.processes import wait_until
+from devstack.stack import LocalStack
+from tests.faults.conftest import kill_hard
+from tests.resume import (
+    NOTICED_WITHIN_SECONDS,
+    WorkerService,
+    assert_resumed,
+    kill_after_the_last_step,
+    kill_before_any_step,
+    kill_midway,
+)
+
+pytestmark = [pytest.mark.faults, pytest.mark.local_stack]
+
+TEAM = "bakery"
+
+
+def local_service(stack: LocalStack) -> WorkerService:
+    daemon = stack.services["daemon"]
+
+    def kill() -> None:
+        kill_hard(stack, f"{TEAM}-worker")  # the supervisor starts it again, as compose would
+
+    def stop_consuming_steps() -> None:
+        broker = stack.team_env(TEAM)["DAGSTER_CELERY_BROKER_URL"]
+        app = team_app(TEAM, broker=broker, backend=broker)
+        try:
+            replies = app.control.cancel_consumer(TEAM, reply=True, timeout=5)
+        finally:
+            app.close()
+        assert replies, "the step worker did not answer"
+
+    return WorkerService(
+        kill=kill,
+        stop_consuming_steps=stop_consuming_steps,
+        freeze_daemon=lambda: os.killpg(daemon.pid, signal.SIGSTOP),
+        thaw_daemon=lambda: os.killpg(daemon.pid, signal.SIGCONT),
+        freeze_run_process=lambda pid: os.kill(pid, signal.SIGSTOP),
+    )
+
+
+@pytest.fixture
+def service(fault_stack) -> WorkerService:
+    yield local_service(fault_stack)
+    assert wait_until(fault_stack.services[f"{TEAM}-worker"].is_ready, 120)
+
+
+def test_killed_before_any_step_ran(fault_client, service):
+    result = kill_before_any_step(fault_client, TEAM, service)
+    print("\n" + result.summary("before any step ran"))
+    assert_resumed(result)
+    # Queued, never taken: each ran once.
+    assert result.at_kill[0] == 0
+    assert result.ran_again == []
+    assert result.noticed_seconds < NOTICED_WITHIN_SECONDS
+
+
+def test_killed_midway(fault_client, service):
+    result = kill_midway(fault_client, TEAM, service)
+    print("\n" + result.summary("midway"))
+    assert_resumed(result)
+    assert FAN_OUT_WIDTH // 2 <= result.at_kill[1] < FAN_OUT_WIDTH
+    assert result.noticed_seconds < NOTICED_WITHIN_SECONDS
+
+
+def test_killed_after_the_last_step_before_the_run_ended(fault_client, service):
+    result = kill_after_the_last_step(fault_client, TEAM, service)
+    print("\n" + result.summary("after the last step"))
+    assert_resumed(result)
+    assert result.at_kill[1] == result.succeeded_before == FAN_OUT_WIDTH
+    assert result.ran_again == []
+    assert result.noticed_seconds < NOTICED_WITHIN_SECONDS
