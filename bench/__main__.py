@@ -178,7 +178,7 @@ def idle_pss_section(bench: Bench) -> None:
         label: task_durations(stack) for label, stack in bench.stacks.items()
     }
     # Idle: the run workers' autoscaler retires the burst's extra forks 10-20 s after the
-    # last run (worker_cli.py), and pools and caches settle.
+    # last run (workers/worker_roles.py), and pools and caches settle.
     time.sleep(25)
     bench.results["idle_pss_mib"] = {
         label: footprint.local_footprint(stack) for label, stack in bench.stacks.items()

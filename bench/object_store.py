@@ -19,7 +19,7 @@ from pathlib import Path
 
 from bench.runs import timed_run
 from bench.stacks import PlatformStack
-from dagster_team_celery.object_store import STEP_OUTPUTS_ENV
+from dagster_team_celery.platform_bucket import STEP_OUTPUTS_ENV
 from devstack.client import PlatformClient
 from devstack.config import REPO_ROOT
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import yaml
 from celery import Celery
 
-from dagster_team_celery.object_store import STEP_OUTPUTS_ENV
+from dagster_team_celery.platform_bucket import STEP_OUTPUTS_ENV
 from dagster_team_celery.settings import BACKEND_URL_ENV, BROKER_URL_ENV
 from devstack import config
 from devstack.processes import Service

@@ -2,9 +2,9 @@
 
 A team's code server (`dagster code-server start`) answers a Reload by importing the team's code
 again in a new server process, which has a new server id. The team's step and run workers
-imported the code once, before they forked (dagster_team_celery/worker_startup.py), so when a
-team's server id changes, the watcher restarts them as `make redeploy TEAM=x MODE=local` does:
-SIGTERM to each worker's main process, whose warm shutdown stops taking work at once and lets
+imported the code once, before they forked (dagster_team_celery/workers/worker_startup.py), so
+when a team's server id changes, the watcher restarts them as `make redeploy TEAM=x MODE=local`
+does: SIGTERM to each worker's main process, whose warm shutdown stops taking work at once and lets
 the steps and runs in flight finish on the code they started with; the supervisor then starts
 it again, and it imports the new code.
 

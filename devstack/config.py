@@ -1,7 +1,7 @@
 """Where local process mode differs from docker compose. Every difference is in this file.
 
 1. The run launcher. By default the same as compose's: WarmRunLauncher, each run goes to its
-   team's warm run worker (dagster_team_celery/warm_run_launcher.py). The isolation choice
+   team's warm run worker (dagster_team_celery/runs/warm_launcher.py). The isolation choice
    (`run_launcher="process"`) is LocalRunLauncher (devstack/run_launcher.py: DefaultRunLauncher,
    where a run is a fresh subprocess of its team's code server, plus the worker health check
    run monitoring needs), as compose's is a container per run.

@@ -11,9 +11,9 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import registry
-from dagster_team_celery import redis_acl
-from dagster_team_celery.object_store import BUCKET_ENV, DEFAULT_STEP_OUTPUTS, STEP_OUTPUTS_ENV
-from dagster_team_celery.run_isolation import RUN_ISOLATION_ENV
+from dagster_team_celery.deploy import redis_acl
+from dagster_team_celery.platform_bucket import BUCKET_ENV, DEFAULT_STEP_OUTPUTS, STEP_OUTPUTS_ENV
+from dagster_team_celery.runs.isolation import RUN_ISOLATION_ENV
 from dagster_team_celery.settings import (
     BACKEND_URL_ENV,
     BROKER_URL_ENV,
@@ -274,7 +274,8 @@ class StackEnvironment:
             "DAGSTER_POSTGRES_DB": postgres["db"],
             "DAGSTER_STORAGE_DIR": str(self.shared / "storage"),
             "DAGSTER_COMPUTE_LOGS_DIR": str(self.shared / "compute_logs"),
-            # The mirror of compose's object-store settings (dagster_team_celery/object_store.py).
+            # The mirror of compose's object-store settings
+            # (dagster_team_celery/platform_bucket.py).
             "AWS_ENDPOINT_URL": self.object_store_url,
             **self.object_store_credentials(),
             "AWS_DEFAULT_REGION": os.environ.get("AWS_DEFAULT_REGION", OBJECT_STORE_REGION),

@@ -21,7 +21,7 @@ def http_ok(url: str, auth_header: str | None = None) -> bool:
 
 def grpc_serving(port: int) -> bool:
     """What compose's check of a code server asks (dagster-code-server-healthcheck)."""
-    from dagster_team_celery.code_server_health import is_serving
+    from dagster_team_celery.deploy.code_server_health import is_serving
 
     return is_serving(config.LOCAL_HOST, port)
 
@@ -34,7 +34,7 @@ def liveness_file(state: Path, team: str) -> Path:
 def worker_alive(liveness_file: Path, since: float = 0.0) -> bool:
     """Refreshed recently, and (given ``since``, a wall-clock time) after that moment: a
     killed worker leaves a fresh-looking file behind that its replacement must not inherit."""
-    from dagster_team_celery.liveness import STALE_AFTER_SECONDS, seconds_since_alive
+    from dagster_team_celery.workers.liveness import STALE_AFTER_SECONDS, seconds_since_alive
 
     age = seconds_since_alive(liveness_file)
     return age is not None and age < STALE_AFTER_SECONDS and time.time() - age >= since

@@ -24,8 +24,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from dagster_team_celery.liveness import LIVENESS_FILE_ENV, role_liveness_path
 from dagster_team_celery.settings import BROKER_URL_ENV
+from dagster_team_celery.workers.liveness import LIVENESS_FILE_ENV, role_liveness_path
 from dagster_wandb_io.keys import TRUSTED_KEYS_ENV
 from devstack import config, config_check, infra
 from devstack.code_reload import CodeReloadWatcher
@@ -203,7 +203,7 @@ class LocalStack(StackEnvironment):
         auth = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
         return self._service(
             "flower",
-            [PLATFORM_BIN / "celery", "-A", "dagster_team_celery.flower_app", "flower"],
+            [PLATFORM_BIN / "celery", "-A", "dagster_team_celery.deploy.flower_app", "flower"],
             {
                 **self.dagster_env(),
                 BROKER_URL_ENV: self.flower_redis_url(),

@@ -5,7 +5,8 @@ The compose file stays the one description of the platform's services. This appl
 needs on top, service by service:
 - Swarm ignores `build`, `depends_on` and `restart`: images are prebuilt, `init` is a one-off job
   (`replicated-job`), and each Dagster service waits for the instance schema by itself
-  (`dagster-platform-entrypoint --wait-for-instance`, dagster_team_celery/service_entrypoint.py).
+  (`dagster-platform-entrypoint --wait-for-instance`,
+  dagster_team_celery/deploy/service_entrypoint.py).
 - Secrets become Swarm secrets: every environment value that uses a secret .env variable is
   written to its own file under .swarm/secrets/ and mounted at /run/secrets/<VARIABLE>, never put
   in the service's definition. The entrypoint reads them into the environment; Postgres and the

@@ -36,7 +36,7 @@ if str(REPO_ROOT / "scripts") not in sys.path:
 import ui_login  # noqa: E402
 
 import registry  # noqa: E402
-from dagster_team_celery import redis_acl  # noqa: E402
+from dagster_team_celery.deploy import redis_acl  # noqa: E402
 from dagster_wandb_io.keys import provision_team_keys, write_private  # noqa: E402
 
 SECRETS = (

@@ -89,7 +89,7 @@ def stack_status(state: Path) -> dict:
 
 
 def redeploy_local(state: Path, team: str, timeout: float = 180.0) -> RedeployReport:
-    from dagster_team_celery.liveness import role_liveness_path
+    from dagster_team_celery.workers.liveness import role_liveness_path
     from devstack import config
     from devstack.client import PlatformClient
     from devstack.health import grpc_serving, liveness_file, worker_alive

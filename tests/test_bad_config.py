@@ -64,7 +64,7 @@ def test_bad_value_in_a_classes_config_names_the_entry(home):
 def test_unknown_run_launcher_module_says_where_to_add_it(home):
     edit(
         home / "dagster.yaml",
-        "module: dagster_team_celery.run_isolation",
+        "module: dagster_team_celery.runs.isolation",
         "module: dagster_team_celery.run_isolaton",
     )
     message = problems(home)

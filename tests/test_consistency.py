@@ -216,7 +216,7 @@ def test_compose_run_containers_and_local_mode_give_team_code_the_same_variables
 def test_redis_users_accept_exactly_the_registrys_team_names():
     """redis_acl cannot import the registry (nor the registry it), so it keeps a copy of the
     registry's team-name pattern; a looser copy would let glob characters into ACL patterns."""
-    from dagster_team_celery import redis_acl
+    from dagster_team_celery.deploy import redis_acl
     from registry import NAME_PATTERN
 
     assert redis_acl.TEAM_NAME_PATTERN.pattern == NAME_PATTERN.pattern

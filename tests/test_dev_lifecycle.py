@@ -264,7 +264,7 @@ def test_the_stack_secrets_file_is_owner_only_even_when_it_was_not(tmp_path):
 def test_flowers_redis_password_is_its_own_and_an_older_secrets_file_gets_one(tmp_path):
     import json
 
-    from dagster_team_celery import redis_acl
+    from dagster_team_celery.deploy import redis_acl
     from devstack.environment import StackEnvironment, StackSettings
 
     settings = StackSettings(name="flower", state_root=tmp_path, teams=["bakery"])

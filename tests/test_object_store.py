@@ -124,8 +124,8 @@ def test_the_store_does_not_start_without_credentials(tmp_path):
 
 def test_a_worker_process_builds_the_step_output_io_manager_once(local_stack, monkeypatch):
     """Dagster builds resources for every step; the platform's S3 IO manager keeps one client
-    per process (dagster_team_celery/step_outputs.py), which halved the fan-out's time."""
-    from dagster_team_celery.object_store import step_output_io_manager
+    per process (dagster_team_celery/steps/outputs.py), which halved the fan-out's time."""
+    from dagster_team_celery.platform_bucket import step_output_io_manager
 
     for name, value in local_stack.dagster_env().items():
         if name.startswith(("AWS_", "DAGSTER_OBJECT_STORE", "DAGSTER_STEP_OUTPUTS")):

@@ -1,4 +1,4 @@
-"""The Swarm services' entrypoint (dagster_team_celery/service_entrypoint.py): secrets become
+"""The Swarm services' entrypoint (dagster_team_celery/deploy/service_entrypoint.py): secrets become
 environment variables, and a service waits for the init job's migration instead of racing it.
 Against the local stack's real Postgres: its instance is migrated, a new database is not."""
 
@@ -9,13 +9,15 @@ import sys
 import psycopg2
 import pytest
 
-from dagster_team_celery.service_entrypoint import (
+from dagster_team_celery.deploy.service_entrypoint import (
     instance_schema_revisions,
     secrets_as_environment,
     wait_for_instance,
 )
 
 pytestmark = pytest.mark.local_stack
+
+ENTRYPOINT_MODULE = "dagster_team_celery.deploy.service_entrypoint"
 
 
 def test_secret_files_named_like_variables_become_variables(tmp_path):
@@ -32,14 +34,27 @@ def test_secret_files_named_like_variables_become_variables(tmp_path):
 
 def test_the_command_runs_with_the_environment_and_a_missing_command_is_named():
     shown = subprocess.run(
-        [sys.executable, "-m", "dagster_team_celery.service_entrypoint", "--", "printenv", "HOME"],
+        [
+            sys.executable,
+            "-m",
+            "dagster_team_celery.deploy.service_entrypoint",
+            "--",
+            "printenv",
+            "HOME",
+        ],
         capture_output=True,
         text=True,
         check=True,
     )
     assert shown.stdout.strip()
     missing = subprocess.run(
-        [sys.executable, "-m", "dagster_team_celery.service_entrypoint", "--", "no-such-binary"],
+        [
+            sys.executable,
+            "-m",
+            "dagster_team_celery.deploy.service_entrypoint",
+            "--",
+            "no-such-binary",
+        ],
         capture_output=True,
         text=True,
     )

@@ -2,9 +2,10 @@
 
 Loads what every run process would otherwise import afresh: dagster, dagster_celery,
 dagster_team_celery and the team's definitions (PROTO_DEFS_MODULE), then warms the repository
-definition as the Celery workers do (dagster_team_celery.tasks.warm_up_before_fork, which also
-imports the step modules and gc.freeze()s), and makes ReconstructableRepository.get_definition
-answer from that warm definition, so a forked run does not load the team's code again.
+definition as the Celery workers do (dagster_team_celery.steps.step_task.warm_up_before_fork,
+which also imports the step modules and gc.freeze()s), and makes
+ReconstructableRepository.get_definition answer from that warm definition, so a forked run does
+not load the team's code again.
 
 multiprocessing's forkserver swallows an ImportError from a preload module and dies on any
 other exception, so every failure here is caught and printed instead: a failed preload means
@@ -49,7 +50,7 @@ def log(message: str) -> None:
 def _install_cache() -> None:
     from dagster._core.definitions.reconstruct import ReconstructableRepository
 
-    from dagster_team_celery import tasks
+    from dagster_team_celery.steps import step_task
 
     original = ReconstructableRepository.get_definition
 
@@ -61,7 +62,7 @@ def _install_cache() -> None:
             data.cacheable_asset_data or data.reconstruction_metadata or data.defs_state_info
         )
         if plain:
-            key = tasks.repository_key(self._replace(repository_load_data=None))
+            key = step_task.repository_key(self._replace(repository_load_data=None))
             if key in _warm:
                 return _warm[key]
             log(f"warm repository cache miss for {self.pointer.describe()}")
@@ -101,8 +102,8 @@ def preload() -> None:
     import dagster_celery  # noqa: F401
     from dagster._core.definitions.reconstruct import ReconstructableRepository
 
-    import dagster_team_celery.executor  # noqa: F401
-    from dagster_team_celery import tasks
+    import dagster_team_celery.steps.executor  # noqa: F401
+    from dagster_team_celery.steps import step_task
 
     imported = time.monotonic()
     extra = [*RUN_MODULES, *filter(None, os.environ.get(EXTRA_ENV, "").split(","))]
@@ -118,11 +119,11 @@ def preload() -> None:
         # the code server's working directory (the forkserver inherits its cwd).
         repository = ReconstructableRepository.for_module(module, "defs", os.getcwd())
         _install_cache()
-        tasks.warm_up_before_fork(repository)  # loads it, imports the step modules, gc.freeze()
+        step_task.warm_up_before_fork(repository)  # loads it, imports the step modules, gc.freeze()
         _warm.update(
             {
-                tasks.repository_key(repository): tasks._repositories[
-                    tasks.repository_key(repository)
+                step_task.repository_key(repository): step_task._repositories[
+                    step_task.repository_key(repository)
                 ]
             }
         )

@@ -14,8 +14,8 @@ import os
 import dagster as dg
 from dagster_celery import celery_executor
 
-from dagster_team_celery import executor as team_executor
 from dagster_team_celery.settings import BACKEND_URL_ENV, BROKER_URL_ENV
+from dagster_team_celery.steps import executor as team_executor
 
 
 def stock_celery_executor(team: str) -> dg.ExecutorDefinition:

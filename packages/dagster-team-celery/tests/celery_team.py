@@ -18,8 +18,8 @@ from pathlib import Path
 
 import dagster as dg
 
-from dagster_team_celery.liveness import role_liveness_path
-from dagster_team_celery.worker_cli import worker_argv
+from dagster_team_celery.workers.liveness import role_liveness_path
+from dagster_team_celery.workers.worker_cli import worker_argv
 from dagster_wandb_io.keys import signing_environment
 
 TEAM = "stopteam"
@@ -30,7 +30,7 @@ import time
 
 import dagster as dg
 
-from dagster_team_celery.executor import team_celery_executor
+from dagster_team_celery.steps.executor import team_celery_executor
 from dagster_team_celery.probes import build_probe_jobs
 from dagster_wandb_io import WandbArtifactsIOManager, WandbResource
 

@@ -10,8 +10,8 @@ from dagster._grpc.types import ExecuteStepArgs
 from dagster._serdes import pack_value
 from throwaway_redis import RedisServer
 
-from dagster_team_celery import tasks
-from dagster_team_celery.tasks import create_execute_plan_task
+from dagster_team_celery.steps import step_task
+from dagster_team_celery.steps.step_task import create_execute_plan_task
 
 
 @pytest.fixture
@@ -51,9 +51,9 @@ def deliver(tmp_path, redis_url, monkeypatch):
     for name, value in team.env.items():
         monkeypatch.setenv(name, value)
     monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.setattr(tasks, "_instances", {})
-    monkeypatch.setattr(tasks, "_served_module", [])
-    tasks.serve_only("stopteam_code")
+    monkeypatch.setattr(step_task, "_instances", {})
+    monkeypatch.setattr(step_task, "_served_module", [])
+    step_task.serve_only("stopteam_code")
     recon_job = ReconstructableJob(
         ReconstructableRepository.for_module("stopteam_code", "defs", str(tmp_path)), "probe_ping"
     )

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from dagster_team_celery import code_server_health
+from dagster_team_celery.deploy import code_server_health
 
 DEFINITIONS = """
 import dagster as dg
@@ -56,6 +56,8 @@ def test_a_serving_code_server_is_healthy_and_a_gone_one_is_named_unreachable(tm
 
 def test_the_check_does_not_import_dagster():
     # Its whole point: a check every 10 s must not pay Dagster's import (2 s of CPU).
-    probe = "import sys, dagster_team_celery.code_server_health; print('dagster' in sys.modules)"
+    probe = (
+        "import sys, dagster_team_celery.deploy.code_server_health; print('dagster' in sys.modules)"
+    )
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
     assert result.stdout.strip() == "False", result.stderr

@@ -13,7 +13,7 @@ import redis
 from celery import Celery, states
 from celery_team import TEAM, wait_for
 
-from dagster_team_celery.orchestration import read_states
+from dagster_team_celery.steps.orchestration import read_states
 
 # Starts real Redis and real Celery workers (make test-fast leaves it out).
 pytestmark = pytest.mark.integration

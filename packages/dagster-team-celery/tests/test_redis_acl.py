@@ -17,9 +17,9 @@ from kombu.utils.url import url_to_parts
 from redis.connection import parse_url
 from throwaway_redis import RedisServer
 
-from dagster_team_celery import redis_acl
 from dagster_team_celery.control import team_app
-from dagster_team_celery.every_team_events import EVERY_TEAM, EveryTeamChannel, every_team_broker
+from dagster_team_celery.deploy import redis_acl
+from dagster_team_celery.deploy.flower_events import EVERY_TEAM, EveryTeamChannel, every_team_broker
 from dagster_team_celery.settings import key_prefix
 
 PASSWORDS = {"bakery": "bakery-secret-1", "ml": "ml-secret-2"}

@@ -7,10 +7,10 @@ import pytest
 import yaml
 from dagster._core.test_utils import instance_for_test
 
-from dagster_team_celery.run_isolation import RUN_ISOLATION_ENV
-from dagster_team_celery.run_launcher import TeamDockerRunLauncher
+from dagster_team_celery.runs.container_launcher import TeamDockerRunLauncher
+from dagster_team_celery.runs.isolation import RUN_ISOLATION_ENV
+from dagster_team_celery.runs.warm_launcher import WarmRunLauncher
 from dagster_team_celery.settings import PlatformConfigError
-from dagster_team_celery.warm_run_launcher import WarmRunLauncher
 
 REPO_INSTANCE = Path(__file__).resolve().parents[3] / "dagster.yaml"
 
@@ -47,7 +47,7 @@ def test_a_run_process_rebuilds_the_same_launcher_entry(monkeypatch):
     # A run's instance is rebuilt from the launcher's inst_data (the run worker, a run
     # container): it must name the entry in dagster.yaml, not the launcher it chose.
     launcher = launcher_for(None, monkeypatch)
-    assert launcher.inst_data.module_name == "dagster_team_celery.run_isolation"
+    assert launcher.inst_data.module_name == "dagster_team_celery.runs.isolation"
     assert launcher.inst_data.class_name == "RunLauncherByIsolation"
 
 

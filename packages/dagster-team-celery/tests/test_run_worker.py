@@ -18,7 +18,7 @@ from dagster._core.remote_origin import (
     RemoteRepositoryOrigin,
 )
 
-from dagster_team_celery.warm_run_launcher import WarmRunLauncher
+from dagster_team_celery.runs.warm_launcher import WarmRunLauncher
 
 # Starts real Redis and real Celery workers (make test-fast leaves it out).
 pytestmark = pytest.mark.integration
@@ -168,7 +168,7 @@ def started_steps(instance, run_id: str) -> set[str]:
 # dagster.yaml sets it for the platform).
 RESUMABLE_INSTANCE = """
 run_launcher:
-  module: dagster_team_celery.warm_run_launcher
+  module: dagster_team_celery.runs.warm_launcher
   class: WarmRunLauncher
 run_monitoring:
   enabled: true

@@ -5,7 +5,7 @@ import pytest
 from celery import Celery, states
 
 from dagster_team_celery import settings
-from dagster_team_celery.executor import team_celery_executor
+from dagster_team_celery.steps.executor import team_celery_executor
 
 
 def test_missing_broker_url_names_the_variable_and_the_fix(monkeypatch):
@@ -96,3 +96,12 @@ def test_a_malformed_run_grace_names_the_setting_and_the_default(monkeypatch):
         settings.PlatformConfigError, match=r"DAGSTER_RUN_TERMINATE_GRACE_SECONDS='soon'.*25"
     ):
         settings.run_terminate_grace_seconds()
+
+
+def test_a_module_at_its_old_path_names_its_new_one():
+    import importlib
+
+    with pytest.raises(ModuleNotFoundError, match=r"moved to dagster_team_celery\.runs\.isolation"):
+        importlib.import_module("dagster_team_celery.run_isolation")
+    with pytest.raises(ModuleNotFoundError, match="No module named"):
+        importlib.import_module("dagster_team_celery.no_such_module")

@@ -15,7 +15,7 @@ from psutil import pid_exists
 
 from dagster_team_celery.probes import fan_out_run_config
 from dagster_team_celery.settings import TERMINATE_GRACE_ENV, terminate_grace_seconds
-from dagster_team_celery.termination import exit_after_interrupted_step
+from dagster_team_celery.steps.termination import exit_after_interrupted_step
 
 # Starts real Redis and real Celery workers (make test-fast leaves it out).
 pytestmark = pytest.mark.integration

@@ -8,7 +8,7 @@ import pytest
 from dagster import DagsterEventType, DagsterInstance
 from dagster._core.definitions.reconstruct import ReconstructableJob, ReconstructableRepository
 
-from dagster_team_celery.tasks import ForeignTaskError
+from dagster_team_celery.steps.step_task import ForeignTaskError
 
 HOSTILE_CODE = """
 import pathlib

@@ -9,15 +9,14 @@ import time
 import pytest
 import redis
 
-from dagster_team_celery import healthcheck, liveness
 from dagster_team_celery.settings import key_prefix
-from dagster_team_celery.worker_cli import (
+from dagster_team_celery.workers import liveness, worker_health
+from dagster_team_celery.workers.worker_cli import parse_roles, worker_argv
+from dagster_team_celery.workers.worker_roles import (
     IDLE_FORKS_ENV,
     RUN_CONCURRENCY_ENV,
-    parse_roles,
     run_worker_args,
     step_worker_args,
-    worker_argv,
 )
 
 # Starts real Celery workers (make test-fast leaves it out).
@@ -93,32 +92,34 @@ def test_worker_with_importable_code_reports_alive_and_stops_cleanly(tmp_path, r
 
 def healthcheck_status(env: dict[str, str]) -> int:
     return subprocess.run(
-        [sys.executable, "-m", "dagster_team_celery.healthcheck"], env=env, capture_output=True
+        [sys.executable, "-m", "dagster_team_celery.workers.worker_health"],
+        env=env,
+        capture_output=True,
     ).returncode
 
 
 def test_healthcheck_fails_on_a_missing_or_stale_liveness_file(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv(liveness.LIVENESS_FILE_ENV, str(tmp_path / "alive"))
     steps, runs = (tmp_path / "alive-steps", tmp_path / "alive-runs")
-    assert healthcheck.main([]) == 1
+    assert worker_health.main([]) == 1
     assert "missing" in capsys.readouterr().out
     liveness.mark_alive(steps)
-    assert healthcheck.main(["steps"]) == 0
+    assert worker_health.main(["steps"]) == 0
     # Both roles by default: a worker whose run role is not consuming is not healthy.
-    assert healthcheck.main([]) == 1
+    assert worker_health.main([]) == 1
     assert "runs:" in capsys.readouterr().out
     liveness.mark_alive(runs)
-    assert healthcheck.main([]) == 0
+    assert worker_health.main([]) == 0
     stale = time.time() - liveness.STALE_AFTER_SECONDS - 5
     os.utime(runs, (stale, stale))
-    assert healthcheck.main([]) == 1
+    assert worker_health.main([]) == 1
     assert "last refreshed" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("team", ["bakery", "ml"])
 def test_worker_consumes_only_its_team_queue_under_its_team_name(team):
     argv = step_worker_args(team)
-    assert argv[argv.index("--app") + 1] == "dagster_team_celery.worker"
+    assert argv[argv.index("--app") + 1] == "dagster_team_celery.steps.step_worker"
     assert argv[argv.index("--queues") + 1] == team
     assert argv[argv.index("--hostname") + 1] == f"{team}@%h"
 
@@ -141,7 +142,7 @@ def test_run_worker_consumes_its_teams_run_queue_with_a_fresh_fork_per_run(monke
     monkeypatch.delenv(RUN_CONCURRENCY_ENV, raising=False)
     monkeypatch.delenv(IDLE_FORKS_ENV, raising=False)
     argv = run_worker_args("bakery")
-    assert argv[argv.index("--app") + 1] == "dagster_team_celery.run_worker"
+    assert argv[argv.index("--app") + 1] == "dagster_team_celery.runs.run_worker"
     assert argv[argv.index("--queues") + 1] == "bakery-runs"
     assert argv[argv.index("--hostname") + 1] == "bakery-runs@%h"
     assert argv[argv.index("--max-tasks-per-child") + 1] == "1"

@@ -13,9 +13,9 @@ from celery_team import wait_for
 from test_worker import worker_env
 
 from dagster_team_celery.control import team_app
-from dagster_team_celery.liveness import role_liveness_path
 from dagster_team_celery.settings import run_queue
-from dagster_team_celery.worker_cli import worker_argv
+from dagster_team_celery.workers.liveness import role_liveness_path
+from dagster_team_celery.workers.worker_cli import worker_argv
 
 # Starts real Celery workers (make test-fast leaves it out).
 pytestmark = pytest.mark.integration
@@ -113,8 +113,8 @@ def test_a_worker_that_keeps_failing_at_start_stops_the_family(tmp_path):
         textwrap.dedent(
             """
             import sys
-            from dagster_team_celery.worker_cli import WorkerRole
-            from dagster_team_celery.worker_family import WorkerFamily
+            from dagster_team_celery.workers.worker_roles import WorkerRole
+            from dagster_team_celery.workers.worker_family import WorkerFamily
 
             broken = WorkerRole(
                 "steps", "mini_app", lambda team: ["--app", "mini_app", "worker", "--pool", "nope"]

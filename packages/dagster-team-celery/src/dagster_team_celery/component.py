@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import dagster as dg
 
-from dagster_team_celery.executor import team_celery_executor
-from dagster_team_celery.object_store import step_output_io_manager
+from dagster_team_celery.platform_bucket import step_output_io_manager
 from dagster_team_celery.probes import build_probe_jobs
+from dagster_team_celery.steps.executor import team_celery_executor
 
 
 class TeamPlatformComponent(dg.Component, dg.Model, dg.Resolvable):

@@ -3,12 +3,12 @@ runs, or both, as given to ``dagster-team-worker``) is consuming."""
 
 import sys
 
-from dagster_team_celery.liveness import (
+from dagster_team_celery.workers.liveness import (
     STALE_AFTER_SECONDS,
     role_liveness_path,
     seconds_since_alive,
 )
-from dagster_team_celery.worker_cli import parse_roles
+from dagster_team_celery.workers.worker_cli import parse_roles
 
 
 def main(argv: list[str] | None = None) -> int:

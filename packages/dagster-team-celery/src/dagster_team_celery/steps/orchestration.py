@@ -60,8 +60,8 @@ from kombu.exceptions import OperationalError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from dagster_team_celery.pools import PoolSlots
-from dagster_team_celery.tasks import use_pooled_connections
+from dagster_team_celery.steps.pool_slots import PoolSlots
+from dagster_team_celery.steps.step_task import use_pooled_connections
 
 CONNECTION_ERRORS = (OperationalError, RedisConnectionError, RedisTimeoutError, ConnectionError)
 # One unanswered inspection may only mean a busy machine; two in a row mean the task is gone.

@@ -15,8 +15,8 @@ from dagster._core.execution.retries import RetryMode
 from dagster_celery import celery_executor
 from dagster_celery.executor import CELERY_CONFIG, CeleryExecutor
 
-from dagster_team_celery.orchestration import LoopSettings, team_celery_execution_loop
 from dagster_team_celery.settings import BACKEND_URL_ENV, BROKER_URL_ENV, celery_settings
+from dagster_team_celery.steps.orchestration import LoopSettings, team_celery_execution_loop
 
 # `dagster-celery` switches every team back to dagster-celery's own executor loop, should the
 # platform's ever misbehave; the tasks and workers are the same either way.

@@ -19,12 +19,12 @@ from dagster._core.origin import JobPythonOrigin, RepositoryPythonOrigin
 from dagster._core.test_utils import create_run_for_test, instance_for_test
 from dagster_docker.docker_run_launcher import DOCKER_CONTAINER_ID_TAG
 
-from dagster_team_celery.run_credentials import TEAM_REDIS_CREDENTIALS_ENV
-from dagster_team_celery.run_launcher import RUN_CONTAINER_CONTEXT_ENV
+from dagster_team_celery.runs.container_launcher import RUN_CONTAINER_CONTEXT_ENV
+from dagster_team_celery.runs.credentials import TEAM_REDIS_CREDENTIALS_ENV
 from dagster_team_celery.settings import PlatformConfigError
 
 LAUNCHER = {
-    "module": "dagster_team_celery.run_launcher",
+    "module": "dagster_team_celery.runs.container_launcher",
     "class": "TeamDockerRunLauncher",
     "config": {"env_vars": ["DAGSTER_POSTGRES_HOST"], "container_kwargs": {"stop_timeout": 30}},
 }

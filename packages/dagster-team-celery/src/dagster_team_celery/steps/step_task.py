@@ -53,7 +53,7 @@ from dagster_celery.config import TASK_EXECUTE_PLAN_NAME
 from dagster_celery.core_execution_loop import DELEGATE_MARKER
 from dagster_celery.executor import CeleryExecutor
 
-from dagster_team_celery.termination import TerminableStepRequest, exit_after_interrupted_step
+from dagster_team_celery.steps.termination import TerminableStepRequest, exit_after_interrupted_step
 
 logger = logging.getLogger(__name__)
 

@@ -31,8 +31,8 @@ from typing import NoReturn
 
 from celery.bin.celery import celery as celery_cli
 
-from dagster_team_celery.liveness import LIVENESS_FILE_ENV, role_liveness_path
-from dagster_team_celery.worker_cli import WorkerRole
+from dagster_team_celery.workers.liveness import LIVENESS_FILE_ENV, role_liveness_path
+from dagster_team_celery.workers.worker_roles import WorkerRole
 
 # Drained first: a run in flight still needs the step worker for the rest of its steps.
 SHUTDOWN_ORDER = ("runs", "steps")

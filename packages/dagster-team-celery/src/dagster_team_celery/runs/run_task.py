@@ -36,10 +36,10 @@ from dagster._grpc.impl import core_execute_run
 from dagster._utils.hosted_user_process import recon_job_from_origin
 from dagster._utils.interrupts import capture_interrupts
 
-from dagster_team_celery.run_heartbeat import RunHeartbeat
+from dagster_team_celery.runs.heartbeat import RunHeartbeat
 from dagster_team_celery.settings import backend_url, run_terminate_grace_seconds, team_name
-from dagster_team_celery.tasks import check_own_code, own_instance
-from dagster_team_celery.termination import TerminableStepRequest
+from dagster_team_celery.steps.step_task import check_own_code, own_instance
+from dagster_team_celery.steps.termination import TerminableStepRequest
 
 RUN_TASK_NAME = "dagster_team_celery.execute_run"
 

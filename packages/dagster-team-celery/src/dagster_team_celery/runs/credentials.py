@@ -11,7 +11,7 @@ import json
 import os
 from pathlib import Path
 
-from dagster_team_celery import redis_acl
+from dagster_team_celery.deploy import redis_acl
 from dagster_team_celery.settings import BACKEND_URL_ENV, BROKER_URL_ENV, PlatformConfigError
 
 TEAM_REDIS_CREDENTIALS_ENV = "DAGSTER_TEAM_REDIS_CREDENTIALS"

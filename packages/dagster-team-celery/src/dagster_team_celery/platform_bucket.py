@@ -82,7 +82,7 @@ def step_output_io_manager() -> Any | None:
     import dagster as dg
     from dagster_aws.s3 import S3Resource
 
-    from dagster_team_celery.step_outputs import ProcessCachedS3PickleIOManager
+    from dagster_team_celery.steps.outputs import ProcessCachedS3PickleIOManager
 
     # Only names of variables go into the definitions, never their values: credentials and the
     # endpoint reach boto3 from the environment of the process that runs the step.

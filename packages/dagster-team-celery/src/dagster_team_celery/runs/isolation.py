@@ -23,8 +23,8 @@ from dagster._config import process_config
 from dagster._core.launcher import RunLauncher
 from dagster._serdes import ConfigurableClass, ConfigurableClassData
 
+from dagster_team_celery.runs.warm_launcher import WarmRunLauncher
 from dagster_team_celery.settings import PlatformConfigError
-from dagster_team_celery.warm_run_launcher import WarmRunLauncher
 
 RUN_ISOLATION_ENV = "DAGSTER_RUN_ISOLATION"
 ISOLATIONS = ("warm", "container")
@@ -61,7 +61,7 @@ class RunLauncherByIsolation(RunLauncher, ConfigurableClass):
         isolation = run_isolation()
         if isolation == "container":
             # Imported only here: team images and warm deployments need no dagster-docker.
-            from dagster_team_celery.run_launcher import TeamDockerRunLauncher
+            from dagster_team_celery.runs.container_launcher import TeamDockerRunLauncher
 
             launcher: type = TeamDockerRunLauncher
         else:

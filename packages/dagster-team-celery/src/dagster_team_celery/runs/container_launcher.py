@@ -31,8 +31,8 @@ from dagster_docker.container_context import DockerContainerContext
 from dagster_docker.docker_run_launcher import DOCKER_CONTAINER_ID_TAG
 
 import docker
-from dagster_team_celery.run_credentials import broker_env_for
-from dagster_team_celery.warm_run_launcher import run_team
+from dagster_team_celery.runs.credentials import broker_env_for
+from dagster_team_celery.runs.warm_launcher import run_team
 
 RUN_CONTAINER_CONTEXT_ENV = "DAGSTER_RUN_CONTAINER_CONTEXT"
 

@@ -10,7 +10,7 @@ queue (settings.run_queue), under the team's key prefix and Redis user, like its
 from dagster_celery.config import dict_wrapper
 from dagster_celery.make_app import make_app
 
-from dagster_team_celery.run_task import create_execute_run_task
+from dagster_team_celery.runs.run_task import create_execute_run_task
 from dagster_team_celery.settings import (
     backend_url,
     broker_url,
@@ -20,15 +20,19 @@ from dagster_team_celery.settings import (
     team_name,
     terminate_grace_seconds,
 )
-from dagster_team_celery.worker_startup import LivenessFile, check_own_instance, import_team_code
+from dagster_team_celery.workers.worker_startup import (
+    LivenessFile,
+    check_own_instance,
+    import_team_code,
+)
 
 # What a run imports beyond the team's code and its steps' modules: the run's execution and
 # the team executor's orchestration loop.
 RUN_MODULES = (
     "dagster._grpc.impl",
     "dagster._core.execution.api",
-    "dagster_team_celery.executor",
-    "dagster_team_celery.orchestration",
+    "dagster_team_celery.steps.executor",
+    "dagster_team_celery.steps.orchestration",
 )
 
 TEAM = team_name()

@@ -15,8 +15,12 @@ from dagster_team_celery.settings import (
     team_name,
     terminate_grace_seconds,
 )
-from dagster_team_celery.tasks import create_execute_plan_task
-from dagster_team_celery.worker_startup import LivenessFile, check_own_instance, import_team_code
+from dagster_team_celery.steps.step_task import create_execute_plan_task
+from dagster_team_celery.workers.worker_startup import (
+    LivenessFile,
+    check_own_instance,
+    import_team_code,
+)
 
 TEAM = team_name()
 check_own_instance()

@@ -12,9 +12,14 @@ from pathlib import Path
 from celery import bootsteps
 from dagster._core.definitions.reconstruct import ReconstructableRepository
 
-from dagster_team_celery.liveness import REFRESH_SECONDS, liveness_path, mark_alive, mark_dead
 from dagster_team_celery.settings import PlatformConfigError
-from dagster_team_celery.tasks import own_instance, serve_only, warm_up_before_fork
+from dagster_team_celery.steps.step_task import own_instance, serve_only, warm_up_before_fork
+from dagster_team_celery.workers.liveness import (
+    REFRESH_SECONDS,
+    liveness_path,
+    mark_alive,
+    mark_dead,
+)
 
 TEAM_MODULE_ENV = "DAGSTER_TEAM_MODULE"
 

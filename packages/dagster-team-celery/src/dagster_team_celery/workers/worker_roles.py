@@ -1,18 +1,13 @@
-"""``dagster-team-worker [steps] [runs]``: the team's Celery workers, on its step queue, its
-run queue, or both (the default), forked from one preloaded parent (worker_family.py).
+"""The team's two kinds of Celery worker: the step worker (its step queue) and the warm run
+worker (its run queue), each ``celery worker`` with the platform's flags; ``celery_args`` gives
+the command line after ``celery``, so a test or a debugging session can also run one role alone
+with ``python -m celery``."""
 
-Each role is ``celery worker`` with the platform's flags; ``celery_args`` gives the command
-line after ``celery``, so a test or a debugging session can also run one role alone with
-``python -m celery``.
-"""
-
-import argparse
 import os
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from dagster_team_celery.settings import run_queue, team_name
+from dagster_team_celery.settings import run_queue
 
 CONCURRENCY_ENV = "DAGSTER_CELERY_WORKER_CONCURRENCY"
 POOL_ENV = "DAGSTER_CELERY_WORKER_POOL"
@@ -40,7 +35,7 @@ class WorkerRole:
 
 def step_worker_args(team: str) -> list[str]:
     return celery_args(
-        "dagster_team_celery.worker",
+        "dagster_team_celery.steps.step_worker",
         queue=team,
         hostname=f"{team}@%h",
         processes=["--concurrency", os.environ.get(CONCURRENCY_ENV, "2")],
@@ -52,7 +47,7 @@ def run_worker_args(team: str) -> list[str]:
     most = os.environ.get(RUN_CONCURRENCY_ENV, DEFAULT_RUN_CONCURRENCY)
     idle = os.environ.get(IDLE_FORKS_ENV, DEFAULT_IDLE_FORKS)
     return celery_args(
-        "dagster_team_celery.run_worker",
+        "dagster_team_celery.runs.run_worker",
         queue=run_queue(team),
         hostname=f"{run_queue(team)}@%h",
         processes=["--autoscale", f"{most},{idle}"],
@@ -63,10 +58,10 @@ def run_worker_args(team: str) -> list[str]:
 
 
 ROLES = {
-    "steps": WorkerRole("steps", "dagster_team_celery.worker", step_worker_args),
+    "steps": WorkerRole("steps", "dagster_team_celery.steps.step_worker", step_worker_args),
     "runs": WorkerRole(
         "runs",
-        "dagster_team_celery.run_worker",
+        "dagster_team_celery.runs.run_worker",
         run_worker_args,
         # Every run gets a fresh fork anyway; forks added for a burst retire 10-20 s after the
         # last run instead of Celery's 30-60 s, so an idle team is back to one fork sooner.
@@ -104,38 +99,3 @@ def celery_args(
         "--without-gossip",
         *extra_args,
     ]
-
-
-def worker_argv(*roles: str) -> list[str]:
-    """The command that starts the team's workers in these roles (all, if none is named)."""
-    return [sys.executable, "-m", "dagster_team_celery.worker_cli", *roles]
-
-
-def parse_roles(argv: list[str]) -> list[WorkerRole]:
-    parser = argparse.ArgumentParser(
-        prog="dagster-team-worker",
-        description="Run $DAGSTER_TEAM's Celery workers, forked from one process that has "
-        "imported the team's code once.",
-    )
-    parser.add_argument(
-        "roles",
-        nargs="*",
-        metavar="{steps,runs}",
-        help="steps: the team's step queue; runs: its run queue (warm run starts). Default: both.",
-    )
-    names = parser.parse_args(argv).roles or list(ROLES)
-    unknown = [name for name in names if name not in ROLES]
-    if unknown:
-        parser.error(f"unknown role(s) {', '.join(map(repr, unknown))}: choose steps or runs")
-    return [ROLES[name] for name in dict.fromkeys(names)]
-
-
-def main() -> None:
-    from dagster_team_celery.worker_family import WorkerFamily
-
-    roles = parse_roles(sys.argv[1:])
-    sys.exit(WorkerFamily(team_name(), roles).run())
-
-
-if __name__ == "__main__":
-    main()

@@ -13,17 +13,17 @@ from celery import states
 from dagster import DagsterRunStatus
 from dagster._core.launcher import LaunchRunContext, ResumeRunContext, WorkerStatus
 from dagster._core.test_utils import create_run_for_test, instance_for_test
-from test_run_launcher import team_run
+from test_container_launcher import team_run
 
-from dagster_team_celery import run_heartbeat, warm_run_launcher
-from dagster_team_celery.run_heartbeat import RunHeartbeat, read_heartbeat
-from dagster_team_celery.run_task import RUN_TASK_NAME
+from dagster_team_celery.runs import heartbeat, warm_launcher
+from dagster_team_celery.runs.heartbeat import RunHeartbeat, read_heartbeat
+from dagster_team_celery.runs.run_task import RUN_TASK_NAME
 from dagster_team_celery.settings import BACKEND_URL_ENV, BROKER_URL_ENV, key_prefix, run_queue
 
 # Starts real Redis and real Celery workers (make test-fast leaves it out).
 pytestmark = pytest.mark.integration
 
-LAUNCHER = {"module": "dagster_team_celery.warm_run_launcher", "class": "WarmRunLauncher"}
+LAUNCHER = {"module": "dagster_team_celery.runs.warm_launcher", "class": "WarmRunLauncher"}
 
 
 @pytest.fixture
@@ -90,7 +90,7 @@ def test_a_beating_run_is_running_and_one_that_stopped_beating_is_failed(instanc
         assert instance.run_launcher.check_run_worker_health(run).status == WorkerStatus.RUNNING
     # Its key gone, as when the process died and its last beat expired.
     instance.run_launcher.app("bakery").backend.client.delete(beat.key)
-    for _ in range(warm_run_launcher.MISSES_BEFORE_LOST - 1):
+    for _ in range(warm_launcher.MISSES_BEFORE_LOST - 1):
         # A miss may be a busy machine, or Redis restarting.
         assert instance.run_launcher.check_run_worker_health(run).status == WorkerStatus.RUNNING
     lost = instance.run_launcher.check_run_worker_health(run)
@@ -99,7 +99,7 @@ def test_a_beating_run_is_running_and_one_that_stopped_beating_is_failed(instanc
 
 
 def test_a_heartbeat_expires_by_itself(instance, monkeypatch):
-    monkeypatch.setattr(run_heartbeat, "TTL_SECONDS", 1)
+    monkeypatch.setattr(heartbeat, "TTL_SECONDS", 1)
     run = started_team_run(instance)
     beating(instance, run).beat()
     client = instance.run_launcher.app("bakery").backend.client
@@ -120,14 +120,14 @@ def test_a_resume_is_the_run_sent_again_as_its_attempt_and_followed_by_its_own_t
     headers = json.loads(queued[0])["headers"]
     assert (headers["id"], headers["argsrepr"]) == (f"{run.run_id}-resume-2", repr([run.run_id, 2]))
     run = instance.get_run_by_id(run.run_id)
-    assert run.tags[warm_run_launcher.RUN_TASK_TAG] == f"{run.run_id}-resume-2"
+    assert run.tags[warm_launcher.RUN_TASK_TAG] == f"{run.run_id}-resume-2"
     # Not taken yet (the team's worker is restarting): given time, then failed with the fix.
     waiting = instance.run_launcher.check_run_worker_health(run)
     assert (waiting.status, waiting.msg) == (
         WorkerStatus.RUNNING,
         "resume waiting for a run worker",
     )
-    monkeypatch.setattr(warm_run_launcher, "RESUME_TAKEN_WITHIN_SECONDS", 0.0)
+    monkeypatch.setattr(warm_launcher, "RESUME_TAKEN_WITHIN_SECONDS", 0.0)
     failed = instance.run_launcher.check_run_worker_health(run)
     assert failed.status == WorkerStatus.FAILED
     assert "No warm run worker of team bakery took the resumed run" in failed.msg
@@ -155,12 +155,12 @@ def test_a_broker_outage_is_not_taken_for_a_dead_run(instance, monkeypatch):
     monkeypatch.setenv(BACKEND_URL_ENV, f"redis://127.0.0.1:{closed_port}/1")
     instance.run_launcher._apps.clear()
     started = time.monotonic()
-    for _ in range(warm_run_launcher.MISSES_BEFORE_LOST + 1):
+    for _ in range(warm_launcher.MISSES_BEFORE_LOST + 1):
         health = instance.run_launcher.check_run_worker_health(run)
         assert health.status == WorkerStatus.RUNNING
         assert "cannot tell yet" in health.msg
     assert time.monotonic() - started < 60  # checks never sit out the outage
-    monkeypatch.setattr(warm_run_launcher, "UNREACHABLE_BROKER_SECONDS", 0.0)
+    monkeypatch.setattr(warm_launcher, "UNREACHABLE_BROKER_SECONDS", 0.0)
     health = instance.run_launcher.check_run_worker_health(run)
     assert health.status == WorkerStatus.FAILED
     assert "broker has been unreachable" in health.msg
@@ -207,7 +207,7 @@ def test_a_run_without_a_code_location_names_the_run():
     with instance_for_test() as instance:
         run = create_run_for_test(instance, job_name="probe_sleep")
     with pytest.raises(ValueError, match=run.run_id):
-        warm_run_launcher.run_team(run)
+        warm_launcher.run_team(run)
 
 
 def wait_until(predicate, timeout: float) -> None:

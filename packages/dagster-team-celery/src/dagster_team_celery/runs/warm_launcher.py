@@ -55,8 +55,8 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from dagster_team_celery.control import team_app
-from dagster_team_celery.run_heartbeat import read_heartbeat
-from dagster_team_celery.run_task import RUN_TASK_NAME
+from dagster_team_celery.runs.heartbeat import read_heartbeat
+from dagster_team_celery.runs.run_task import RUN_TASK_NAME
 from dagster_team_celery.settings import celery_settings, run_queue
 
 # Checks in a row (5 s apart, dagster.yaml's run_monitoring) that must find no heartbeat:

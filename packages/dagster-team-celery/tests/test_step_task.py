@@ -8,7 +8,7 @@ import dagster as dg
 import pytest
 from dagster._core.definitions.reconstruct import ReconstructableJob, ReconstructableRepository
 
-from dagster_team_celery import tasks
+from dagster_team_celery.steps import step_task
 
 TEAM_CODE = """
 import dagster as dg
@@ -39,8 +39,8 @@ def defs():
 def team_module(tmp_path, monkeypatch):
     (tmp_path / "cached_team.py").write_text(textwrap.dedent(TEAM_CODE))
     monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.setattr(tasks, "_repositories", {})
-    monkeypatch.setattr(tasks, "_jobs", {})
+    monkeypatch.setattr(step_task, "_repositories", {})
+    monkeypatch.setattr(step_task, "_jobs", {})
     yield ReconstructableRepository.for_module("cached_team", "defs", str(tmp_path))
     sys.modules.pop("cached_team", None)
 
@@ -57,16 +57,18 @@ def test_steps_alternating_between_jobs_load_the_definitions_once(team_module):
     # Upstream keeps only the last job (lru_cache(maxsize=1)), so each switch reloads the code.
     whole = executable_dict(team_module)
     subset = executable_dict(team_module, asset_selection={dg.AssetKey("second")})
-    definitions = [tasks.job_for(step).get_definition() for step in (whole, subset, whole, subset)]
+    definitions = [
+        step_task.job_for(step).get_definition() for step in (whole, subset, whole, subset)
+    ]
 
     assert definitions[0] is definitions[2] and definitions[1] is definitions[3]
     assert loads() == 1
 
 
 def test_a_preloaded_repository_is_not_loaded_again_by_any_job_or_subset(team_module):
-    tasks.warm_up_before_fork(team_module)
-    whole = tasks.job_for(executable_dict(team_module)).get_definition()
-    subset = tasks.job_for(
+    step_task.warm_up_before_fork(team_module)
+    whole = step_task.job_for(executable_dict(team_module)).get_definition()
+    subset = step_task.job_for(
         executable_dict(team_module, asset_selection={dg.AssetKey("second")})
     ).get_definition()
 
@@ -77,14 +79,14 @@ def test_a_preloaded_repository_is_not_loaded_again_by_any_job_or_subset(team_mo
 
 def test_a_pointer_with_load_data_is_never_served_from_the_cache(team_module):
     with_load_data = team_module._replace(repository_load_data=object())
-    assert tasks.repository_key(with_load_data) is None
-    assert tasks.repository_key(team_module) is not None
+    assert step_task.repository_key(with_load_data) is None
+    assert step_task.repository_key(team_module) is not None
 
 
 def test_preloading_imports_what_steps_need_and_freezes_it_for_the_pool(team_module):
     try:
-        tasks.warm_up_before_fork(team_module)
-        assert all(name in sys.modules for name in tasks.STEP_MODULES)
+        step_task.warm_up_before_fork(team_module)
+        assert all(name in sys.modules for name in step_task.STEP_MODULES)
         assert gc.get_freeze_count() > 0, "objects loaded before the fork must be frozen"
     finally:
         gc.unfreeze()
