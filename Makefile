@@ -23,7 +23,7 @@ help: ## List the commands
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
 
 env: platform-venv ## Create .env with random secrets and team keys (an existing .env is kept)
-	@$(PYTHON) scripts/make_env.py
+	@$(PYTHON) -m scripts.make_env
 
 build: generate ## Build the platform image and one image per team
 	# One image at a time, the platform's first: every team image starts with its layers.
@@ -41,31 +41,31 @@ build: generate ## Build the platform image and one image per team
 # anything, and names what is missing with the command that installs it (scripts/preflight.py).
 preflight-%:
 	@command -v python3 >/dev/null || { echo "make $*: python3 is missing: apt-get install python3 (macOS: brew install python@3.11)" >&2; exit 1; }
-	@python3 scripts/preflight.py $*
+	@python3 -m scripts.preflight $*
 
 doctor: ## Check this machine for what up, dev, test and bench need, and say how to get it
-	@python3 scripts/preflight.py all
+	@python3 -m scripts.preflight all
 
 up: preflight-up env build ## Build and start the platform in containers; wait until every service is healthy
 	# A running Redis rereads its users first, so a new team's services can log in.
 	$(COMPOSE) exec -T redis redis-cli ACL LOAD >/dev/null 2>&1 || true
 	# Only what changed is recreated; --remove-orphans takes away a removed team's services.
 	$(COMPOSE) up -d --remove-orphans
-	python3 scripts/wait_healthy.py --compose "$(COMPOSE)" --reload-workspace
+	python3 -m scripts.wait_healthy --compose "$(COMPOSE)" --reload-workspace
 
 generate: platform-venv ## Regenerate workspace.yaml and the compose team services from code_locations/
 	$(PYTHON) -m registry generate
 
 down: ## Stop the platform (volumes are kept)
-	python3 scripts/remove_run_containers.py
+	python3 -m scripts.remove_run_containers
 	$(COMPOSE) down
 
 clean: ## Stop the platform and delete its volumes (instance DB, artifact cache)
-	python3 scripts/remove_run_containers.py
+	python3 -m scripts.remove_run_containers
 	$(COMPOSE) down -v
 
 ps: ## Show each container's state and health
-	python3 scripts/wait_healthy.py --compose "$(COMPOSE)" --once
+	python3 -m scripts.wait_healthy --compose "$(COMPOSE)" --once
 
 logs: ## Follow every service's logs
 	$(COMPOSE) logs -f --tail=100
@@ -123,32 +123,32 @@ test-swarm: venvs ## A two-node Docker Swarm in network namespaces (root, docker
 # pasted into the shell text: a value with backquotes or $(...) is a string, not a command.
 new-team: venvs ## Scaffold a team from templates/team and register it: make new-team NAME=<identifier>
 	$(PYTHON) -m registry new "$${NAME-}"
-	if [ -f .env ]; then $(PYTHON) scripts/make_env.py; fi
+	if [ -f .env ]; then $(PYTHON) -m scripts.make_env; fi
 
 remove-team: platform-venv ## Delete a team's folder and unregister it: make remove-team NAME=<team>
 	$(PYTHON) -m registry remove "$${NAME-}"
-	if [ -f .env ]; then $(PYTHON) scripts/make_env.py; fi
+	if [ -f .env ]; then $(PYTHON) -m scripts.make_env; fi
 
 redeploy: ## Restart one team only: make redeploy TEAM=<team> [IMAGE=<ref>] [MODE=local]
-	if [ "$${MODE-}" = local ]; then $(PYTHON) scripts/redeploy.py --local "$${TEAM-}"; exit; fi
+	if [ "$${MODE-}" = local ]; then $(PYTHON) -m scripts.redeploy --local "$${TEAM-}"; exit; fi
 	# IMAGE= is for a team kept in its own repository: its manifest moves to the new tag.
 	if [ -n "$${IMAGE-}" ]; then $(MAKE) --no-print-directory platform-venv; \
 		$(PYTHON) -m registry set-image "$${TEAM-}" "$${IMAGE-}"; fi
-	python3 scripts/redeploy.py --compose "$(COMPOSE)" "$${TEAM-}"
+	python3 -m scripts.redeploy --compose "$(COMPOSE)" "$${TEAM-}"
 
 # Docker Swarm (README, "Several hosts"): DOCKER_HOST, or the local engine, is a manager, and
 # every node already has the images (`make build`, then your registry or `docker load`).
 swarm-up: env ## Deploy the stack to a Docker Swarm; wait until every service is healthy
-	$(PYTHON) scripts/swarm.py up
+	$(PYTHON) -m scripts.swarm up
 
 swarm-down: platform-venv ## Remove the stack from the swarm (each node's volumes are kept)
-	$(PYTHON) scripts/swarm.py down
+	$(PYTHON) -m scripts.swarm down
 
 swarm-ps: platform-venv ## Each swarm service's replicas, and why any is not running
-	$(PYTHON) scripts/swarm.py ps
+	$(PYTHON) -m scripts.swarm ps
 
 swarm-config: platform-venv ## Print the stack file swarm-up deploys (secrets are not in it)
-	$(PYTHON) scripts/swarm.py config
+	$(PYTHON) -m scripts.swarm config
 
 bench: preflight-bench venvs ## Benchmarks against vanilla Dagster + dagster-celery (writes bench/results/)
 	$(PYTHON) -m bench

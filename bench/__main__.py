@@ -17,14 +17,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench import dequeue, footprint, object_store, report, wandb_io
+from bench import dequeue, footprint, report, store_vs_volume, wandb_io
+from bench.compared_stacks import PlatformStack, VanillaStack, start
 from bench.progress import Progress, previous_section_seconds
 from bench.runs import RunTiming, burst, percentile, summarize, timed_run
-from bench.stacks import PlatformStack, VanillaStack, start
 from dagster_team_celery.probes import FAN_OUT_WIDTH
 from devstack import config
-from devstack.client import PlatformClient
-from devstack.stack import LocalStack
+from devstack.graphql_client import PlatformClient
+from devstack.local_stack import LocalStack
 
 RESULTS = config.REPO_ROOT / "bench" / "results"
 TEAM = "bakery"
@@ -187,7 +187,11 @@ def idle_pss_section(bench: Bench) -> None:
 
 def dequeue_section(bench: Bench) -> None:
     bench.results["dequeue"] = dequeue.dequeue_cost(
-        bench.stacks["platform"], bench.stacks["vanilla"], TEAM, "probe_ping", runs=5
+        bench.stacks["platform"],
+        bench.stacks["vanilla"],
+        TEAM,
+        "probe_ping",
+        runs=5,
     )
 
 
@@ -196,18 +200,18 @@ def object_store_section(bench: Bench) -> None:
     # stack, only for this section, so the memory figures above are of two stacks.
     state_root = config.REPO_ROOT / ".devstack" / "bench"
     volume = bench.stacks["platform-volume"] = start(
-        object_store.VolumeOutputsStack, "platform-volume", state_root
+        store_vs_volume.VolumeOutputsStack, "platform-volume", state_root
     )
     volume_client = PlatformClient(volume.webserver_url)
     volume_client.wait_for_locations(volume.teams, timeout=180)
     timed_run(volume_client, TEAM, "probe_ping")  # warm-up, not recorded
-    bench.results["step_outputs"] = object_store.step_outputs(
+    bench.results["step_outputs"] = store_vs_volume.step_outputs(
         {"object-store": bench.clients["platform"], "volume": volume_client},
         TEAM,
         bench.args.shape_runs,
         bench.args.wandb_size_mb,
     )
-    bench.results["wandb_io"]["store_reads"] = object_store.wandb_reads(
+    bench.results["wandb_io"]["store_reads"] = store_vs_volume.wandb_reads(
         bench.stacks["platform"], bench.args.wandb_size_mb
     )
 

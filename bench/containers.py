@@ -14,9 +14,9 @@ import requests
 
 from bench import footprint
 from bench.runs import RunTiming, summarize, timed_run
-from devstack.client import PlatformClient
 from devstack.config import REPO_ROOT, teams
-from devstack.stack import free_port
+from devstack.graphql_client import PlatformClient
+from devstack.local_stack import free_port
 from registry import build_order, service_names
 
 TEAM = "bakery"
@@ -37,7 +37,7 @@ def read_env(env_file: Path) -> dict[str, str]:
 
 def wait_healthy(compose: list[str], env: dict[str, str]) -> None:
     subprocess.run(
-        [sys.executable, "scripts/wait_healthy.py", "--compose", shlex.join(compose)],
+        [sys.executable, "-m", "scripts.wait_healthy", "--compose", shlex.join(compose)],
         cwd=REPO_ROOT,
         env=env,
         check=True,
@@ -95,7 +95,7 @@ def compose_benchmark(runs: int) -> dict:
         env_file.write_text("".join(f"{k}={v}\n" for k, v in settings.items()))
         # make_env adds every secret the file lacks, as `make env` does for a new .env.
         subprocess.run(
-            [sys.executable, "scripts/make_env.py", "--env-file", str(env_file)],
+            [sys.executable, "-m", "scripts.make_env", "--env-file", str(env_file)],
             cwd=REPO_ROOT,
             check=True,
             capture_output=True,
@@ -129,7 +129,7 @@ def compose_benchmark(runs: int) -> dict:
             one_step["container_per_run"] = one_step_runs(client, runs)
         finally:
             subprocess.run(
-                [sys.executable, "scripts/remove_run_containers.py"],
+                [sys.executable, "-m", "scripts.remove_run_containers"],
                 cwd=REPO_ROOT,
                 env={**os.environ, "PLATFORM_NAME": name},
                 capture_output=True,

@@ -12,8 +12,8 @@ import psutil
 import yaml
 
 from bench.runs import timed_run
-from devstack.client import PlatformClient
-from devstack.stack import LocalStack
+from devstack.graphql_client import PlatformClient
+from devstack.local_stack import LocalStack
 
 # Dagster takes whole seconds only (an Int in QueuedRunCoordinator's config), and waits in steps
 # of 0.5 s between iterations (IntervalDaemon.core_loop): 1 s is the shortest real interval, and

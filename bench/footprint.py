@@ -8,7 +8,7 @@ import subprocess
 
 import psutil
 
-from devstack.stack import LocalStack
+from devstack.local_stack import LocalStack
 from registry import service_names
 
 MIB = 1024 * 1024

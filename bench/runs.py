@@ -4,7 +4,7 @@ import statistics
 import time
 from dataclasses import asdict, dataclass
 
-from devstack.client import PlatformClient
+from devstack.graphql_client import PlatformClient
 
 PHASE_EVENTS = {
     # The daemon records RUN_STARTING when it dequeues and launches the run.

@@ -13,10 +13,6 @@ import time
 from pathlib import Path
 from unittest import mock
 
-from devstack.config import REPO_ROOT
-
-PACKAGE = REPO_ROOT / "packages" / "dagster-wandb-io"
-
 
 def package_benchmark(size_mb: int, repeat: int) -> dict:
     with tempfile.TemporaryDirectory() as scratch:
@@ -42,13 +38,11 @@ def package_benchmark(size_mb: int, repeat: int) -> dict:
 def cross_team_read(size_mb: int) -> dict:
     """The bakery writes online; the ML team reads it. With the digest already in the shared
     cache the read fetches nothing; a cold cache fetches the whole artifact once."""
-    sys.path.insert(0, str(PACKAGE / "tests"))
-    from helpers import FakeCloud
-
     from dagster_wandb_io.config import Selection, WriteConfig
     from dagster_wandb_io.keys import signing_environment
     from dagster_wandb_io.runs import build_run_spec
     from dagster_wandb_io.store import ArtifactStore, StoreSettings
+    from dagster_wandb_io.testing import FakeCloud
 
     if "DAGSTER_WANDB_IO_TRUSTED_KEYS" not in os.environ:
         os.environ.update(signing_environment(Path(tempfile.mkdtemp()), "bench", ["bakery"]))

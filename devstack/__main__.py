@@ -9,7 +9,7 @@ from pathlib import Path
 
 from devstack.environment import StackSettings
 from devstack.errors import StackError
-from devstack.stack import LocalStack
+from devstack.local_stack import LocalStack
 
 
 def stop_main(argv: list[str]) -> int:

@@ -2,7 +2,7 @@
 
 1. The run launcher. By default the same as compose's: WarmRunLauncher, each run goes to its
    team's warm run worker (dagster_team_celery/runs/warm_launcher.py). The isolation choice
-   (`run_launcher="process"`) is LocalRunLauncher (devstack/run_launcher.py: DefaultRunLauncher,
+   (`run_launcher="process"`) is LocalRunLauncher (devstack/process_launcher.py: DefaultRunLauncher,
    where a run is a fresh subprocess of its team's code server, plus the worker health check
    run monitoring needs), as compose's is a container per run.
 2. Host names and ports: services listen on 127.0.0.1, on free ports, instead of compose's
@@ -27,7 +27,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 # "process" swaps in a fresh subprocess of the team's code server per run.
 RUN_LAUNCHERS: dict[str, dict[str, Any] | None] = {
     "warm": None,
-    "process": {"module": "devstack.run_launcher", "class": "LocalRunLauncher"},
+    "process": {"module": "devstack.process_launcher", "class": "LocalRunLauncher"},
 }
 # The platform processes import the launcher above from this checkout.
 DEVSTACK_PYTHONPATH = str(Path(__file__).resolve().parent.parent)

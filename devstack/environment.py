@@ -20,6 +20,7 @@ from dagster_team_celery.settings import (
     DEFAULT_VISIBILITY_TIMEOUT_SECONDS,
     VISIBILITY_TIMEOUT_ENV,
 )
+from dagster_wandb_io.artifact_objects import STORE_URL_ENV
 from dagster_wandb_io.index_postgres import INDEX_URL_ENV
 from dagster_wandb_io.keys import (
     PRIVATE_KEY_ENV,
@@ -27,7 +28,6 @@ from dagster_wandb_io.keys import (
     provision_team_keys,
     write_private,
 )
-from dagster_wandb_io.object_store import STORE_URL_ENV
 from devstack import config
 from devstack.health import liveness_file
 

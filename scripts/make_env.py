@@ -26,18 +26,11 @@ import stat
 import sys
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-# Run as a file (`make env`) or loaded by the tests: the registry is at the checkout's root.
-if str(REPO_ROOT) not in sys.path:
-    sys.path.append(str(REPO_ROOT))
-if str(REPO_ROOT / "scripts") not in sys.path:
-    sys.path.append(str(REPO_ROOT / "scripts"))
-
-import ui_login  # noqa: E402
-
-import registry  # noqa: E402
-from dagster_team_celery.deploy import redis_acl  # noqa: E402
-from dagster_wandb_io.keys import provision_team_keys, write_private  # noqa: E402
+import registry
+from dagster_team_celery.deploy import redis_acl
+from dagster_wandb_io.keys import provision_team_keys, write_private
+from scripts import ui_login
+from scripts.envfile import REPO_ROOT
 
 SECRETS = (
     "POSTGRES_PASSWORD",

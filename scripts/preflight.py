@@ -1,6 +1,6 @@
 """What each `make` command needs from this machine, checked before it creates anything.
 
-`make up`, `make dev`, `make test` and `make bench` run this first (`python3 scripts/preflight.py
+`make up`, `make dev`, `make test` and `make bench` run this first (`python3 -m scripts.preflight
 <command>`), so a missing tool is named with the command that installs it, instead of surfacing
 as `command not found` halfway through, after `.env` or a venv was already made. Standard library
 only: it runs before any venv exists. `make doctor` prints every check for every command.

@@ -25,11 +25,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from envfile import REPO_ROOT
-from wait_healthy import containers, describe
-from webserver import default_url, load_error, reload_location
-
 from registry import RegistryError, find_team, service_names
+from scripts.envfile import REPO_ROOT
+from scripts.wait_healthy import containers, describe
+from scripts.webserver import default_url, load_error, reload_location
 
 
 class RedeployError(Exception):
@@ -91,7 +90,7 @@ def stack_status(state: Path) -> dict:
 def redeploy_local(state: Path, team: str, timeout: float = 180.0) -> RedeployReport:
     from dagster_team_celery.workers.liveness import role_liveness_path
     from devstack import config
-    from devstack.client import PlatformClient
+    from devstack.graphql_client import PlatformClient
     from devstack.health import grpc_serving, liveness_file, worker_alive
     from devstack.processes import wait_until
 

@@ -6,7 +6,7 @@ Compose does not know them, and `down -v` cannot remove a network or volume they
 import subprocess
 import sys
 
-from envfile import setting
+from scripts.envfile import setting
 
 
 def main() -> int:

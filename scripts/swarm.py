@@ -1,9 +1,11 @@
-"""The platform on a Docker Swarm: `make swarm-up`, `make swarm-down`, `make swarm-ps`.
+"""The platform on a Docker Swarm: `make swarm-up`, `make swarm-down`, `make swarm-ps`, each
+`python -m scripts.swarm <command>` from the checkout's root:
 
-    swarm.py up [--timeout S]   generate the stack (registry/stack.py), deploy it, wait healthy
-    swarm.py down               remove the stack (each node's volumes are kept)
-    swarm.py ps                 each service's replicas, and the last error of any not running
-    swarm.py config             print the stack that `up` would deploy (no secret values)
+    up [--timeout S]   generate the stack (registry/swarm_stack.py), deploy it, wait until every
+                       service is healthy
+    down               remove the stack (each node's volumes are kept)
+    ps                 each service's replicas, and the last error of any not running
+    config             print the stack that `up` would deploy (no secret values)
 
 The docker CLI talks to a manager of the swarm (DOCKER_HOST, or the local engine). Images are
 not built here: every node needs the platform's and the teams' images (`make build`, then push
@@ -22,10 +24,9 @@ import sys
 import time
 from pathlib import Path
 
-from envfile import REPO_ROOT
-
 from registry import RegistryError, team_names
-from registry.stack import CORE_LABEL, Stack, generate
+from registry.swarm_stack import CORE_LABEL, Stack, generate
+from scripts.envfile import REPO_ROOT
 
 
 class SwarmError(RuntimeError):
@@ -249,7 +250,9 @@ def down(name: str) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="swarm.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="python -m scripts.swarm",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--env-file", type=Path, default=REPO_ROOT / ".env")
     parser.add_argument(

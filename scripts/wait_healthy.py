@@ -11,10 +11,9 @@ import subprocess
 import sys
 import time
 
-from envfile import REPO_ROOT
-from webserver import default_url, reload_workspace
-
 from registry import team_names
+from scripts.envfile import REPO_ROOT
+from scripts.webserver import default_url, reload_workspace
 
 ONE_SHOT_SERVICES = {"init"}
 PROGRESS_SECONDS = 10

@@ -5,8 +5,8 @@ import time
 import urllib.error
 import urllib.request
 
-from envfile import setting
-from ui_login import DEFAULT_USER, basic_auth_header
+from scripts.envfile import setting
+from scripts.ui_login import DEFAULT_USER, basic_auth_header
 
 # The proxy answers these while the webserver it fronts is new (recreated by `make up`, say) and
 # its address not yet followed: healthy by its own check, not yet reachable through the login.

@@ -3,8 +3,8 @@ import shutil
 
 import pytest
 
-from devstack.client import PlatformClient
-from tests.stacks import start_stack, stop_stack, wait_for_loaded_locations, wait_until_healthy
+from devstack.graphql_client import PlatformClient
+from tests.stack_helpers import fresh_stack, loaded_client, wait_until_healthy
 
 
 def pytest_collection_modifyitems(config, items):
@@ -29,17 +29,14 @@ def pytest_collection_modifyitems(config, items):
 @pytest.fixture(scope="session")
 def local_stack(request):
     """The platform as local processes, shared by every test of the session that needs it."""
-    stack = start_stack("pytest")
-    print(f"\nlocal stack healthy in {stack.startup_seconds:.1f}s: {stack.ready_seconds}")
-    yield stack
-    stop_stack(stack, request.session)
+    with fresh_stack("pytest", request.session) as stack:
+        print(f"\nlocal stack healthy in {stack.startup_seconds:.1f}s: {stack.ready_seconds}")
+        yield stack
 
 
 @pytest.fixture(scope="session")
 def client(local_stack) -> PlatformClient:
-    platform = PlatformClient(local_stack.webserver_url)
-    wait_for_loaded_locations(platform, local_stack.teams)
-    return platform
+    return loaded_client(local_stack)
 
 
 @pytest.fixture(autouse=True)

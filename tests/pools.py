@@ -2,7 +2,7 @@
 
 from dataclasses import dataclass
 
-from devstack.client import PlatformClient
+from devstack.graphql_client import PlatformClient
 
 BLOCKED = "blocked by limit for pool"
 

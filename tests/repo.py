@@ -1,14 +1,11 @@
 """Paths and parsed files of the repository, for tests that read them."""
 
-import importlib.util
 import os
 import shutil
 import subprocess
-import sys
 import tomllib
 from functools import cache
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import yaml
@@ -94,19 +91,6 @@ def copy_checkout(destination: Path) -> Path:
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source, target)
     return destination
-
-
-def load_script(name: str) -> ModuleType:
-    """A module of scripts/, imported as `python3 scripts/<name>.py` runs it: its folder on the
-    path, so its own imports of sibling scripts resolve."""
-    scripts = str(REPO_ROOT / "scripts")
-    if scripts not in sys.path:
-        sys.path.append(scripts)
-    spec = importlib.util.spec_from_file_location(f"scripts_{name}", f"{scripts}/{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
 
 
 def env_settings(env_file: Path) -> dict[str, str]:

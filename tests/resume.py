@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from dagster_team_celery.probes import FAN_OUT_WIDTH, fan_out_run_config
-from devstack.client import PlatformClient
+from devstack.graphql_client import PlatformClient
 from tests.faults.conftest import failure_messages, step_counts, wait_for_progress
 from tests.terminate import wait_for_event
 

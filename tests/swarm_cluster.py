@@ -6,7 +6,8 @@ docker.io), each in a network namespace of its own, joined by a veth pair.
   so the event log tells the nodes apart.
 - A second veth pair joins this (the root) namespace to node 1, so the tests and the browser
   reach the UI's published port there; no other traffic leaves the two namespaces.
-- This kernel has no IPVS: the stack reaches every service by DNS round robin (registry/stack.py).
+- This kernel has no IPVS: the stack reaches every service by DNS round robin
+  (registry/swarm_stack.py).
 - There is no registry: the images are copied into each engine (`podman save | docker load`).
 - `kill_engine` is a node lost at once: its engine, containerd, shims and containers, all killed.
 """

@@ -8,7 +8,7 @@ import pytest
 import requests
 
 from dagster_team_celery.control import team_app
-from devstack.client import PlatformClient
+from devstack.graphql_client import PlatformClient
 
 SLEEPING = re.compile(r"Sleeping \S+s in process (\d+) on (\S+)")
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from devstack import config_check
-from devstack.stack import LocalStack, StackError, StackSettings
+from devstack.local_stack import LocalStack, StackError, StackSettings
 from tests.repo import INSTANCE_YAML, REPO_ROOT, WORKSPACE_YAML
 
 pytestmark = pytest.mark.faults

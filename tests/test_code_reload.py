@@ -11,8 +11,8 @@ import pytest
 from devstack import config
 from devstack.code_reload import CodeReloadWatcher, server_id
 from devstack.health import grpc_serving
+from devstack.local_stack import free_port
 from devstack.processes import Service, wait_until
-from devstack.stack import free_port
 
 DEFINITIONS = """
 import dagster as dg

@@ -19,9 +19,10 @@ import requests
 import registry
 from dagster_team_celery.probes import FAN_OUT_WIDTH, fan_out_run_config
 from devstack import config
-from devstack.client import PlatformClient
-from devstack.stack import free_port
+from devstack.graphql_client import PlatformClient
+from devstack.local_stack import free_port
 from registry.scaffold import copy_template
+from scripts import ui_login
 from tests.faults.conftest import failure_messages
 from tests.repo import (
     HOST_SECRETS,
@@ -31,7 +32,6 @@ from tests.repo import (
     SIGNING_KEY_PREFIX,
     copy_checkout,
     env_settings,
-    load_script,
 )
 from tests.resume import (
     NOTICED_WITHIN_SECONDS,
@@ -41,7 +41,7 @@ from tests.resume import (
     kill_before_any_step,
     kill_midway,
 )
-from tests.stacks import run_browser_suite, wait_for_loaded_locations
+from tests.stack_helpers import run_browser_suite, wait_for_loaded_locations
 from tests.terminate import (
     SLEEPING,
     assert_canceled_promptly,
@@ -54,7 +54,6 @@ from tests.terminate import (
 
 pytestmark = pytest.mark.container
 
-UI_LOGIN = load_script("ui_login")
 RUN_PROCESS = re.compile(r"Started process for run \(pid: (\d+)\) in warm run worker (\S+)\.")
 # .env's one line that gives every run a container of its own (docker-compose.container-runs.yml).
 CONTAINER_RUNS = "docker-compose.yml:docker-compose.container-runs.yml"
@@ -97,7 +96,7 @@ class ComposeStack:
         self.compose = ["docker", "compose", "-p", self.name, "--env-file", str(env_file)]
         # Through the UI's proxy, the only published way to the webserver.
         self.webserver_url = f"http://127.0.0.1:{self.webserver_port}"
-        self.ui_login = (UI_LOGIN.DEFAULT_USER, settings["UI_PASSWORD"])
+        self.ui_login = (ui_login.DEFAULT_USER, settings["UI_PASSWORD"])
         # How the deploy scripts find the UI's login: the environment, before .env.
         self.script_env = {**os.environ, "UI_PASSWORD": settings["UI_PASSWORD"]}
 
@@ -120,7 +119,8 @@ class ComposeStack:
         result = subprocess.run(
             [
                 sys.executable,
-                "scripts/wait_healthy.py",
+                "-m",
+                "scripts.wait_healthy",
                 "--compose",
                 shlex.join(self.compose),
                 "--timeout",
@@ -147,7 +147,7 @@ class ComposeStack:
 
     def remove_run_containers(self) -> None:
         subprocess.run(
-            [sys.executable, "scripts/remove_run_containers.py"],
+            [sys.executable, "-m", "scripts.remove_run_containers"],
             cwd=self.checkout,
             env={**os.environ, "PLATFORM_NAME": self.name},
             check=False,
@@ -186,6 +186,18 @@ class ComposeStack:
             timeout=timeout,
         )
 
+    def redeploy(self, team: str) -> subprocess.CompletedProcess:
+        """`make redeploy TEAM=<team>` against this stack."""
+        return self.script(
+            "-m",
+            "scripts.redeploy",
+            "--compose",
+            shlex.join(self.compose),
+            "--webserver",
+            self.webserver_url,
+            team,
+        )
+
     @property
     def secrets(self) -> set[str]:
         return secret_values(self.env_file)
@@ -197,7 +209,7 @@ class ComposeStack:
 
     def make_env(self) -> None:
         """`make env` for this stack's env file: a key for each team, the trust file."""
-        made = self.script("scripts/make_env.py", "--env-file", str(self.env_file))
+        made = self.script("-m", "scripts.make_env", "--env-file", str(self.env_file))
         assert made.returncode == 0, made.stdout + made.stderr
 
     def up_like_make_up(self) -> None:
@@ -218,7 +230,8 @@ class ComposeStack:
         print(up.stdout[-3000:] + up.stderr[-3000:])
         assert up.returncode == 0, up.stderr[-4000:]
         result = self.script(
-            "scripts/wait_healthy.py",
+            "-m",
+            "scripts.wait_healthy",
             "--compose",
             shlex.join(self.compose),
             "--timeout",
@@ -456,14 +469,7 @@ def test_a_team_from_its_own_repository_deploys_by_image_and_redeploys_a_new_tag
     started = time.monotonic()
     moved = compose_stack.script("-m", "registry", "set-image", EXTERNAL_TEAM, second)
     assert moved.returncode == 0, moved.stderr
-    redeployed = compose_stack.script(
-        "scripts/redeploy.py",
-        "--compose",
-        shlex.join(compose_stack.compose),
-        "--webserver",
-        compose_stack.webserver_url,
-        EXTERNAL_TEAM,
-    )
+    redeployed = compose_stack.redeploy(EXTERNAL_TEAM)
     print(f"\nredeploy by image: {time.monotonic() - started:.1f}s: {redeployed.stdout[-200:]}")
     assert redeployed.returncode == 0, redeployed.stdout[-3000:] + redeployed.stderr[-3000:]
     assert " build " not in redeployed.stdout
@@ -519,22 +525,7 @@ def test_a_redeploy_drains_the_teams_run_in_flight_and_leaves_another_teams_unto
     before = {service: compose_stack.container_ids(service) for service in compose_stack.services()}
 
     started = time.monotonic()
-    result = subprocess.run(
-        [
-            sys.executable,
-            "scripts/redeploy.py",
-            "--compose",
-            shlex.join(compose_stack.compose),
-            "--webserver",
-            compose_stack.webserver_url,
-            "bakery",
-        ],
-        cwd=compose_stack.checkout,
-        env=compose_stack.script_env,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
+    result = compose_stack.redeploy("bakery")
     print(f"\nredeploy took {time.monotonic() - started:.0f}s: {result.stdout[-300:]}")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
 
@@ -760,7 +751,7 @@ def websocket_handshake(url: str, login: tuple[str, str] | None) -> tuple[str, b
     ]
     if login:
         headers += [
-            f"{name}: {value}" for name, value in UI_LOGIN.basic_auth_header(*login).items()
+            f"{name}: {value}" for name, value in ui_login.basic_auth_header(*login).items()
         ]
     with socket.create_connection((parts.hostname, parts.port), timeout=30) as connection:
         connection.sendall(("\r\n".join(headers) + "\r\n\r\n").encode())

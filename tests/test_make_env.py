@@ -4,7 +4,6 @@ Before the fix, .env was written with the process umask (0644 here) and chmod-ed
 and an existing 0644 .env stayed 0644 while secrets were appended to it.
 """
 
-import importlib.util
 import json
 import os
 import stat
@@ -12,11 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from scripts import make_env
 from tests.repo import REPO_ROOT
-
-spec = importlib.util.spec_from_file_location("make_env", REPO_ROOT / "scripts" / "make_env.py")
-make_env = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(make_env)
 
 
 def mode(path: Path) -> int:

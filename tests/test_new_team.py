@@ -9,12 +9,12 @@ import time
 import pytest
 
 import registry
-from devstack.client import PlatformClient
+from devstack.graphql_client import PlatformClient
+from devstack.local_stack import LocalStack, StackSettings
 from devstack.processes import wait_until
-from devstack.stack import LocalStack, StackSettings
 from registry import scaffold
 from tests.repo import COMPOSE_SCHEMA, REPO_ROOT, copy_checkout
-from tests.stacks import stop_stack, wait_for_loaded_locations
+from tests.stack_helpers import stop_stack, wait_for_loaded_locations
 from tests.terminate import wait_for_event
 
 NEW_TEAM = "carrots"

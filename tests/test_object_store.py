@@ -10,8 +10,8 @@ import requests
 from botocore.exceptions import ClientError
 
 from devstack import infra
-from devstack.stack import PLATFORM_BIN
-from tests.stacks import large_output_crosses_steps, object_store_client, object_store_keys
+from devstack.local_stack import PLATFORM_BIN
+from tests.stack_helpers import large_output_crosses_steps, object_store_client, object_store_keys
 
 pytestmark = pytest.mark.local_stack
 

@@ -1,7 +1,7 @@
 """A machine that lacks a tool: each command names it, says how to install it, creates nothing.
 
-Each case runs the real check (scripts/preflight.py, or `make` itself) with a PATH that holds
-only the tools the case allows, as on a machine image without the missing one.
+Each case runs the real check (`python3 -m scripts.preflight`, or `make` itself) with a PATH
+that holds only the tools the case allows, as on a machine image without the missing one.
 """
 
 import os
@@ -67,7 +67,8 @@ def machine(tmp_path: Path, *tools: str, python: bool = True, **scripts: str) ->
 
 def preflight(command: str, env: dict[str, str]) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [str(PYTHON), str(REPO_ROOT / "scripts" / "preflight.py"), command],
+        [str(PYTHON), "-m", "scripts.preflight", command],
+        cwd=REPO_ROOT,
         env=env,
         capture_output=True,
         text=True,

@@ -4,10 +4,9 @@ import time
 
 import pytest
 
-from tests.repo import load_script
+from scripts import redeploy
 
-redeploy_script = load_script("redeploy")
-read_status = redeploy_script.stack_status
+read_status = redeploy.stack_status
 
 pytestmark = pytest.mark.local_stack
 
@@ -32,7 +31,7 @@ def test_redeploying_one_team_leaves_another_teams_run_in_flight_untouched(local
         if name.startswith("ml-")
     }
 
-    report = redeploy_script.redeploy_local(local_stack.state, "bakery")
+    report = redeploy.redeploy_local(local_stack.state, "bakery")
     print(f"\nredeployed bakery in {report.seconds:.1f}s while an ml run was in flight")
 
     assert all(report.new_pids[name] != report.old_pids[name] for name in report.old_pids)

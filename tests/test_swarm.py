@@ -1,5 +1,5 @@
 """The platform on a two-node Docker Swarm (tests/swarm_cluster.py), deployed the way a user
-deploys it (`scripts/swarm.py up`, what `make swarm-up` runs), with the placement below:
+deploys it (`python -m scripts.swarm up`, what `make swarm-up` runs), with the placement below:
 
     swarm-node-1: mlplatform.core (state, UI, daemon), the bakery's runs, the ML team's steps
     swarm-node-2: the bakery's steps, the ML team's runs
@@ -22,16 +22,16 @@ from pathlib import Path
 import pytest
 import requests
 
-from devstack.client import PlatformClient
-from registry.stack import generate
-from tests.repo import HOST_SECRETS, REPO_ROOT, SHARED_SECRETS, env_settings, load_script
-from tests.stacks import run_browser_suite, wait_for_loaded_locations
+from devstack.graphql_client import PlatformClient
+from registry.swarm_stack import generate
+from scripts import ui_login
+from tests.repo import HOST_SECRETS, REPO_ROOT, SHARED_SECRETS, env_settings
+from tests.stack_helpers import run_browser_suite, wait_for_loaded_locations
 from tests.swarm_cluster import SwarmCluster
 from tests.terminate import SLEEPING, sleep_config, wait_for_event
 
 pytestmark = [pytest.mark.swarm]
 
-UI_LOGIN = load_script("ui_login")
 STACK = "mlplatform"
 RUN_PROCESS = re.compile(r"Started process for run \(pid: (\d+)\) in warm run worker (\S+)\.")
 RESUMED_PROCESS = re.compile(r"Resumed process for run \(pid: \d+\) in warm run worker (\S+) ")
@@ -61,7 +61,7 @@ class SwarmStack:
             "KEYS_DIR": str(folder / "keys"),
         }
         self.env_file.write_text("".join(f"{k}={v}\n" for k, v in settings.items()))
-        self.ui_login = (UI_LOGIN.DEFAULT_USER, settings["UI_PASSWORD"])
+        self.ui_login = (ui_login.DEFAULT_USER, settings["UI_PASSWORD"])
         self.flower_password = settings["FLOWER_PASSWORD"]
         self.url = f"http://{cluster.ui_address}:3000"
         self.flower_url = f"http://{cluster.ui_address}:5555"
@@ -82,7 +82,8 @@ class SwarmStack:
 
     def swarm(self, *arguments: str, timeout: float = 900) -> subprocess.CompletedProcess:
         return self.script(
-            "scripts/swarm.py",
+            "-m",
+            "scripts.swarm",
             "--env-file",
             str(self.env_file),
             "--state-dir",
@@ -140,7 +141,7 @@ def swarm_stack(tmp_path_factory, request):
     started = time.monotonic()
     cluster = SwarmCluster()
     stack = SwarmStack(cluster, tmp_path_factory.mktemp("swarm"))
-    made = stack.script("scripts/make_env.py", "--env-file", str(stack.env_file))
+    made = stack.script("-m", "scripts.make_env", "--env-file", str(stack.env_file))
     assert made.returncode == 0, made.stdout + made.stderr
     deployed_ok = False
     try:
@@ -203,7 +204,7 @@ def test_the_stack_deploys_on_two_nodes_with_each_service_where_its_label_puts_i
 def test_swarm_up_refuses_a_worker_engine_and_a_label_no_node_carries(swarm_stack):
     cluster = swarm_stack.cluster
     on_worker = subprocess.run(
-        [sys.executable, "scripts/swarm.py", "--env-file", str(swarm_stack.env_file), "up"],
+        [sys.executable, "-m", "scripts.swarm", "--env-file", str(swarm_stack.env_file), "up"],
         cwd=REPO_ROOT,
         env={**os.environ, "DOCKER_HOST": cluster.nodes[1].socket},
         capture_output=True,

@@ -1,5 +1,5 @@
-"""The Swarm stack generated from docker-compose.yml and .env (registry/stack.py): valid, free of
-secret values, placed by node labels, and without what Swarm ignores. No engine needed; the
+"""The Swarm stack generated from docker-compose.yml and .env (registry/swarm_stack.py): valid,
+free of secret values, placed by node labels, and without what Swarm ignores. No engine needed; the
 two-node deployment itself is tests/test_swarm.py."""
 
 import json
@@ -10,10 +10,10 @@ import pytest
 import yaml
 
 from registry import RegistryError, team_names
-from registry.stack import SECRET_VARIABLE, generate, interpolate
-from tests.repo import COMPOSE_SCHEMA, HOST_SECRETS, REPO_ROOT, SECRET_VARIABLES, load_script
+from registry.swarm_stack import SECRET_VARIABLE, generate, interpolate
+from scripts import make_env
+from tests.repo import COMPOSE_SCHEMA, HOST_SECRETS, REPO_ROOT, SECRET_VARIABLES
 
-MAKE_ENV = load_script("make_env")
 TEAMS = team_names(REPO_ROOT)
 
 
@@ -34,7 +34,7 @@ def test_the_stack_validates_against_the_compose_spec_schema(settings):
 
 
 def test_every_secret_make_env_writes_is_recognised_as_one():
-    for name in (*MAKE_ENV.SECRETS, *SECRET_VARIABLES, "WANDB_API_KEY"):
+    for name in (*make_env.SECRETS, *SECRET_VARIABLES, "WANDB_API_KEY"):
         assert SECRET_VARIABLE.search(name), name
     for name in ("POSTGRES_USER", "OBJECT_STORE_BUCKET", "PLATFORM_NAME", "WEBSERVER_PORT"):
         assert not SECRET_VARIABLE.search(name), name

@@ -6,7 +6,7 @@ import tomllib
 import pytest
 
 from tests.repo import CODE_LOCATIONS
-from tests.stacks import object_store_keys
+from tests.stack_helpers import object_store_keys
 
 pytestmark = pytest.mark.local_stack
 

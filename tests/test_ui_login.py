@@ -9,11 +9,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.repo import REPO_ROOT, load_script
-from tests.test_make_env import make_env
-
-webserver = load_script("webserver")
-ui_login = load_script("ui_login")
+from scripts import make_env, ui_login, webserver
+from tests.repo import REPO_ROOT
 
 
 class RefusingProxy(http.server.BaseHTTPRequestHandler):

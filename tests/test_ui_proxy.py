@@ -14,13 +14,13 @@ from pathlib import Path
 import pytest
 import requests
 
-from devstack.stack import free_port
-from tests.repo import REPO_ROOT, load_script
+from devstack.local_stack import free_port
+from scripts import ui_login
+from tests.repo import REPO_ROOT
 
 pytestmark = pytest.mark.container
 
 IMAGE = f"mlp-ui-proxy-test:{os.getpid()}"
-UI_LOGIN = load_script("ui_login")
 # What the platform's own tools sign in with, as `make env` writes it.
 TOOL_LOGIN = ("admin", "the-tools-password")
 PYTHON_IMAGE = "python:3.11-slim"
@@ -109,7 +109,7 @@ class ProxyLab:
 def lab(tmp_path_factory) -> Iterator[ProxyLab]:
     docker("build", "-q", "-t", IMAGE, str(REPO_ROOT / "docker" / "ui-proxy"), timeout=600)
     users_file = tmp_path_factory.mktemp("ui") / "ui-users"
-    UI_LOGIN.write_users_file(users_file, *TOOL_LOGIN)
+    ui_login.write_users_file(users_file, *TOOL_LOGIN)
     lab = ProxyLab(users_file)
     docker("network", "create", lab.network)
     try:

@@ -11,12 +11,12 @@ import time
 import pytest
 
 from devstack.processes import wait_until
+from scripts import redeploy
 from tests.faults.conftest import (
     kill_hard,
     kill_worker_role,
     wait_for_new_worker,
 )
-from tests.repo import load_script
 from tests.terminate import SLEEPING, wait_for_event
 
 pytestmark = pytest.mark.local_stack
@@ -136,7 +136,6 @@ def test_a_team_runs_its_limit_at_once_and_the_next_run_waits_queued(client):
 
 
 def test_a_redeploy_drains_the_teams_run_in_flight_and_the_next_run_starts(local_stack, client):
-    redeploy = load_script("redeploy")
     in_flight, pid = start_sleeping_run(client, 10)
     report: dict = {}
     redeploying = threading.Thread(

@@ -27,13 +27,12 @@ from pathlib import Path
 import psutil
 
 from bench import footprint
+from bench.compared_stacks import PlatformStack
 from bench.runs import RunTiming, burst, summarize, timed_run
-from bench.stacks import PlatformStack
 from devstack import config
-from devstack.client import PlatformClient
+from devstack.graphql_client import PlatformClient
+from devstack.local_stack import LocalStack, StackSettings
 from devstack.processes import Service
-from devstack.stack import LocalStack, StackSettings
-from tests.stacks import wait_for_loaded_locations
 
 TEAM = "bakery"
 PROTOTYPES = Path(__file__).resolve().parent
@@ -165,7 +164,7 @@ def main() -> int:
             print(f"{kind.label}: up in {stack.startup_seconds:.1f}s", flush=True)
         clients = {label: PlatformClient(stack.webserver_url) for label, stack in stacks.items()}
         for client in clients.values():
-            wait_for_loaded_locations(client, [TEAM], timeout=180)
+            client.wait_for_locations([TEAM], timeout=180)
         time.sleep(10)
         results["startup_seconds"] = {
             label: round(s.startup_seconds, 1) for label, s in stacks.items()

@@ -1,7 +1,7 @@
 """The vanilla stack's code location: a team's own definitions on stock dagster-celery.
 
-bench/stacks.py puts this folder on the PYTHONPATH of the vanilla stack's team processes and
-starts their code servers with ``--module-name vanilla_definitions`` (the location keeps the
+bench/compared_stacks.py puts this folder on the PYTHONPATH of the vanilla stack's team processes
+and starts their code servers with ``--module-name vanilla_definitions`` (the location keeps the
 team's name). Runs and worker steps load their job through this module too, so every process
 of a vanilla run sees the same swap: ``team_celery_executor`` becomes dagster-celery's own
 ``celery_executor`` with nothing but the team's queue, before the team's code asks for it. The

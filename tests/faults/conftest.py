@@ -10,10 +10,10 @@ from dataclasses import dataclass
 import psutil
 import pytest
 
-from devstack.client import PlatformClient
+from devstack.graphql_client import PlatformClient
+from devstack.local_stack import LocalStack
 from devstack.processes import wait_until
-from devstack.stack import LocalStack
-from tests.stacks import start_stack, stop_stack, wait_for_loaded_locations
+from tests.stack_helpers import fresh_stack, loaded_client
 from tests.terminate import inspect_workers
 
 TERMINAL = {"SUCCESS", "FAILURE", "CANCELED"}
@@ -21,16 +21,13 @@ TERMINAL = {"SUCCESS", "FAILURE", "CANCELED"}
 
 @pytest.fixture(scope="package")
 def fault_stack(request):
-    stack = start_stack("faults")
-    yield stack
-    stop_stack(stack, request.session)
+    with fresh_stack("faults", request.session) as stack:
+        yield stack
 
 
 @pytest.fixture(scope="package")
 def fault_client(fault_stack) -> PlatformClient:
-    client = PlatformClient(fault_stack.webserver_url)
-    wait_for_loaded_locations(client, fault_stack.teams)
-    return client
+    return loaded_client(fault_stack)
 
 
 # Workers' parents a scenario froze (SIGSTOP) so that they fork no replacement.

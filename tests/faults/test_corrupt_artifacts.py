@@ -7,7 +7,7 @@ import pytest
 
 from dagster_wandb_io.eviction import evict
 from tests.faults.conftest import failure_messages
-from tests.stacks import object_store_client, object_store_keys
+from tests.stack_helpers import object_store_client, object_store_keys
 
 pytestmark = [pytest.mark.faults, pytest.mark.local_stack]
 

@@ -13,7 +13,7 @@ from tests.faults.conftest import (
     wait_for_progress,
     wait_for_terminal,
 )
-from tests.stacks import large_output_crosses_steps
+from tests.stack_helpers import large_output_crosses_steps
 
 pytestmark = [pytest.mark.faults, pytest.mark.local_stack]
 

@@ -8,8 +8,8 @@ import pytest
 
 from dagster_team_celery.control import team_app
 from dagster_team_celery.probes import FAN_OUT_WIDTH
+from devstack.local_stack import LocalStack
 from devstack.processes import wait_until
-from devstack.stack import LocalStack
 from tests.faults.conftest import kill_hard
 from tests.resume import (
     NOTICED_WITHIN_SECONDS,

@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, Playwright, expect, sync_playwright
 
-from devstack.client import PlatformClient
 from devstack.config import PLATFORM_LOCATION
-from devstack.stack import LocalStack
-from tests.stacks import wait_for_loaded_locations, wait_until_healthy
+from devstack.graphql_client import PlatformClient
+from devstack.local_stack import LocalStack
+from tests.stack_helpers import wait_for_loaded_locations, wait_until_healthy
 from tests.ui.browser import (
     ACTION_TIMEOUT_MS,
     CHROMIUM,

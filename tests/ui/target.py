@@ -3,8 +3,8 @@
 from dataclasses import dataclass
 from pathlib import Path
 
-from devstack.client import PlatformClient
-from devstack.stack import LocalStack
+from devstack.graphql_client import PlatformClient
+from devstack.local_stack import LocalStack
 
 
 @dataclass(frozen=True)

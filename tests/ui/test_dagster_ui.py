@@ -13,9 +13,9 @@ import pytest
 from playwright.sync_api import Locator, Page, expect
 from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
-from devstack.client import PlatformClient
 from devstack.config import PLATFORM_LOCATION
-from tests.stacks import wait_for_loaded_locations
+from devstack.graphql_client import PlatformClient
+from tests.stack_helpers import wait_for_loaded_locations
 from tests.ui.browser import REPO_ROOT
 from tests.ui.target import UiTarget
 

@@ -108,8 +108,8 @@ def shared(shared_servers, monkeypatch: pytest.MonkeyPatch, request: pytest.Fixt
 
     import psycopg2
 
+    from dagster_wandb_io.artifact_objects import STORE_URL_ENV
     from dagster_wandb_io.index_postgres import INDEX_URL_ENV
-    from dagster_wandb_io.object_store import STORE_URL_ENV
 
     from shared_storage import BUCKET
 

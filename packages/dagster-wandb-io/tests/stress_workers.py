@@ -17,8 +17,7 @@ from dagster_wandb_io import ArtifactNotFoundError, CacheCorruptionError
 from dagster_wandb_io.config import Selection, WriteConfig
 from dagster_wandb_io.eviction import evict
 from dagster_wandb_io.locks import FileLock
-
-from helpers import FakeCloud, offline_store, run_spec
+from dagster_wandb_io.testing import FakeCloud, offline_store, run_spec
 
 # forkserver: children fork from one clean, pre-warmed server process (no state inherited from
 # the pytest process, unlike fork; no per-child interpreter start-up, unlike spawn).

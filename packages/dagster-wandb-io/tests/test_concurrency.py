@@ -66,7 +66,7 @@ def test_concurrent_online_readers_fetch_each_file_once(base_dir, tmp_path):
         ),
         cloud,
     )
-    from helpers import run_spec
+    from dagster_wandb_io.testing import run_spec
 
     names = [f"shared-{i}" for i in range(3)]
     for i, name in enumerate(names):

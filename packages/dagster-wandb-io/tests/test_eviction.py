@@ -14,8 +14,7 @@ from dagster_wandb_io.cache import Layout, SharedCache
 from dagster_wandb_io.cli import main
 from dagster_wandb_io.config import Selection, WriteConfig
 from dagster_wandb_io.locks import FileLock
-
-from helpers import FakeCloud, offline_store, run_spec
+from dagster_wandb_io.testing import FakeCloud, offline_store, run_spec
 
 
 def _online_store(base_dir, cloud, ttl=None):

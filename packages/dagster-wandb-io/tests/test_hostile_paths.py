@@ -12,8 +12,7 @@ import pytest
 from dagster_wandb_io import ConfigurationError
 from dagster_wandb_io.config import Selection, WriteConfig
 from dagster_wandb_io.sources import READABLE_ROOTS_ENV
-
-from helpers import offline_store, run_spec
+from dagster_wandb_io.testing import offline_store, run_spec
 
 
 def write(base_dir: Path, **extras):

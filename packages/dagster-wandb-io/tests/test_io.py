@@ -35,7 +35,7 @@ from dagster_wandb_io import (
 )
 from dagster_wandb_io.naming import artifact_name_for_asset_key, artifact_name_for_partition
 
-from helpers import SEED_RUN_CONFIG, seed_resources
+from helpers import SEED_RUN_CONFIG, asset_metadata, seed_resources
 
 
 def _run(assets, resources=None, run_config=None, **kw):
@@ -45,15 +45,6 @@ def _run(assets, resources=None, run_config=None, **kw):
         run_config=SEED_RUN_CONFIG if run_config is None else run_config,
         **kw,
     )
-
-
-def _meta(result, key):
-    mat = next(
-        e.materialization
-        for e in result.get_asset_materialization_events()
-        if e.materialization.asset_key == AssetKey(key)
-    )
-    return {k: getattr(v, "value", v) for k, v in mat.metadata.items()}
 
 
 def _entry(meta) -> dict:
@@ -97,7 +88,7 @@ def test_serialization_modules_round_trip(module, parameters):
     assert result.success
     np.testing.assert_array_equal(seen["v"]["array"], value["array"])
     assert seen["v"]["items"] == value["items"]
-    meta = _entry(_meta(result, "produced"))["metadata"]
+    meta = _entry(asset_metadata(result, "produced"))["metadata"]
     assert meta["source_serialization_module"] == module
     assert meta["source_pickle_protocol_used"] == parameters.get(
         "protocol", pickle.HIGHEST_PROTOCOL
@@ -157,7 +148,7 @@ def test_metadata_on_both_sides_and_user_metadata_not_mutated():
     result = _run([my_model])
     _run([my_model])  # a second run must not see aliases appended by the first
     assert config == before
-    meta = _meta(result, "my_model")
+    meta = asset_metadata(result, "my_model")
     for key in (
         "dagster_run_id",
         "wandb_run_id",
@@ -220,7 +211,9 @@ def test_offline_versions_and_aliases():
     def counter():
         return next(values)
 
-    versions = [_meta(_run([counter]), "counter")["wandb_artifact_version"] for _ in range(3)]
+    versions = [
+        asset_metadata(_run([counter]), "counter")["wandb_artifact_version"] for _ in range(3)
+    ]
     assert versions == ["v0", "v1", "v1"]  # same content -> same version, like W&B
 
     seen = {}
@@ -330,11 +323,11 @@ def test_a_step_that_runs_twice_in_one_run_publishes_its_artifact_once():
             if event.materialization.asset_key == AssetKey("model")
         )
     }
-    assert published == {("v0", _meta(first_run, "model")["wandb_artifact_digest"])}
+    assert published == {("v0", asset_metadata(first_run, "model")["wandb_artifact_digest"])}
     assert seen["model"] == {"weights": [1]}, "readers see the first publication"
 
     second_run = _run([training, evaluation])
-    assert _meta(second_run, "model")["wandb_artifact_version"] == "v1"
+    assert asset_metadata(second_run, "model")["wandb_artifact_version"] == "v1"
     assert seen["model"] == {"weights": [3]}, "a new run publishes a new version"
 
 
@@ -360,8 +353,10 @@ def test_multi_part_asset_keys_do_not_collide():
 
     result = _run([features, labels, both])
     assert seen["v"] == ("features", "labels")
-    assert _meta(result, ["team_a", "features"])["wandb_artifact_name"] == "team_a--features"
-    assert _meta(result, ["team_a", "labels"])["wandb_artifact_name"] == "team_a--labels"
+    assert (
+        asset_metadata(result, ["team_a", "features"])["wandb_artifact_name"] == "team_a--features"
+    )
+    assert asset_metadata(result, ["team_a", "labels"])["wandb_artifact_name"] == "team_a--labels"
 
 
 def test_name_mapping_rules():
@@ -396,7 +391,7 @@ def test_pythonic_resources_and_env_entity_project(monkeypatch):
     )
     result = defs.resolve_implicit_global_asset_job_def().execute_in_process()
     assert result.success and seen["v"] == 42
-    meta = _meta(result, "pythonic")
+    meta = asset_metadata(result, "pythonic")
     assert (meta["wandb_entity"], meta["wandb_project"]) == ("env_entity", "env_project")
 
 
@@ -584,7 +579,7 @@ def test_wandb_artifact_output_renamed_with_warning_and_metadata_augmented():
         return a
 
     result = _run([art])
-    meta = _meta(result, "right_name")
+    meta = asset_metadata(result, "right_name")
     assert meta["wandb_artifact_name"] == "right_name"
     w = _entry(meta)["metadata"]
     assert w["mine"] == 1 and w["source_integration"] == "dagster_wandb_io"

@@ -18,8 +18,7 @@ from dagster_wandb_io import (
 from dagster_wandb_io.config import Selection, WriteConfig
 from dagster_wandb_io.errors import OfflineUnavailableError
 from dagster_wandb_io.launch.ops import WandbLaunchClient, launch_add_kwargs, run_launch_job
-
-from helpers import FakeCloud, offline_store, run_spec
+from dagster_wandb_io.testing import FakeCloud, offline_store, run_spec
 
 
 def test_launch_client_calls_public_launch_add_with_credentials(monkeypatch):

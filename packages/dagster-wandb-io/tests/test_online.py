@@ -14,11 +14,12 @@ from dagster_wandb_io import (
     MissingApiKeyError,
     WandbArtifactsIOManager,
 )
-from dagster_wandb_io.client import WandbCloudClient, WandbSdkClient
 from dagster_wandb_io.config import Selection, WriteConfig
+from dagster_wandb_io.testing import ENTITY, PROJECT, FakeCloud, online_store, run_spec
+from dagster_wandb_io.wandb_client import WandbCloudClient, WandbSdkClient
 
 from fake_resource import FakeWandbResource
-from helpers import CURRENT_FAKE, ENTITY, PROJECT, FakeCloud, online_store, run_spec
+from helpers import CURRENT_FAKE, asset_metadata
 
 
 @pytest.fixture
@@ -44,15 +45,6 @@ def _run(assets, manager=None):
     result = defs.resolve_implicit_global_asset_job_def().execute_in_process()
     assert result.success
     return result
-
-
-def _meta(result, key):
-    mat = next(
-        e.materialization
-        for e in result.get_asset_materialization_events()
-        if e.materialization.asset_key == AssetKey(key)
-    )
-    return {k: getattr(v, "value", v) for k, v in mat.metadata.items()}
 
 
 @asset(io_manager_key="io")
@@ -83,7 +75,7 @@ def test_protocol_is_satisfied():
 
 def test_online_write_metadata_and_cached_read_downloads_nothing(fake, base_dir):
     result = _run([model])
-    meta = _meta(result, "model")
+    meta = asset_metadata(result, "model")
     assert meta["wandb_mode"] == "online"
     assert meta["wandb_artifact_id"].startswith("fake-id-")
     assert meta["wandb_artifact_url"].endswith("/artifacts/artifact/model/v0")
@@ -112,7 +104,7 @@ def test_online_read_fetches_once_then_hits_cache(fake, base_dir):
 
 def test_corrupt_cache_entry_is_fetched_again_online(fake, base_dir):
     result = _run([model])
-    payload = Path(_meta(result, "model")["wandb_cache_path"]) / "files" / "output.pickle"
+    payload = Path(asset_metadata(result, "model")["wandb_cache_path"]) / "files" / "output.pickle"
     data = bytearray(payload.read_bytes())
     data[-30] ^= 0xFF
     os.chmod(payload, 0o644)
@@ -125,10 +117,10 @@ def test_corrupt_cache_entry_is_fetched_again_online(fake, base_dir):
 
 def test_corrupt_cache_entry_offline_raises_clear_error(fake, base_dir, monkeypatch):
     result = _run([model])
-    payload = Path(_meta(result, "model")["wandb_cache_path"]) / "files" / "output.pickle"
+    payload = Path(asset_metadata(result, "model")["wandb_cache_path"]) / "files" / "output.pickle"
     os.chmod(payload, 0o644)
     payload.write_bytes(b"x" + payload.read_bytes()[1:])
-    from helpers import offline_store
+    from dagster_wandb_io.testing import offline_store
 
     # The online write was not indexed offline; index it as an offline write would.
     store = offline_store(base_dir)
@@ -136,7 +128,7 @@ def test_corrupt_cache_entry_offline_raises_clear_error(fake, base_dir, monkeypa
         ENTITY,
         PROJECT,
         "model",
-        digest=_meta(result, "model")["wandb_artifact_digest"],
+        digest=asset_metadata(result, "model")["wandb_artifact_digest"],
         type="artifact",
         size=1,
         aliases=["latest"],

@@ -3,7 +3,6 @@
 import pytest
 from dagster import (
     AssetIn,
-    AssetKey,
     DailyPartitionsDefinition,
     Definitions,
     MultiPartitionKey,
@@ -15,7 +14,7 @@ from dagster import (
 
 from dagster_wandb_io import ArtifactNotFoundError, ConfigurationError, WandbArtifactsIOManagerError
 
-from helpers import SEED_RUN_CONFIG, seed_resources
+from helpers import SEED_RUN_CONFIG, asset_metadata, seed_resources
 
 multi = MultiPartitionsDefinition(
     {
@@ -31,15 +30,6 @@ def _run(assets, **kw):
     return result
 
 
-def _meta(result, key):
-    mat = next(
-        e.materialization
-        for e in result.get_asset_materialization_events()
-        if e.materialization.asset_key == AssetKey(key)
-    )
-    return {k: getattr(v, "value", v) for k, v in mat.metadata.items()}
-
-
 @asset(partitions_def=multi, io_manager_key="wandb_artifacts_manager")
 def my_asset(context):
     key = context.partition_key
@@ -49,7 +39,9 @@ def my_asset(context):
 def test_multi_dimensional_names_are_dotted_and_all_partitions_read():
     names = []
     for key in multi.get_partition_keys():
-        names.append(_meta(_run([my_asset], partition_key=key), "my_asset")["wandb_artifact_name"])
+        names.append(
+            asset_metadata(_run([my_asset], partition_key=key), "my_asset")["wandb_artifact_name"]
+        )
     # Dimensions in name order (color, vehicle), as Dagster orders multi-partition keys.
     assert sorted(names) == sorted(
         ["my_asset.blue.car", "my_asset.red.car", "my_asset.blue.bike", "my_asset.red.bike"]

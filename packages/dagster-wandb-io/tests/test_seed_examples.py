@@ -45,7 +45,7 @@ from dagster_wandb_io import (
     wandb_resource,
 )
 
-from helpers import SEED_RUN_CONFIG, seed_resources
+from helpers import SEED_RUN_CONFIG, asset_metadata, seed_resources
 
 SEED_YAML = """
 resources:
@@ -65,15 +65,6 @@ def _materialize(assets, **kwargs):
     )
     assert result.success
     return result
-
-
-def _meta(result, key):
-    mat = next(
-        e.materialization
-        for e in result.get_asset_materialization_events()
-        if e.materialization.asset_key == AssetKey(key)
-    )
-    return {k: getattr(v, "value", v) for k, v in mat.metadata.items()}
 
 
 # --------------------------------------------------------------------------- setup examples
@@ -145,7 +136,7 @@ def test_configuration_for_repository_using_assets():
 
     result = my_repository.get_implicit_global_asset_job_def().execute_in_process()
     assert result.success
-    meta = _meta(result, "my_artifact")
+    meta = asset_metadata(result, "my_artifact")
     assert meta["wandb_artifact_type"] == "dataset"
     used = Path(meta["wandb_cache_path"]) / "last_used.json"
     assert '"ttl_minutes": 60' in used.read_text()
@@ -229,7 +220,7 @@ def test_write_wandb_artifact_and_get_table():
 
     result = _materialize([create_artifact, check])
     assert seen["a"] == [1]
-    meta = _meta(result, MY_ASSET)
+    meta = asset_metadata(result, MY_ASSET)
     assert meta["wandb_artifact_type"] == "dataset"
 
 
@@ -302,7 +293,7 @@ def test_asset_example_with_wandb_artifact_configuration():
         return [1, 2, 3]
 
     result = _materialize([create_dataset])
-    assert _meta(result, "my_artifact")["wandb_artifact_name"] == "my_artifact"
+    assert asset_metadata(result, "my_artifact")["wandb_artifact_name"] == "my_artifact"
 
 
 def test_multi_asset_example():
@@ -335,8 +326,8 @@ def test_multi_asset_example():
         return first_table, second_table
 
     result = _materialize([create_datasets])
-    assert _meta(result, "first_table")["wandb_artifact_type"] == "training_dataset"
-    assert _meta(result, "second_table")["wandb_artifact_type"] == "validation_dataset"
+    assert asset_metadata(result, "first_table")["wandb_artifact_type"] == "training_dataset"
+    assert asset_metadata(result, "second_table")["wandb_artifact_type"] == "validation_dataset"
 
 
 def test_advanced_write_example(tmp_path):
@@ -415,7 +406,7 @@ def test_advanced_write_example(tmp_path):
     result = _materialize([create_advanced_artifact, check, check_path])
     assert seen["artifact"] == [1, 2, 3]
     assert Path(seen["data"]).read_text() == '{"x": 1}'
-    meta = _meta(result, "my_advanced_artifact")
+    meta = asset_metadata(result, "my_advanced_artifact")
     assert "my_first_alias" in meta["wandb_artifact_aliases"]
     entry = (Path(meta["wandb_cache_path"]) / "entry.json").read_text()
     assert "My directory/a.txt" in entry
@@ -459,7 +450,7 @@ def test_partitioned_write_and_read_all_and_specific_partitions():
     dagster_runs = ["2023-01-01", "2023-01-04", "2023-01-05"]
     for key in dagster_runs:
         result = _materialize([create], partition_key=key)
-        meta = _meta(result, "my_daily_partitioned_asset")
+        meta = asset_metadata(result, "my_daily_partitioned_asset")
         assert meta["wandb_artifact_name"] == f"my_daily_partitioned_asset.{key}"
     # The other 28 partitions go through the same IO manager without a Dagster run each,
     # to keep the suite fast.
@@ -762,7 +753,7 @@ def test_joblib_serialized_model_example():
 
     result = _materialize([create_model_serialized_with_joblib, use_model_serialized_with_joblib])
     assert seen["result"] == 3
-    meta = _meta(result, "my_joblib_serialized_model")
+    meta = asset_metadata(result, "my_joblib_serialized_model")
     entry = (Path(meta["wandb_cache_path"]) / "entry.json").read_text()
     assert '"source_serialization_module": "joblib"' in entry
 

@@ -10,12 +10,12 @@ import psycopg2
 import pytest
 
 from dagster_wandb_io import CacheCorruptionError
+from dagster_wandb_io.artifact_objects import RETRY_SECONDS_ENV, ObjectStoreUnavailable
 from dagster_wandb_io.cli import main as cli
 from dagster_wandb_io.config import Selection, WriteConfig
 from dagster_wandb_io.errors import ConfigurationError, SignatureError
-from dagster_wandb_io.object_store import RETRY_SECONDS_ENV, ObjectStoreUnavailable
+from dagster_wandb_io.testing import ENTITY, PROJECT, offline_store, run_spec
 
-from helpers import ENTITY, PROJECT, offline_store, run_spec
 from stress_workers import (
     CTX,
     cold_reader,

@@ -33,8 +33,9 @@ from dagster_wandb_io.keys import (
     Signer,
     TrustStore,
 )
+from dagster_wandb_io.testing import ENTITY, PROJECT, offline_store, run_spec
 
-from helpers import ENTITY, PROJECT, Canary, offline_store, run_spec
+from helpers import Canary
 
 
 def _cached_file(result, name: str) -> Path:

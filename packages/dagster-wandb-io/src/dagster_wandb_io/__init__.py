@@ -78,13 +78,6 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:
-    from .client import (
-        LoggedArtifact,
-        RemoteArtifact,
-        RemoteFile,
-        WandbCloudClient,
-        WandbSdkClient,
-    )
     from .config import SerializationModule, WandbArtifactConfiguration
     from .errors import (
         ArtifactNotFoundError,
@@ -99,3 +92,10 @@ if TYPE_CHECKING:
     from .io_manager import WandbArtifactsIOManager, wandb_artifacts_io_manager
     from .local_artifact import LoadedArtifact
     from .resources import WandbResource, wandb_resource
+    from .wandb_client import (
+        LoggedArtifact,
+        RemoteArtifact,
+        RemoteFile,
+        WandbCloudClient,
+        WandbSdkClient,
+    )

@@ -440,6 +440,24 @@ class SharedCache:
             entry.touch(ttl)
         return entry
 
+    def commit_held(
+        self, staged: StagedEntry, manifest: EntryManifest, ttl: int | None
+    ) -> CacheEntry:
+        """Commit a written entry and hold it in use until the writer releases it.
+
+        Held until the index names it: an eviction pass between the commit and the index
+        write would otherwise remove an entry the write then reports as published.
+        """
+        entry = self.commit(staged, manifest, ttl)
+        self.holds.hold(entry)
+        if entry.read_manifest() is None:
+            raise CacheCorruptionError(
+                f"The cache entry {entry.path} was evicted the moment it was committed, before"
+                " this write could hold it. Nothing was published; retry the step, and run"
+                " eviction with a longer --older-than-minutes."
+            )
+        return entry
+
     def open(
         self,
         entry: CacheEntry,

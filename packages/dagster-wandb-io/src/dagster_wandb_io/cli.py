@@ -60,7 +60,7 @@ def _verify(base: Path) -> tuple[list[dict[str, object]], int]:
     return rows, bad
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dagster-wandb-io", description=__doc__)
     sub = parser.add_subparsers(dest="group", required=True)
     cache_p = sub.add_parser("cache", help="shared artifact cache")
@@ -109,8 +109,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         " into the shared index (DAGSTER_WANDB_IO_STORE_URL, DAGSTER_WANDB_IO_INDEX_URL)",
     )
     common(mig)
+    return parser
 
-    args = parser.parse_args(argv)
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
     if args.group == "keys":
         return _generate_keys(args)
     if args.group == "store":

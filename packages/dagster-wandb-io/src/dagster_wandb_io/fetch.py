@@ -2,7 +2,7 @@
 
 An entry missing from this host's cache starts as its manifest alone, and each file is fetched
 the first time a reader needs it, once per host (under the entry's fill lock), from its store of
-record: W&B online; offline, the object store when one is configured (object_store.py). Offline
+record: W&B online; offline, the object store when one is configured (artifact_objects.py). Offline
 without one, the entry must already be in the cache, since nothing can be fetched.
 """
 
@@ -11,11 +11,12 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 from . import serialization, signing
+from .artifact_objects import ObjectStore
+from .backends import Backends, Log, StoreSettings
 from .cache import CacheEntry, EntryManifest, FileRecord, md5_file_b64
-from .client import RemoteArtifact, not_found
 from .config import Selection
 from .errors import (
     CacheCorruptionError,
@@ -23,14 +24,11 @@ from .errors import (
     SignatureError,
     WandbArtifactsIOManagerError,
 )
+from .index import OfflineIndex
 from .local_artifact import LoadedArtifact
 from .locks import FileLock
-from .object_store import ObjectStore
 from .runs import RunSpec
-
-if TYPE_CHECKING:
-    from .client import WandbCloudClient
-    from .store import ArtifactStore, Log
+from .wandb_client import ArtifactVersion, RemoteArtifact, WandbCloudClient, not_found
 
 
 @dataclass
@@ -122,8 +120,19 @@ class StoreSource:
         )
 
 
+@dataclass(frozen=True)
+class _Resolved:
+    """The version a read names, and where its files come from if this host lacks them."""
+
+    version: ArtifactVersion
+    source: Source | None
+    # Online, the SDK's own artifact, for what LoadedArtifact delegates to it.
+    handle: Any = None
+
+
 def read(
-    store: ArtifactStore,
+    backends: Backends,
+    stats: ReadStats,
     name: str,
     selection: Selection,
     *,
@@ -133,123 +142,133 @@ def read(
     project: str | None,
 ) -> Any:
     s = dataclasses.replace(
-        store.settings,
-        entity=entity or store.settings.entity,
-        project=project or store.settings.project,
+        backends.settings,
+        entity=entity or backends.settings.entity,
+        project=project or backends.settings.project,
     )
-    ref = selection.ref
-    remote = None
-    source: Source | None = None
-    if store.offline:
-        indexed = store.index.resolve(
-            s.entity, s.project, name, ref, trust=store.trust, allow_unsigned=s.allow_unsigned
-        )
-        if indexed is None:
-            raise not_found(
-                s.entity,
-                s.project,
-                name,
-                ref,
-                _offline_names(store, name, s.entity, s.project),
-                offline=True,
-            )
-        digest, version, aliases, artifact_id, url = (
-            indexed.digest,
-            indexed.version,
-            list(indexed.aliases),
-            None,
-            None,
-        )
-        if store.objects is not None:
-            source = StoreSource(store.objects, s.entity, s.project, name, digest)
+    if backends.offline:
+        found = _resolve_indexed(backends, s, name, selection.ref)
     else:
-        remote = store.client.resolve(s.entity, s.project, name, ref)
-        if remote is None:
-            raise not_found(
-                s.entity,
-                s.project,
-                name,
-                ref,
-                store.client.list_artifact_names(s.entity, s.project),
-                offline=False,
-            )
-        if run is not None:
-            with store.run_lock(run):
-                store.client.use_artifact(run, remote)
-        digest, version, aliases, artifact_id, url = (
-            remote.digest,
-            remote.version,
-            list(remote.aliases),
-            remote.id,
-            remote.url,
-        )
-        source = WandbSource(remote, store.client)
-
-    holds = store.cache.holds
-    entry = store.cache.entry(s.entity, s.project, name, digest)
-    held_before = entry in holds
-    manifest = _open_entry(store, entry, source)
-
-    def fetch(path: str) -> Path:
-        return _ensure_file(store, entry, manifest, path, source)
-
+        found = _resolve_remote(backends, s, name, selection.ref, run)
+    entry = backends.cache.entry(s.entity, s.project, name, found.version.digest)
+    held_before = entry in backends.cache.holds
+    manifest = _open_entry(backends, entry, found.source)
+    opened = _OpenEntry(backends, stats, entry, manifest, found.source)
     loaded = LoadedArtifact(
         manifest=manifest,
-        version=version,
-        aliases=aliases,
+        version=found.version.version,
+        aliases=list(found.version.aliases),
         files_dir=entry.files_dir,
-        fetch=fetch,
-        artifact_id=artifact_id,
-        url=url,
-        wandb_artifact=remote.handle if remote is not None else None,
+        fetch=opened.file,
+        artifact_id=found.version.id,
+        url=found.version.url,
+        wandb_artifact=found.handle,
     )
+    return _select(opened, loaded, selection, held_before=held_before, log=log)
+
+
+def _resolve_indexed(backends: Backends, s: StoreSettings, name: str, ref: str) -> _Resolved:
+    indexed = backends.index.resolve(
+        s.entity, s.project, name, ref, trust=backends.trust, allow_unsigned=s.allow_unsigned
+    )
+    if indexed is None:
+        existing = _offline_names(backends.index, name, s.entity, s.project)
+        raise not_found(s.entity, s.project, name, ref, existing, offline=True)
+    version = ArtifactVersion(
+        entity=s.entity,
+        project=s.project,
+        name=name,
+        version=indexed.version,
+        digest=indexed.digest,
+        type=indexed.type,
+        id=None,
+        size=indexed.size,
+        url=None,
+        aliases=list(indexed.aliases),
+    )
+    source = None
+    if backends.objects is not None:
+        source = StoreSource(backends.objects, s.entity, s.project, name, indexed.digest)
+    return _Resolved(version, source)
+
+
+def _resolve_remote(
+    backends: Backends, s: StoreSettings, name: str, ref: str, run: RunSpec | None
+) -> _Resolved:
+    client = backends.client
+    remote = client.resolve(s.entity, s.project, name, ref)
+    if remote is None:
+        existing = client.list_artifact_names(s.entity, s.project)
+        raise not_found(s.entity, s.project, name, ref, existing, offline=False)
+    if run is not None:
+        with backends.run_lock(run):
+            client.use_artifact(run, remote)
+    return _Resolved(remote, WandbSource(remote, client), remote.handle)
+
+
+def _select(
+    opened: _OpenEntry,
+    loaded: LoadedArtifact,
+    selection: Selection,
+    *,
+    held_before: bool,
+    log: Log,
+) -> Any:
+    """What the reader asked for: one W&B object, one file's path, the payload's value, or the
+    artifact itself."""
+    holds = opened.backends.cache.holds
     if selection.get is not None:
-        value = loaded.get(selection.get)
-        if value is None:
-            raise WandbArtifactsIOManagerError(
-                f"The artifact {loaded.qualified_name} has no W&B object named"
-                f" {selection.get!r}. Its files: {loaded.files()}. Use the name given to"
-                " `artifact.add(obj, name)` (without the .table.json suffix), or"
-                " `get_path` for plain files."
-            )
-        return value
+        return _wandb_object(loaded, selection.get)
     if selection.get_path is not None:
-        if selection.get_path not in manifest.files:
+        if selection.get_path not in opened.manifest.files:
             raise WandbArtifactsIOManagerError(
                 f"The artifact {loaded.qualified_name} has no file {selection.get_path!r}."
                 f" Its files: {loaded.files()}."
             )
-        path = fetch(selection.get_path)
-        holds.hold(entry)
+        path = opened.file(selection.get_path)
+        holds.hold(opened.entry)
         return str(path)
-    payload = serialization.payload_filename(manifest.files)
+    payload = serialization.payload_filename(opened.manifest.files)
     if payload is not None:
-        value = _load_payload(store, entry, manifest, payload, source, log)
+        value = opened.load_payload(payload, log)
         if not held_before:
             # A deserialized value no longer needs the cached files.
-            holds.release(entry)
+            holds.release(opened.entry)
         return value
     loaded.download()
-    holds.hold(entry)
+    holds.hold(opened.entry)
     return loaded
 
 
-def _offline_names(store: ArtifactStore, name: str, entity: str, project: str) -> list[str]:
-    names = store.index.names(entity, project)
+def _wandb_object(loaded: LoadedArtifact, name: str) -> Any:
+    value = loaded.get(name)
+    if value is None:
+        raise WandbArtifactsIOManagerError(
+            f"The artifact {loaded.qualified_name} has no W&B object named"
+            f" {name!r}. Its files: {loaded.files()}. Use the name given to"
+            " `artifact.add(obj, name)` (without the .table.json suffix), or"
+            " `get_path` for plain files."
+        )
+    return value
+
+
+def _offline_names(index: OfflineIndex, name: str, entity: str, project: str) -> list[str]:
+    names = index.names(entity, project)
     if name in names:
-        refs = store.index.refs(entity, project, name)
+        refs = index.refs(entity, project, name)
         return [f"{name}:{r}" for r in refs]
     return names
 
 
-def _open_entry(store: ArtifactStore, entry: CacheEntry, source: Source | None) -> EntryManifest:
+def _open_entry(backends: Backends, entry: CacheEntry, source: Source | None) -> EntryManifest:
     """Hold `entry` in use and return its manifest, creating it from `source` if needed."""
+    settings = backends.settings
 
     def create(problem: CacheCorruptionError | None) -> None:
         if source is not None:
-            _create_entry(store, entry, source)
+            _create_entry(backends, entry, source)
         elif problem is not None:
-            raise _offline_corruption(store, entry, str(problem)) from problem
+            raise _offline_corruption(settings, entry, str(problem)) from problem
         else:
             raise CacheCorruptionError(
                 f"The offline index points to {entry.name}@{entry.digest} but it is no"
@@ -258,112 +277,108 @@ def _open_entry(store: ArtifactStore, entry: CacheEntry, source: Source | None) 
                 " offline run has been uploaded with `wandb sync`."
             )
 
-    return store.cache.open(entry, store.settings.ttl_minutes, create)
+    return backends.cache.open(entry, settings.ttl_minutes, create)
 
 
-def _create_entry(store: ArtifactStore, entry: CacheEntry, source: Source) -> None:
+def _create_entry(backends: Backends, entry: CacheEntry, source: Source) -> None:
     """Commit an entry holding `source`'s manifest; its files are fetched when first read."""
     manifest = source.manifest(entry)
-    with store.cache.stage() as staged:
-        store.cache.commit(staged, manifest, store.settings.ttl_minutes, complete=False)
+    with backends.cache.stage() as staged:
+        backends.cache.commit(staged, manifest, backends.settings.ttl_minutes, complete=False)
 
 
-def _ensure_file(
-    store: ArtifactStore,
-    entry: CacheEntry,
-    manifest: EntryManifest,
-    path: str,
-    source: Source | None,
-    *,
-    force: bool = False,
-    verify: bool = True,
-) -> Path:
-    """The cached file, fetched once (under the fill lock) if missing or corrupt.
+@dataclass(frozen=True)
+class _OpenEntry:
+    """A cache entry a read holds open, and where its missing files come from (None: nowhere,
+    offline without an object store)."""
 
-    `verify=False` only checks presence and size, for payloads whose loader checks the
-    content while reading it anyway.
-    """
-    if path not in manifest.files:
-        raise KeyError(f"{path!r} is not a file of {entry.name}")
-    record = manifest.files[path]
-    if not force and entry.has_intact_file(path, record, verify=verify):
-        return entry.file_path(path)
-    if source is None:
-        raise _offline_corruption(store, entry, f"{path} is missing or does not match its digest")
-    with FileLock(entry.fill_lock_path):
+    backends: Backends
+    stats: ReadStats
+    entry: CacheEntry
+    manifest: EntryManifest
+    source: Source | None
+
+    def file(self, path: str, *, force: bool = False, verify: bool = True) -> Path:
+        """The cached file, fetched once (under the fill lock) if missing or corrupt.
+
+        `verify=False` only checks presence and size, for payloads whose loader checks the
+        content while reading it anyway.
+        """
+        entry = self.entry
+        if path not in self.manifest.files:
+            raise KeyError(f"{path!r} is not a file of {entry.name}")
+        record = self.manifest.files[path]
         if not force and entry.has_intact_file(path, record, verify=verify):
             return entry.file_path(path)
-        _download(store, entry, record, path, source)
-    return entry.file_path(path)
+        if self.source is None:
+            raise self._corruption(f"{path} is missing or does not match its digest")
+        with FileLock(entry.fill_lock_path):
+            if not force and entry.has_intact_file(path, record, verify=verify):
+                return entry.file_path(path)
+            self._download(record, path, self.source)
+        return entry.file_path(path)
 
+    def _download(self, record: FileRecord, path: str, source: Source) -> None:
+        entry = self.entry
+        for attempt in range(2):
+            part = entry.part_path(path)
+            try:
+                n = source.download_file(path, part)
+                self.stats.bytes_downloaded += n
+                self.stats.files_downloaded += 1
+                if md5_file_b64(part) != record.md5:
+                    if attempt == 0:
+                        continue
+                    raise CacheCorruptionError(
+                        f"Downloaded {path!r} of {entry.entity}/{entry.project}/{entry.name}"
+                        f"@{entry.digest} from {source.what} twice and its MD5 does not match"
+                        f" the manifest. The stored file is corrupt: {source.repair}."
+                    )
+                entry.place_file(path, part, record.md5)
+                return
+            finally:
+                part.unlink(missing_ok=True)
 
-def _download(
-    store: ArtifactStore, entry: CacheEntry, record: FileRecord, path: str, source: Source
-) -> None:
-    for attempt in range(2):
-        part = entry.part_path(path)
-        try:
-            n = source.download_file(path, part)
-            store.stats.bytes_downloaded += n
-            store.stats.files_downloaded += 1
-            if md5_file_b64(part) != record.md5:
-                if attempt == 0:
-                    continue
-                raise CacheCorruptionError(
-                    f"Downloaded {path!r} of {entry.entity}/{entry.project}/{entry.name}"
-                    f"@{entry.digest} from {source.what} twice and its MD5 does not match the"
-                    f" manifest. The stored file is corrupt: {source.repair}."
+    def load_payload(self, payload: str, log: Log) -> Any:
+        entry, manifest = self.entry, self.manifest
+        sig = payload + signing.SIGNATURE_SUFFIX
+        for attempt in range(2):
+            path = self.file(payload, force=attempt > 0, verify=False)
+            if sig in manifest.files:
+                self.file(sig)
+            try:
+                return serialization.load(
+                    path,
+                    artifact=(entry.entity, entry.project, entry.name),
+                    trust=self.backends.trust,
+                    allow_unsigned=self.backends.settings.allow_unsigned,
+                    expected_xxh128=entry.known_xxh128(payload, manifest.files[payload]),
+                    log=log,
                 )
-            entry.place_file(path, part, record.md5)
-            return
-        finally:
-            part.unlink(missing_ok=True)
+            except (CacheCorruptionError, SignatureError) as exc:
+                if (
+                    isinstance(exc, SignatureError)
+                    and md5_file_b64(path) == manifest.files[payload].md5
+                ):
+                    raise  # the content is what W&B stored: genuinely unsigned or tampered
+                if self.source is None:
+                    raise self._corruption(f"{payload} {exc}") from exc
+                if attempt == 1:
+                    raise
+                log(f"The cached {payload} is corrupt ({exc}); fetching it again.")
+        raise SerializationError("unreachable")  # pragma: no cover
+
+    def _corruption(self, detail: str) -> CacheCorruptionError:
+        return _offline_corruption(self.backends.settings, self.entry, detail)
 
 
 def _offline_corruption(
-    store: ArtifactStore, entry: CacheEntry, detail: str
+    settings: StoreSettings, entry: CacheEntry, detail: str
 ) -> CacheCorruptionError:
     return CacheCorruptionError(
         f"The cached artifact {entry.entity}/{entry.project}/{entry.name} (digest"
         f" {entry.digest}) is corrupt: {detail}. It cannot be fetched again offline. Fix:"
-        f" delete it (`dagster-wandb-io cache evict --base-dir {store.settings.base_dir}"
+        f" delete it (`dagster-wandb-io cache evict --base-dir {settings.base_dir}"
         f" --digest {entry.digest} --include-offline`) and re-materialize the upstream"
         " asset, or read it online (WANDB_MODE=online) to fetch a good copy."
     )
-
-
-def _load_payload(
-    store: ArtifactStore,
-    entry: CacheEntry,
-    manifest: EntryManifest,
-    payload: str,
-    source: Source | None,
-    log: Log,
-) -> Any:
-    sig = payload + signing.SIGNATURE_SUFFIX
-    for attempt in range(2):
-        force = attempt > 0
-        path = _ensure_file(store, entry, manifest, payload, source, force=force, verify=False)
-        if sig in manifest.files:
-            _ensure_file(store, entry, manifest, sig, source)
-        try:
-            return serialization.load(
-                path,
-                artifact=(entry.entity, entry.project, entry.name),
-                trust=store.trust,
-                allow_unsigned=store.settings.allow_unsigned,
-                expected_xxh128=entry.known_xxh128(payload, manifest.files[payload]),
-                log=log,
-            )
-        except (CacheCorruptionError, SignatureError) as exc:
-            if (
-                isinstance(exc, SignatureError)
-                and md5_file_b64(path) == manifest.files[payload].md5
-            ):
-                raise  # the content is what W&B stored: genuinely unsigned or tampered
-            if source is None:
-                raise _offline_corruption(store, entry, f"{payload} {exc}") from exc
-            if attempt == 1:
-                raise
-            log(f"The cached {payload} is corrupt ({exc}); fetching it again.")
-    raise SerializationError("unreachable")  # pragma: no cover

@@ -178,34 +178,13 @@ class OfflineIndex:
         version, marked `claimed_earlier`, and change nothing."""
         with self.backend.updating(entity, project, name) as slot:
             data = self._trusted_or_set_aside(slot, entity, project, name, signer, trust, log)
-            versions: list[dict[str, Any]] = data["versions"]
             alias_map: dict[str, str] = data["aliases"]
             if claim_run is not None:
-                earlier = next(
-                    (
-                        v
-                        for v in versions
-                        if v["version"] == alias_map.get(run_alias(claim_run))
-                        and published_by(v.get("info") or {}, claim_run)
-                    ),
-                    None,
-                )
+                earlier = _published_in(data, claim_run)
                 if earlier is not None:
                     found = self._version(name, earlier, alias_map)
                     return dataclasses.replace(found, claimed_earlier=True)
-            found = next((v for v in versions if v["digest"] == digest), None)
-            if found is None:
-                number = int(data.get("next_version", len(versions)))
-                data["next_version"] = number + 1
-                found = {
-                    "version": f"v{number}",
-                    "digest": digest,
-                    "type": type,
-                    "size": size,
-                    "created_at": time.time(),
-                    "info": dict(info or {}),
-                }
-                versions.append(found)
+            found = _version_of(data, digest, type=type, size=size, info=info)
             found_info = found.setdefault("info", {})
             if claim_run is not None and not published_by(found_info, claim_run):
                 found_info.setdefault("dagster_run_ids", []).append(claim_run)
@@ -214,15 +193,7 @@ class OfflineIndex:
             # Strictly growing, and never below the clock, so a document rewritten from scratch
             # still counts as newer than any copy readers have seen.
             data["counter"] = max(int(data.get("counter", 0)) + 1, time.time_ns())
-            data.pop("signature", None)
-            if signer is not None:
-                data["signature"] = {
-                    "team": signer.team,
-                    "key_id": signer.key_id,
-                    "ed25519": base64.b64encode(
-                        signer.sign(_signed_message(entity, project, name, data))
-                    ).decode(),
-                }
+            _sign(data, signer, entity, project, name)
             slot.save(data)
         return self._version(name, found, alias_map)
 
@@ -291,3 +262,53 @@ class OfflineIndex:
     def refs(self, entity: str, project: str, name: str) -> list[str]:
         data = self._load(entity, project, name)
         return [v["version"] for v in data["versions"]] + sorted(data["aliases"])
+
+
+def _published_in(data: dict[str, Any], dagster_run_id: str) -> dict[str, Any] | None:
+    """The version the Dagster run published under its run alias, if it did."""
+    alias_map: dict[str, str] = data["aliases"]
+    return next(
+        (
+            v
+            for v in data["versions"]
+            if v["version"] == alias_map.get(run_alias(dagster_run_id))
+            and published_by(v.get("info") or {}, dagster_run_id)
+        ),
+        None,
+    )
+
+
+def _version_of(
+    data: dict[str, Any], digest: str, *, type: str, size: int, info: dict[str, Any] | None
+) -> dict[str, Any]:
+    """The document's version holding `digest`, added under the next number if none does."""
+    versions: list[dict[str, Any]] = data["versions"]
+    found = next((v for v in versions if v["digest"] == digest), None)
+    if found is None:
+        number = int(data.get("next_version", len(versions)))
+        data["next_version"] = number + 1
+        found = {
+            "version": f"v{number}",
+            "digest": digest,
+            "type": type,
+            "size": size,
+            "created_at": time.time(),
+            "info": dict(info or {}),
+        }
+        versions.append(found)
+    return found
+
+
+def _sign(
+    data: dict[str, Any], signer: Signer | None, entity: str, project: str, name: str
+) -> None:
+    """Replace the document's signature with `signer`'s (none without a signer)."""
+    data.pop("signature", None)
+    if signer is not None:
+        data["signature"] = {
+            "team": signer.team,
+            "key_id": signer.key_id,
+            "ed25519": base64.b64encode(
+                signer.sign(_signed_message(entity, project, name, data))
+            ).decode(),
+        }

@@ -6,6 +6,7 @@ sync` does later) from a hard link in the W&B staging area, so eviction cannot t
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import os
 import pickle
@@ -13,12 +14,12 @@ import platform
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import urlparse
 
 from . import serialization, signing
-from .cache import EntryManifest, FileRecord, StagedEntry
-from .client import app_url
+from .backends import Backends, Log, StoreSettings
+from .cache import CacheEntry, EntryManifest, FileRecord, StagedEntry
 from .config import WriteConfig
 from .errors import CacheCorruptionError, ConfigurationError, OfflineIndexError, SignatureError
 from .fsutil import atomic_write_json, link_or_copy, remove_tree
@@ -28,25 +29,15 @@ from .naming import run_alias
 from .runs import RunInfo, RunSpec, open_run, run_info, scoped_env
 from .sources import check_directory, check_readable
 from .version import __version__
-
-if TYPE_CHECKING:
-    from .store import ArtifactStore, Log, StoreSettings
+from .wandb_client import ArtifactVersion, app_url
 
 INTEGRATION_NAME = "dagster_wandb_io"
 
 
 @dataclass
-class WriteResult:
-    entity: str
-    project: str
-    name: str
-    version: str
-    digest: str
-    type: str
-    size: int
-    id: str | None
-    url: str | None
-    aliases: list[str]
+class WriteResult(ArtifactVersion):
+    """The version a write published, and how."""
+
     run: RunInfo
     offline: bool
     wandb_metadata: dict[str, Any] = field(default_factory=dict)
@@ -55,7 +46,21 @@ class WriteResult:
     reused_earlier: bool = False
 
 
-def published_in_run(store: ArtifactStore, name: str, run: RunSpec) -> WriteResult | None:
+@dataclass(frozen=True)
+class _Write:
+    """One call of `write`: what each of its steps needs."""
+
+    backends: Backends
+    name: str
+    config: WriteConfig
+    run: RunSpec
+    log: Log
+    signer: Signer | None
+    # wandb uploads from here (or `wandb sync` does later), so it outlives the entry's hold.
+    staging_dir: Path
+
+
+def published_in_run(backends: Backends, name: str, run: RunSpec) -> WriteResult | None:
     """The version of ``name`` this Dagster run already published, if any.
 
     A step can execute twice in one run: Celery redelivers a step whose worker died before
@@ -63,58 +68,90 @@ def published_in_run(store: ArtifactStore, name: str, run: RunSpec) -> WriteResu
     some of its outputs were written. The IO manager keeps the first publication so that
     every reader (downstream steps, other teams) sees one content per run and name.
     """
-    s = store.settings
-    alias = run_alias(run.dagster_run_id)
-    if store.offline:
-        try:
-            indexed = store.index.resolve(
-                s.entity, s.project, name, alias, trust=store.trust, allow_unsigned=s.allow_unsigned
-            )
-        except (OfflineIndexError, SignatureError):
-            return None  # an untrusted index is set aside by the write that follows
-        if indexed is None or not published_by(indexed.info, run.dagster_run_id):
-            return None
-        digest, version, type_, size = (
-            indexed.digest,
-            indexed.version,
-            indexed.type,
-            indexed.size,
-        )
-        aliases, artifact_id, metadata = list(indexed.aliases), None, {}
-        url = _artifact_url(s, type_, name, version)
+    s = backends.settings
+    if backends.offline:
+        found = _indexed_publication(backends, name, run)
     else:
-        remote = store.client.resolve(s.entity, s.project, name, alias)
-        if remote is None or remote.metadata.get("source_dagster_run_id") != run.dagster_run_id:
-            return None
-        digest, version, type_, size = remote.digest, remote.version, remote.type, remote.size
-        aliases, artifact_id, metadata = list(remote.aliases), remote.id, remote.metadata
-        url = remote.url
-    return WriteResult(
+        found = _remote_publication(backends, name, run)
+    if found is None:
+        return None
+    version, metadata = found
+    info = RunInfo(
+        id=run.run_id,
+        name=run.name,
+        path=f"{s.entity}/{s.project}/{run.run_id}",
+        url=f"{app_url(s.host)}/{s.entity}/{s.project}/runs/{run.run_id}",
+    )
+    entry = backends.cache.entry(s.entity, s.project, name, version.digest)
+    return _result(backends, version, info, metadata, entry, reused_earlier=True)
+
+
+def _indexed_publication(
+    backends: Backends, name: str, run: RunSpec
+) -> tuple[ArtifactVersion, dict[str, Any]] | None:
+    s = backends.settings
+    try:
+        indexed = backends.index.resolve(
+            s.entity,
+            s.project,
+            name,
+            run_alias(run.dagster_run_id),
+            trust=backends.trust,
+            allow_unsigned=s.allow_unsigned,
+        )
+    except (OfflineIndexError, SignatureError):
+        return None  # an untrusted index is set aside by the write that follows
+    if indexed is None or not published_by(indexed.info, run.dagster_run_id):
+        return None
+    version = ArtifactVersion(
         entity=s.entity,
         project=s.project,
         name=name,
-        version=version,
-        digest=digest,
-        type=type_,
-        size=size,
-        id=artifact_id,
-        url=url,
-        aliases=aliases,
-        run=RunInfo(
-            id=run.run_id,
-            name=run.name,
-            path=f"{s.entity}/{s.project}/{run.run_id}",
-            url=f"{app_url(s.host)}/{s.entity}/{s.project}/runs/{run.run_id}",
-        ),
-        offline=store.offline,
+        version=indexed.version,
+        digest=indexed.digest,
+        type=indexed.type,
+        id=None,
+        size=indexed.size,
+        url=_artifact_url(s, indexed.type, name, indexed.version),
+        aliases=list(indexed.aliases),
+    )
+    return version, {}
+
+
+def _remote_publication(
+    backends: Backends, name: str, run: RunSpec
+) -> tuple[ArtifactVersion, dict[str, Any]] | None:
+    s = backends.settings
+    remote = backends.client.resolve(s.entity, s.project, name, run_alias(run.dagster_run_id))
+    if remote is None or remote.metadata.get("source_dagster_run_id") != run.dagster_run_id:
+        return None
+    return remote, remote.metadata
+
+
+def _result(
+    backends: Backends,
+    version: ArtifactVersion,
+    run: RunInfo,
+    metadata: dict[str, Any],
+    entry: CacheEntry,
+    *,
+    reused_earlier: bool = False,
+) -> WriteResult:
+    """The one place a WriteResult is built: `version`, plus how it was published."""
+    shared = {f.name: getattr(version, f.name) for f in dataclasses.fields(ArtifactVersion)}
+    shared["aliases"] = list(version.aliases)
+    return WriteResult(
+        **shared,
+        run=run,
+        offline=backends.offline,
         wandb_metadata=dict(metadata),
-        cache_path=str(store.cache.entry(s.entity, s.project, name, digest).path),
-        reused_earlier=True,
+        cache_path=str(entry.path),
+        reused_earlier=reused_earlier,
     )
 
 
 def write(
-    store: ArtifactStore,
+    backends: Backends,
     obj: Any,
     *,
     name: str,
@@ -129,13 +166,28 @@ def write(
     `once_per_run`: if this Dagster run already published `name`, publish nothing and return
     that publication. Offline, the check and the publication are one index update, so two
     executions of one step (a redelivered task, on any host) publish once."""
-    import wandb
-    from wandb.data_types import WBValue
-
-    s = store.settings
     # Before anything is written: who signs, and whether this team owns the entity.
-    signer = store.signer(required=True)
-    base_metadata: dict[str, Any] = {
+    signer = backends.signer(required=True)
+    layout = backends.cache.layout
+    base_metadata = _base_metadata(run, extra_metadata)
+    staging_dir = layout.wandb_staging_dir / uuid.uuid4().hex
+    job = _Write(backends, name, config, run, log, signer, staging_dir)
+    # wandb stages artifact files under WANDB_DATA_DIR; offline runs are synced later from
+    # there, so it must be on the shared volume rather than a container's /tmp or $HOME.
+    with (
+        scoped_env({"WANDB_DATA_DIR": str(layout.wandb_data_dir)}),
+        backends.cache.stage() as staged,
+    ):
+        artifact, manifest = _stage(job, obj, staged, base_metadata)
+        entry = backends.cache.commit_held(staged, manifest, backends.settings.ttl_minutes)
+        aliases = _dedupe([*config.aliases, run_alias(run.dagster_run_id), "latest"])
+        if backends.offline:
+            return _publish_offline(job, artifact, manifest, entry, aliases, once_per_run)
+        return _publish_online(job, artifact, manifest, entry, aliases)
+
+
+def _base_metadata(run: RunSpec, extra_metadata: dict[str, Any] | None) -> dict[str, Any]:
+    return {
         "source_integration": INTEGRATION_NAME,
         "source_integration_version": __version__,
         "source_dagster_run_id": run.dagster_run_id,
@@ -143,134 +195,151 @@ def write(
         "source_python_version": platform.python_version(),
         **(extra_metadata or {}),
     }
-    staging_dir = store.layout.wandb_staging_dir / uuid.uuid4().hex
-    # wandb stages artifact files under WANDB_DATA_DIR; offline runs are synced later from
-    # there, so it must be on the shared volume rather than a container's /tmp or $HOME.
-    with (
-        scoped_env({"WANDB_DATA_DIR": str(store.layout.wandb_data_dir)}),
-        store.cache.stage() as staged,
-    ):
-        payload: serialization.WrittenPayload | None = None
-        if isinstance(obj, wandb.Artifact):
-            artifact = _adopt_artifact(obj, name, config, base_metadata, log)
-        else:
-            artifact = wandb.Artifact(
-                name=name,
-                type=config.type or "artifact",
-                description=config.description,
-                metadata=base_metadata,
-            )
-            if isinstance(obj, WBValue):
-                if config.serialization_module is not None:
-                    log(
-                        "`serialization_module` is ignored: the output is a W&B object"
-                        f" ({type(obj).__name__}), stored as JSON by W&B."
-                    )
-                artifact.add(obj, type(obj).__name__)
-            else:
-                payload = _serialize(store, signer, obj, config, staged.files_dir, name, run, log)
-                artifact.metadata = {**artifact.metadata, **_payload_metadata(payload)}
-                _add_payload_files(artifact, payload, staged.files_dir, staging_dir)
-        _add_extras(artifact, config, offline=store.offline)
-        _relocate_local_files(artifact, staging_dir, store.layout.root)
 
-        aliases = _dedupe([*config.aliases, run_alias(run.dagster_run_id), "latest"])
-        digest = artifact.digest
-        # With a store of record, this host's copy is a cache like any other (evictable).
-        origin = "stored" if store.offline and store.objects is not None else s.mode
-        manifest = _manifest_for(artifact, staged, payload, s, origin=origin)
-        if manifest.digest != digest:
-            raise CacheCorruptionError(
-                f"Internal error: computed digest {manifest.digest} != W&B digest {digest}."
-            )
-        entry = store.cache.commit(staged, manifest, s.ttl_minutes)
-        # In use until the index names it: an eviction pass between the commit and the index
-        # write would otherwise remove an entry the write then reports as published.
-        store.cache.holds.hold(entry)
-        if entry.read_manifest() is None:
-            raise CacheCorruptionError(
-                f"The cache entry {entry.path} was evicted the moment it was committed, before"
-                " this write could hold it. Nothing was published; retry the step, and run"
-                " eviction with a longer --older-than-minutes."
-            )
 
-        if store.offline:
-            if store.objects is not None:
-                # Stored before the index names it: a reader on any host can then fetch it.
-                store.objects.upload(entry, manifest)
-            indexed = store.index.record(
-                s.entity,
-                s.project,
-                name,
-                digest=digest,
-                type=artifact.type,
-                size=manifest.size,
-                aliases=aliases,
-                info={"dagster_run_id": run.dagster_run_id, "wandb_run_id": run.run_id},
-                signer=signer,
-                trust=store.trust,
-                log=log,
-                claim_run=run.dagster_run_id if once_per_run else None,
+def _stage(
+    job: _Write, obj: Any, staged: StagedEntry, base_metadata: dict[str, Any]
+) -> tuple[Any, EntryManifest]:
+    """The draft wandb.Artifact of `obj`, and its cache manifest with every file in `staged`."""
+    backends, s = job.backends, job.backends.settings
+    artifact, payload = _draft(job, obj, staged.files_dir, base_metadata)
+    _add_extras(artifact, job.config, offline=backends.offline)
+    _relocate_local_files(artifact, job.staging_dir, backends.cache.layout.root)
+    digest = artifact.digest
+    # With a store of record, this host's copy is a cache like any other (evictable).
+    origin = "stored" if backends.offline and backends.objects is not None else s.mode
+    manifest = _manifest_for(artifact, staged, payload, s, origin=origin)
+    if manifest.digest != digest:
+        raise CacheCorruptionError(
+            f"Internal error: computed digest {manifest.digest} != W&B digest {digest}."
+        )
+    return artifact, manifest
+
+
+def _draft(
+    job: _Write, obj: Any, files_dir: Path, base_metadata: dict[str, Any]
+) -> tuple[Any, serialization.WrittenPayload | None]:
+    """A wandb.Artifact holding `obj`: adopted as is, a W&B object, or a serialized payload."""
+    import wandb
+    from wandb.data_types import WBValue
+
+    config = job.config
+    if isinstance(obj, wandb.Artifact):
+        return _adopt_artifact(obj, job.name, config, base_metadata, job.log), None
+    artifact = wandb.Artifact(
+        name=job.name,
+        type=config.type or "artifact",
+        description=config.description,
+        metadata=base_metadata,
+    )
+    if isinstance(obj, WBValue):
+        if config.serialization_module is not None:
+            job.log(
+                "`serialization_module` is ignored: the output is a W&B object"
+                f" ({type(obj).__name__}), stored as JSON by W&B."
             )
-            if indexed.claimed_earlier:
-                store.cache.holds.release(entry)
-                remove_tree(staging_dir)
-                earlier = published_in_run(store, name, run)
-                if earlier is None:  # pragma: no cover - the index just named it
-                    raise OfflineIndexError(f"{name}: the run's earlier version vanished.")
-                return earlier
-            # Logged once the index holds the publication, so `wandb sync` uploads what the
-            # platform's readers see.
-            with (
-                store.run_lock(run),
-                open_run(store.layout, run, mode="offline") as wandb_run,
-            ):
-                wandb_run.log_artifact(artifact, aliases=aliases)
-                info = run_info(wandb_run, run, app_url=app_url(s.host))
-                offline_dir = Path(wandb_run.dir).parent
-            atomic_write_json(staging_dir / ".offline_run.json", {"run_dir": str(offline_dir)})
-            version = indexed.version
-            artifact_id = None
-            url = _artifact_url(s, artifact.type, name, version)
-        else:
-            with store.run_lock(run):
-                logged = store.client.log_artifact(run, artifact, aliases)
-            info = logged.run
-            remove_tree(staging_dir)
-            version, artifact_id, url = logged.version, logged.id, logged.url
-        store.cache.holds.release(entry)
-    return WriteResult(
-        entity=s.entity,
-        project=s.project,
-        name=name,
-        version=version,
-        digest=digest,
+        artifact.add(obj, type(obj).__name__)
+        return artifact, None
+    payload = _serialize(job, obj, files_dir)
+    artifact.metadata = {**artifact.metadata, **_payload_metadata(payload)}
+    _add_payload_files(artifact, payload, files_dir, job.staging_dir)
+    return artifact, payload
+
+
+def _publish_offline(
+    job: _Write,
+    artifact: Any,
+    manifest: EntryManifest,
+    entry: CacheEntry,
+    aliases: list[str],
+    once_per_run: bool,
+) -> WriteResult:
+    """Index the committed entry, then log it to an offline W&B run for `wandb sync`."""
+    backends, s, run = job.backends, job.backends.settings, job.run
+    if backends.objects is not None:
+        # Stored before the index names it: a reader on any host can then fetch it.
+        backends.objects.upload(entry, manifest)
+    indexed = backends.index.record(
+        s.entity,
+        s.project,
+        job.name,
+        digest=manifest.digest,
         type=artifact.type,
         size=manifest.size,
+        aliases=aliases,
+        info={"dagster_run_id": run.dagster_run_id, "wandb_run_id": run.run_id},
+        signer=job.signer,
+        trust=backends.trust,
+        log=job.log,
+        claim_run=run.dagster_run_id if once_per_run else None,
+    )
+    if indexed.claimed_earlier:
+        return _earlier_publication(job, entry)
+    # Logged once the index holds the publication, so `wandb sync` uploads what the
+    # platform's readers see.
+    with backends.run_lock(run), open_run(backends.cache.layout, run, mode="offline") as wandb_run:
+        wandb_run.log_artifact(artifact, aliases=aliases)
+        info = run_info(wandb_run, run, app_url=app_url(s.host))
+        offline_dir = Path(wandb_run.dir).parent
+    atomic_write_json(job.staging_dir / ".offline_run.json", {"run_dir": str(offline_dir)})
+    url = _artifact_url(s, artifact.type, job.name, indexed.version)
+    version = _written(job, artifact, manifest, aliases, indexed.version, None, url)
+    backends.cache.holds.release(entry)
+    return _result(backends, version, info, artifact.metadata, entry)
+
+
+def _earlier_publication(job: _Write, entry: CacheEntry) -> WriteResult:
+    """What this run published before, when the index says it had (and nothing new was)."""
+    job.backends.cache.holds.release(entry)
+    remove_tree(job.staging_dir)
+    earlier = published_in_run(job.backends, job.name, job.run)
+    if earlier is None:  # pragma: no cover - the index just named it
+        raise OfflineIndexError(f"{job.name}: the run's earlier version vanished.")
+    return earlier
+
+
+def _publish_online(
+    job: _Write, artifact: Any, manifest: EntryManifest, entry: CacheEntry, aliases: list[str]
+) -> WriteResult:
+    backends = job.backends
+    with backends.run_lock(job.run):
+        logged = backends.client.log_artifact(job.run, artifact, aliases)
+    remove_tree(job.staging_dir)
+    version = _written(job, artifact, manifest, aliases, logged.version, logged.id, logged.url)
+    backends.cache.holds.release(entry)
+    return _result(backends, version, logged.run, artifact.metadata, entry)
+
+
+def _written(
+    job: _Write,
+    artifact: Any,
+    manifest: EntryManifest,
+    aliases: list[str],
+    version: str,
+    artifact_id: str | None,
+    url: str | None,
+) -> ArtifactVersion:
+    """The version this write logged, as W&B (or the offline index) numbered it."""
+    s = job.backends.settings
+    return ArtifactVersion(
+        entity=s.entity,
+        project=s.project,
+        name=job.name,
+        version=version,
+        digest=manifest.digest,
+        type=artifact.type,
         id=artifact_id,
+        size=manifest.size,
         url=url,
         aliases=aliases,
-        run=info,
-        offline=store.offline,
-        wandb_metadata=dict(artifact.metadata),
-        cache_path=str(entry.path),
     )
 
 
-def _serialize(
-    store: ArtifactStore,
-    signer: Signer | None,
-    obj: Any,
-    config: WriteConfig,
-    dest: Path,
-    name: str,
-    run: RunSpec,
-    log: Log,
-) -> serialization.WrittenPayload:
-    s = store.settings
+def _serialize(job: _Write, obj: Any, dest: Path) -> serialization.WrittenPayload:
+    s = job.backends.settings
     binding = None
-    if signer is None:
-        log(
+    if job.signer is None:
+        job.log(
             f"{PRIVATE_KEY_ENV} is not set: writing an UNSIGNED pickle because this deployment"
             f" sets {ALLOW_UNSIGNED_ENV}. Readers must allow unsigned pickles too."
         )
@@ -278,17 +347,17 @@ def _serialize(
         binding = signing.Binding(
             entity=s.entity,
             project=s.project,
-            name=name,
-            team=signer.team,
+            name=job.name,
+            team=job.signer.team,
         )
     return serialization.dump(
         obj,
-        config.serialization_module or "pickle",
-        config.serialization_parameters,
+        job.config.serialization_module or "pickle",
+        job.config.serialization_parameters,
         dest,
-        signer=signer,
+        signer=job.signer,
         binding=binding,
-        log=log,
+        log=job.log,
     )
 
 

@@ -17,8 +17,8 @@ from dagster import (
 from pydantic import Field as PydanticField
 
 from .cache import Layout
-from .client import WANDB_CLOUD_HOST, WandbCloudClient, WandbSdkClient
 from .errors import ConfigurationError, MissingApiKeyError
+from .wandb_client import WANDB_CLOUD_HOST, WandbCloudClient, WandbSdkClient
 
 MODE_ENV = "WANDB_MODE"
 _OFFLINE_MODES = {"offline", "dryrun"}

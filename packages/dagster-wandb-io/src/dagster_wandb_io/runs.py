@@ -176,7 +176,10 @@ def open_run(layout: Layout, spec: RunSpec, *, mode: str) -> Iterator[Any]:
 
 @contextmanager
 def scoped_env(values: Mapping[str, str]) -> Iterator[None]:
-    """Temporarily point wandb's environment settings (e.g. its staging dir) at our volume."""
+    """Set environment variables for the block, then restore them (removing any that were unset).
+
+    Some wandb settings are read from the environment only: its staging dir (WANDB_DATA_DIR),
+    and the key and host `launch_add` builds its own API client from."""
     old = {k: os.environ.get(k) for k in values}
     os.environ.update(values)
     try:

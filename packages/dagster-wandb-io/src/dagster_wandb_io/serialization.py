@@ -144,8 +144,44 @@ def dump(
     params = dict(parameters)
     protocol = int(params.pop("protocol", pickle.HIGHEST_PROTOCOL))
     filename = PAYLOAD_FILENAMES[module_name]
-    path = dest_dir / filename
     dest_dir.mkdir(parents=True, exist_ok=True)
+    digests, extra = _write_payload(
+        obj, module, module_name, dest_dir / filename, protocol, params, log
+    )
+    sig_name = sig_md5 = sig_size = None
+    if signer is not None:
+        assert binding is not None
+        sig_name = filename + signing.SIGNATURE_SUFFIX
+        sig_bytes = signing.sign(signer, filename, digests, binding).to_json()
+        (dest_dir / sig_name).write_bytes(sig_bytes)
+        sig_md5 = base64.b64encode(hashlib.md5(sig_bytes).digest()).decode()
+        sig_size = len(sig_bytes)
+    assert digests.md5_b64 is not None
+    return WrittenPayload(
+        filename=filename,
+        signature_filename=sig_name,
+        module=module_name,
+        module_version=module_version(module),
+        protocol=protocol,
+        size=digests.length,
+        tree_xxh128=digests.tree_xxh128,
+        md5_b64=digests.md5_b64,
+        signature_md5_b64=sig_md5,
+        signature_size=sig_size,
+        metadata=extra,
+    )
+
+
+def _write_payload(
+    obj: Any,
+    module: Any,
+    module_name: str,
+    path: Path,
+    protocol: int,
+    params: dict[str, Any],
+    log: Logger | None,
+) -> tuple[signing.ChunkDigests, dict[str, Any]]:
+    """Write `obj` to `path` through a hashing writer; its digests, and metadata on how."""
     extra: dict[str, Any] = {}
 
     def attempt(value: Any) -> signing.ChunkDigests:
@@ -190,29 +226,7 @@ def dump(
             f" function) and that the value is supported by {module_name}; otherwise set"
             f" `serialization_module.name` to one of {others}."
         ) from exc
-
-    sig_name = sig_md5 = sig_size = None
-    if signer is not None:
-        assert binding is not None
-        sig_name = filename + signing.SIGNATURE_SUFFIX
-        sig_bytes = signing.sign(signer, filename, digests, binding).to_json()
-        (dest_dir / sig_name).write_bytes(sig_bytes)
-        sig_md5 = base64.b64encode(hashlib.md5(sig_bytes).digest()).decode()
-        sig_size = len(sig_bytes)
-    assert digests.md5_b64 is not None
-    return WrittenPayload(
-        filename=filename,
-        signature_filename=sig_name,
-        module=module_name,
-        module_version=module_version(module),
-        protocol=protocol,
-        size=digests.length,
-        tree_xxh128=digests.tree_xxh128,
-        md5_b64=digests.md5_b64,
-        signature_md5_b64=sig_md5,
-        signature_size=sig_size,
-        metadata=extra,
-    )
+    return digests, extra
 
 
 def _dump_container(
@@ -390,6 +404,27 @@ def load(
     filename = path.name
     where = "/".join(artifact)
     module_name = module_for_filename(filename)
+    signature = _signature_to_check(path, where, trust, allow_unsigned)
+    module = import_module(module_name, for_reading=True)
+    buffers, footer, digests = _read_payload(path, where, signature)
+    if expected_xxh128 is not None and digests.tree_xxh128 != expected_xxh128:
+        raise CacheCorruptionError(f"{filename} does not match its recorded checksum")
+    if signature is not None:
+        assert trust is not None
+        signing.verify(trust, signature, filename, digests, artifact)
+    elif log is not None:
+        log(
+            f"Loading the unsigned {filename!r} of {where} because this deployment sets"
+            f" {ALLOW_UNSIGNED_ENV}."
+        )
+    return _deserialize(module, module_name, filename, buffers, footer)
+
+
+def _signature_to_check(
+    path: Path, where: str, trust: TrustStore | None, allow_unsigned: bool
+) -> signing.Signature | None:
+    """The payload's signature; None only where unsigned payloads are allowed."""
+    filename = path.name
     sig_path = path.with_name(filename + signing.SIGNATURE_SUFFIX)
     signature = signing.Signature.from_file(sig_path) if sig_path.exists() else None
     if signature is None and not allow_unsigned:
@@ -404,39 +439,47 @@ def load(
             f"The payload {filename!r} of {where} is signed but no trust file is configured to"
             f" verify it. {KEY_HELP}."
         )
-    module = import_module(module_name, for_reading=True)
+    return signature
 
+
+def _read_payload(
+    path: Path, where: str, signature: signing.Signature | None
+) -> tuple[list[Any], dict[str, Any] | None, signing.ChunkDigests]:
+    """The payload's segments read into memory and hashed, not yet trusted: its buffers,
+    footer and digests."""
     digester = signing.ChunkDigester()
     with open(path, "rb", buffering=0) as f:
         size = os.fstat(f.fileno()).st_size
         if signature is not None and signature.length != size:
             # Refused before a byte of the payload is read.
             raise SignatureError(
-                f"The payload {filename!r} of {where} is {size} bytes but its signature covers"
+                f"The payload {path.name!r} of {where} is {size} bytes but its signature covers"
                 f" {signature.length}: it was modified or replaced after signing. Do not load"
                 " it; re-materialize the upstream asset from a trusted run."
             )
         segments, footer = _layout(f, size)
-        raw_bytes = bool(footer and footer.get("raw_bytes"))
-        reader = _read_whole_segments if raw_bytes else _read_segments
+        reader = _read_whole_segments if _holds_raw_bytes(footer) else _read_segments
         try:
             buffers = reader(f, segments, digester)
         except BaseException:
             digester.abort()
             raise
-    digests = digester.finish()
-    if expected_xxh128 is not None and digests.tree_xxh128 != expected_xxh128:
-        raise CacheCorruptionError(f"{filename} does not match its recorded checksum")
-    if signature is not None:
-        assert trust is not None
-        signing.verify(trust, signature, filename, digests, artifact)
-    elif log is not None:
-        log(
-            f"Loading the unsigned {filename!r} of {where} because this deployment sets"
-            f" {ALLOW_UNSIGNED_ENV}."
-        )
+    return buffers, footer, digester.finish()
 
-    if raw_bytes:
+
+def _holds_raw_bytes(footer: dict[str, Any] | None) -> bool:
+    return bool(footer and footer.get("raw_bytes"))
+
+
+def _deserialize(
+    module: Any,
+    module_name: str,
+    filename: str,
+    buffers: list[Any],
+    footer: dict[str, Any] | None,
+) -> Any:
+    """Unpickle verified buffers (a raw-bytes payload is its second buffer as is)."""
+    if _holds_raw_bytes(footer):
         return buffers[1]
     try:
         if footer is None:

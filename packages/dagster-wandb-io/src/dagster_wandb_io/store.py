@@ -7,63 +7,26 @@ in `publish.py`, reading in `fetch.py`, and the cache entries both go through in
 
 from __future__ import annotations
 
-import contextlib
-import functools
 import os
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from . import fetch, keys, publish, runs
+from . import fetch, keys, publish
+from .artifact_objects import STORE_URL_ENV, ObjectStore
+from .backends import Backends, Log, StoreSettings
 from .cache import Layout, SharedCache
-from .client import WandbCloudClient
 from .config import Selection, WriteConfig
-from .errors import ConfigurationError
 from .fetch import ReadStats
 from .index import OfflineIndex
 from .index_postgres import INDEX_URL_ENV, PostgresIndex
-from .naming import validate_path_component
-from .object_store import STORE_URL_ENV, ObjectStore
 from .publish import WriteResult
 from .runs import RunSpec
-
-Mode = Literal["online", "offline"]
-Log = Callable[[str], None]
+from .wandb_client import WandbCloudClient
 
 
 def _noop(_: str) -> None:
     pass
-
-
-@dataclass(frozen=True)
-class StoreSettings:
-    base_dir: Path
-    mode: Mode
-    entity: str
-    project: str
-    host: str
-    api_key: str | None = None
-    ttl_minutes: int | None = None
-    # A deployment setting (keys.ALLOW_UNSIGNED_ENV), never run config: see io_manager.py.
-    allow_unsigned: bool = False
-    # Deployment settings too, from the environment (from_environment): the offline store of
-    # record (s3://bucket/prefix) and the Postgres that holds the index every host shares.
-    store_url: str | None = None
-    index_url: str | None = field(default=None, repr=False)
-
-    def __post_init__(self) -> None:
-        # Checked on every construction, dataclasses.replace() included (a read that names
-        # another team's entity and project builds new settings).
-        validate_path_component(self.entity, what="entity")
-        validate_path_component(self.project, what="project")
-        if self.store_url and not self.index_url:
-            raise ConfigurationError(
-                f"{STORE_URL_ENV} is set but {INDEX_URL_ENV} is not. Hosts that share the object"
-                " store must share the index too (a file index on one host's volume would"
-                f" disagree with another's): set {INDEX_URL_ENV} to a postgresql:// URL, or"
-                f" unset {STORE_URL_ENV} to keep everything on this host's volume."
-            )
 
 
 def shared_storage_from_environment() -> dict[str, str | None]:
@@ -96,48 +59,31 @@ class ArtifactStore:
         self.objects = ObjectStore(settings.store_url) if settings.store_url else None
         backend = postgres_index(settings.index_url) if settings.index_url else None
         self.index = OfflineIndex(self.layout, backend)
-        self._client = client
+        # What the write and read paths use: they get these, not the store.
+        self.backends = Backends(settings, self.cache, self.index, self.objects, client)
         self.stats = ReadStats()
 
-    @functools.cached_property
+    @property
     def trust(self) -> keys.TrustStore | None:
         """Every team's public key and entities; None only where unsigned pickles are allowed."""
-        return keys.load_trust(required=not self.settings.allow_unsigned)
+        return self.backends.trust
 
     def signer(self, *, required: bool) -> keys.Signer | None:
-        """This team's signing identity, checked against the entity it writes to before anything
-        is written; None only where the deployment allows unsigned pickles."""
-        signer = keys.load_signer(
-            self.trust, required=required and not self.settings.allow_unsigned
-        )
-        if signer is not None:
-            assert self.trust is not None
-            signer.check_may_publish(self.trust, self.settings.entity)
-        return signer
+        """This team's signing identity; None only where the deployment allows unsigned
+        pickles."""
+        return self.backends.signer(required=required)
 
     @property
     def offline(self) -> bool:
-        return self.settings.mode == "offline"
+        return self.backends.offline
 
     @property
     def client(self) -> WandbCloudClient:
-        if self._client is None:
-            raise ConfigurationError("No W&B client is configured for online mode.")
-        return self._client
+        return self.backends.client
 
-    @contextlib.contextmanager
-    def run_lock(self, run: RunSpec, timeout: float = 3600) -> Iterator[None]:
-        """One process at a time uses a W&B run: on this host, a file lock on the cache
-        volume; with a shared index, a Postgres advisory lock that every host honours."""
-        backend = self.index.backend
-        if isinstance(backend, PostgresIndex):
-            with backend.exclusive(
-                f"dagster-wandb-io run {run.entity}/{run.project}/{run.run_id}", timeout
-            ):
-                yield
-        else:
-            with runs.run_lock(self.layout, run, timeout):
-                yield
+    def run_lock(self, run: RunSpec, timeout: float = 3600) -> AbstractContextManager[None]:
+        """One process at a time uses a W&B run (see `Backends.run_lock`)."""
+        return self.backends.run_lock(run, timeout)
 
     def close(self) -> None:
         """Release entries held in use for paths and artifacts handed to user code."""
@@ -145,7 +91,7 @@ class ArtifactStore:
 
     def published_in_run(self, name: str, run: RunSpec) -> WriteResult | None:
         """The version of ``name`` this Dagster run already published, if any."""
-        return publish.published_in_run(self, name, run)
+        return publish.published_in_run(self.backends, name, run)
 
     def write(
         self,
@@ -159,7 +105,7 @@ class ArtifactStore:
         once_per_run: bool = False,
     ) -> WriteResult:
         return publish.write(
-            self,
+            self.backends,
             obj,
             name=name,
             config=config,
@@ -180,4 +126,13 @@ class ArtifactStore:
         project: str | None = None,
     ) -> Any:
         """Read ``name``; ``entity``/``project`` name another team's, else this store's own."""
-        return fetch.read(self, name, selection, run=run, log=log, entity=entity, project=project)
+        return fetch.read(
+            self.backends,
+            self.stats,
+            name,
+            selection,
+            run=run,
+            log=log,
+            entity=entity,
+            project=project,
+        )

@@ -6,14 +6,15 @@ and `create_and_run_agent` as wandb 0.31 defines them, and tests pass a fake.
 """
 
 import os
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
+from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
 from dagster import OpExecutionContext, op
 
 from ..errors import ConfigurationError
 from ..resources import WandbResource
+from ..runs import scoped_env
 from .configs import launch_agent_config, launch_config
 
 _AGENT_DEFAULTS: dict[str, Any] = {
@@ -36,20 +37,11 @@ class LaunchClient(Protocol):
         """Run a job directly (no queue)."""
 
 
-@contextmanager
-def _credentials(resource: WandbResource) -> Iterator[None]:
+def _credentials(resource: WandbResource) -> AbstractContextManager[None]:
     # launch_add builds its own LaunchApi from the environment: hand it our key and host.
-    values = {"WANDB_API_KEY": resource.require_api_key(), "WANDB_BASE_URL": resource.host}
-    old = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+    return scoped_env(
+        {"WANDB_API_KEY": resource.require_api_key(), "WANDB_BASE_URL": resource.host}
+    )
 
 
 class WandbLaunchClient:

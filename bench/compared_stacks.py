@@ -17,8 +17,8 @@ from celery import Celery
 from dagster_team_celery.platform_bucket import STEP_OUTPUTS_ENV
 from dagster_team_celery.settings import BACKEND_URL_ENV, BROKER_URL_ENV
 from devstack import config
+from devstack.local_stack import LocalStack, StackSettings
 from devstack.processes import Service
-from devstack.stack import LocalStack, StackSettings
 
 VANILLA_LAUNCHER = {"module": "dagster._core.launcher", "class": "DefaultRunLauncher"}
 # Holds only vanilla_definitions.py, so nothing else on the team's path is shadowed.

@@ -35,7 +35,9 @@ class RemoteFile:
 
 
 @dataclass
-class RemoteArtifact:
+class ArtifactVersion:
+    """One version of an artifact: what a read resolves and a write reports alike."""
+
     entity: str
     project: str
     name: str
@@ -46,6 +48,10 @@ class RemoteArtifact:
     size: int
     url: str | None
     aliases: list[str]
+
+
+@dataclass
+class RemoteArtifact(ArtifactVersion):
     metadata: dict[str, Any]
     description: str | None
     files: dict[str, RemoteFile]

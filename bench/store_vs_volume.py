@@ -12,18 +12,14 @@ read (every byte from the store) and its second (its own cache).
 
 import os
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
+from bench.compared_stacks import PlatformStack
 from bench.runs import timed_run
-from bench.stacks import PlatformStack
 from dagster_team_celery.platform_bucket import STEP_OUTPUTS_ENV
-from devstack.client import PlatformClient
-from devstack.config import REPO_ROOT
-
-PACKAGE_TESTS = REPO_ROOT / "packages" / "dagster-wandb-io" / "tests"
+from devstack.graphql_client import PlatformClient
 
 
 class VolumeOutputsStack(PlatformStack):
@@ -65,11 +61,9 @@ def step_outputs(clients: dict[str, PlatformClient], team: str, runs: int, size_
 def wandb_reads(stack: PlatformStack, size_mb: int, repeat: int = 3) -> dict:
     """Write once, then time reads: the writer's host (cache hit), a cold host (from the
     store), and the cold host again (now a hit)."""
-    sys.path.insert(0, str(PACKAGE_TESTS))
-    from helpers import offline_store, run_spec
-
     from dagster_wandb_io.config import Selection, WriteConfig
     from dagster_wandb_io.keys import signing_environment
+    from dagster_wandb_io.testing import offline_store, run_spec
 
     environment = {
         **stack.object_store_credentials(),

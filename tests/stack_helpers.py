@@ -5,12 +5,14 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 
-from devstack.client import PlatformClient
+from devstack.graphql_client import PlatformClient
+from devstack.local_stack import LocalStack, StackError, StackSettings
 from devstack.processes import wait_until
-from devstack.stack import LocalStack, StackError, StackSettings
 from tests.repo import REPO_ROOT
 
 
@@ -31,6 +33,22 @@ def stop_stack(stack: LocalStack, session: pytest.Session) -> None:
             print(f"--- {service.name} (last lines of {service.log_path}):\n{service.log_tail(15)}")
     else:
         shutil.rmtree(stack.state, ignore_errors=True)
+
+
+@contextmanager
+def fresh_stack(name: str, session: pytest.Session) -> Iterator[LocalStack]:
+    """The stack a shared fixture holds for its scope (the session's in tests/conftest.py, the
+    fault suite's in tests/faults/conftest.py): started fresh, stopped when the scope ends."""
+    stack = start_stack(name)
+    yield stack
+    stop_stack(stack, session)
+
+
+def loaded_client(stack: LocalStack) -> PlatformClient:
+    """A client of the stack's webserver, once every team's code location has loaded."""
+    client = PlatformClient(stack.webserver_url)
+    wait_for_loaded_locations(client, stack.teams)
+    return client
 
 
 def wait_for_loaded_locations(client: PlatformClient, teams: list[str], timeout: float = 90.0):
