@@ -23,9 +23,11 @@ RESUMED = re.compile(r"Resumed the run: (\d+) step\(s\) already succeeded")
 # What Dagster's run monitoring logs when it resumes a run (dagster/_daemon/monitoring).
 RESUME_REQUESTED = "Launching a new run worker to resume run"
 STEP_SECONDS = 0.5
-# Run monitoring's bar for noticing a dead run process (dagster.yaml: every 5 s, two checks of
-# a heartbeat that lives 5 s), with a margin for two busy cores.
-NOTICED_WITHIN_SECONDS = 20
+# Run monitoring notices a dead run process from its heartbeat (dagster.yaml: every 5 s, two
+# checks of a heartbeat that lives 5 s: about 15 s). The bar is loose, as the suites share two
+# cores, yet below the launcher's other ways of noticing (a resume not taken in 180 s, a broker
+# unreachable for 120 s), so passing still proves the heartbeat noticed. The bench times it.
+NOTICED_WITHIN_SECONDS = 60
 
 
 @dataclass

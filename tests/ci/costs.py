@@ -73,17 +73,22 @@ def markdown(report: dict) -> str:
         f"# `{report['command']}` costs: {total:.0f} s ({total / 60:.1f} min; budget "
         f"{BUDGET_SECONDS // 60} min): {report['tests']} tests, {report['failed']} failed",
         "",
-        "| step | seconds | share |",
-        "|---|---:|---:|",
+        "| step | seconds | share | CPU seconds |",
+        "|---|---:|---:|---:|",
     ]
     if report.get("setup_seconds"):
         setup = report["setup_seconds"]
-        lines.append(f"| machine setup before the suites | {setup:.0f} | {setup / total:.0%} |")
+        lines.append(f"| machine setup before the suites | {setup:.0f} | {setup / total:.0%} | |")
     for step in report["steps"]:
-        lines.append(f"| {step['name']} | {step['seconds']:.0f} | {step['seconds'] / total:.0%} |")
+        cpu = step.get("cpu_seconds")
+        lines.append(
+            f"| {step['name']} | {step['seconds']:.0f} | {step['seconds'] / total:.0%} "
+            f"| {'' if cpu is None else f'{cpu:.0f}'} |"
+        )
     lines += [
         "",
-        "Steps in different lanes run at once, so their seconds add up to more than the total.",
+        "Steps in different lanes run at once, so their seconds add up to more than the total. "
+        "CPU seconds are the step's processes' (containers' not included).",
         "",
         "| suite | tests | seconds | what it starts |",
         "|---|---:|---:|---|",

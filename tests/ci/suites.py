@@ -42,6 +42,9 @@ class Step:
     cwd: Path = REPO_ROOT
     env: dict[str, str] = field(default_factory=dict)
     seconds: float = 0.0
+    # CPU time of the step's processes and of those they waited for (containers' not included):
+    # on two shared cores this, more than waiting, sets how long the lanes take together.
+    cpu_seconds: float = 0.0
     returncode: int | None = None
 
     @property
@@ -145,41 +148,50 @@ class Runner:
             for command in step.commands:
                 log.write(f"$ {' '.join(command)}\n")
                 log.flush()
-                result = subprocess.run(
+                process = subprocess.Popen(
                     command, cwd=step.cwd, env=env, stdout=log, stderr=subprocess.STDOUT
                 )
-                if result.returncode != 0:
-                    step.returncode = result.returncode
+                _, status, usage = os.wait4(process.pid, 0)
+                step.cpu_seconds += usage.ru_utime + usage.ru_stime
+                returncode = os.waitstatus_to_exitcode(status)
+                if returncode != 0:
+                    step.returncode = returncode
                     break
         step.seconds = time.monotonic() - started
         outcome = "passed" if step.returncode == 0 else f"FAILED (exit {step.returncode})"
         summary = last_summary(step.log)
         self.say(
             f"suite {number}/{len(self.steps)}: {step.name} {outcome} in {step.seconds:.0f}s"
+            f" ({step.cpu_seconds:.0f} CPU s)"
             f"{f' ({summary})' if summary else ''}; log: {step.log.relative_to(REPO_ROOT)}"
         )
         if step.returncode:
             self.show_failure(step)
 
     def show_failure(self, step: Step) -> None:
-        """The failing step's report, from pytest's FAILURES section (or the log's end), so a
-        CI log that keeps only the console still says what broke."""
+        """The failing step's report: pytest's FAILURES and ERRORS and its short summary, not
+        the passing tests' output (-rP, kept in the log), so a CI log that keeps only the console
+        still says what broke."""
         lines = step.log.read_text(errors="replace").splitlines()
-        start = next(
-            (i for i, line in enumerate(lines) if re.match(r"=+ (FAILURES|ERRORS) =+", line)),
-            max(len(lines) - 200, 0),
-        )
-        shown = lines[start:][:FAILURE_LINES]
+        shown, keep = [], False
+        for line in lines:
+            header = re.match(r"=+ (.+?) =+$", line)
+            if header:
+                title = header.group(1)
+                keep = title in ("FAILURES", "ERRORS") or title == "short test summary info"
+            if keep:
+                shown.append(line)
+        if not shown:  # not a pytest failure (a lint, a dg command): the log's end says why
+            shown = lines[-200:]
         with self.say_lock:
             print(f"---- {step.name}: {step.log.relative_to(REPO_ROOT)} ----", flush=True)
-            print("\n".join(shown), flush=True)
+            print("\n".join(shown[:FAILURE_LINES]), flush=True)
             print(f"---- end of {step.name} ----", flush=True)
 
     def run_lane(self, lane: list[Step]) -> None:
+        # A failure does not stop the lane: one CI run reports every failing step.
         for step in lane:
             self.run_step(step, self.steps.index(step) + 1)
-            if step.returncode:
-                return  # as `make`, a lane stops at its first failure
 
     def run(self, lanes: int) -> bool:
         by_lane: dict[int, list[Step]] = {}
@@ -201,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--lanes", type=int, choices=[1, 3], default=3, help="1: every step in turn"
     )
-    parser.add_argument("--workers", type=int, default=3, help="pytest-xdist's for the packages")
+    parser.add_argument("--workers", type=int, default=2, help="pytest-xdist's for the packages")
     parser.add_argument("--fast", action="store_true", help="only what starts no stack")
     args = parser.parse_args(argv)
     every = fast_steps() if args.fast else all_steps(args.workers)
@@ -218,7 +230,13 @@ def main(argv: list[str] | None = None) -> int:
     started_at = float(os.environ.get("CI_STARTED_AT") or 0)
     setup = (time.time() - wall - started_at) if started_at else None
     step_rows = [
-        {"name": s.name, "seconds": round(s.seconds, 1), "passed": s.returncode == 0} for s in steps
+        {
+            "name": s.name,
+            "seconds": round(s.seconds, 1),
+            "cpu_seconds": round(s.cpu_seconds, 1),
+            "passed": s.returncode == 0,
+        }
+        for s in steps
     ]
     command = "make test-fast" if args.fast else "make test"
     report = write_report(command, log, step_rows, stem, wall, setup)

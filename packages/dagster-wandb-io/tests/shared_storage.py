@@ -132,6 +132,22 @@ class SeaweedServer:
         }
 
     def start(self, *, create_bucket: bool = True) -> None:
+        """Start on this server's ports; a first start that fails (a port taken by another
+        test's process between `free_port` and the bind) retries on fresh ports."""
+        first_start = not (self.folder / "data").exists()
+        for attempt in range(3 if first_start else 1):
+            if attempt:
+                self.ports = {name: free_port() for name in self.ports}
+                self.grpc = {name: free_port() for name in self.grpc}
+                self.url = f"http://127.0.0.1:{self.ports['s3']}"
+            if self._launch_and_wait():
+                break
+        else:
+            raise RuntimeError(f"SeaweedFS did not start:\n{self._log_tail()}")
+        if create_bucket:
+            self.wait_for_bucket()
+
+    def _launch_and_wait(self) -> bool:
         weed = Path(sys.prefix) / "bin" / "weed"
         (self.folder / "data").mkdir(parents=True, exist_ok=True)
         self.process = subprocess.Popen(
@@ -160,17 +176,20 @@ class SeaweedServer:
             stdout=subprocess.DEVNULL,
             stderr=open(self.folder / "weed.log", "ab"),  # noqa: SIM115 - the server's life
         )
-        deadline = time.monotonic() + 60
-        while True:
+        # Generous: two lanes of suites share two cores in CI.
+        deadline = time.monotonic() + 120
+        while self.process.poll() is None and time.monotonic() < deadline:
             try:
                 with urllib.request.urlopen(f"{self.url}/healthz", timeout=2):
-                    break
+                    return True
             except OSError:
-                if time.monotonic() > deadline:
-                    raise RuntimeError("SeaweedFS did not start; see weed.log") from None
                 time.sleep(0.2)
-        if create_bucket:
-            self.wait_for_bucket()
+        self.stop()
+        return False
+
+    def _log_tail(self, lines: int = 30) -> str:
+        log = (self.folder / "weed.log").read_text(errors="replace").splitlines()
+        return "\n".join(log[-lines:])
 
     def client(self):
         import boto3
