@@ -2,9 +2,7 @@
 
 import pytest
 
-from tests.repo import load_script
-
-wait_healthy = load_script("wait_healthy")
+from scripts import wait_healthy
 
 
 @pytest.fixture
