@@ -20,9 +20,15 @@ RUN pip install --no-cache-dir "uv==${UV_VERSION}" \
 WORKDIR /opt/dagster/platform
 # The platform's own packages (run launcher, executor loop; the platform code location's
 # cache eviction) are path dependencies of the lock.
+# Third-party dependencies first, from the lock and the packages' metadata alone: this slow
+# layer is rebuilt when a lock changes, not on every change to the platform packages' code.
+COPY pyproject.toml uv.lock ./
+COPY packages/dagster-team-celery/pyproject.toml packages/dagster-team-celery/
+COPY packages/dagster-wandb-io/pyproject.toml packages/dagster-wandb-io/
+RUN uv sync --frozen --no-dev --no-install-project \
+    --no-install-package dagster-team-celery --no-install-package dagster-wandb-io
 COPY packages/dagster-team-celery packages/dagster-team-celery
 COPY packages/dagster-wandb-io packages/dagster-wandb-io
-COPY pyproject.toml uv.lock ./
 RUN uv sync --frozen --no-dev --no-install-project
 
 # Only the instance config: workspace.yaml, the team list, is mounted by docker-compose.yml,

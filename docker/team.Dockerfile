@@ -28,9 +28,15 @@ RUN pip install --no-cache-dir "uv==${UV_VERSION}" \
     && chown dagster:dagster /opt/dagster/shared /opt/dagster/artifact-cache
 
 WORKDIR /opt/dagster/platform
+# Third-party dependencies first, from the lock and the packages' metadata alone: this slow
+# layer is rebuilt when a lock changes, not on every change to the platform packages' code.
+COPY pyproject.toml uv.lock ./
+COPY packages/dagster-team-celery/pyproject.toml packages/dagster-team-celery/
+COPY packages/dagster-wandb-io/pyproject.toml packages/dagster-wandb-io/
+RUN uv sync --frozen --no-dev --no-install-project \
+    --no-install-package dagster-team-celery --no-install-package dagster-wandb-io
 COPY packages/dagster-team-celery packages/dagster-team-celery
 COPY packages/dagster-wandb-io packages/dagster-wandb-io
-COPY pyproject.toml uv.lock ./
 RUN uv sync --frozen --no-dev --no-install-project
 # ---- end of the shared layers ----
 
@@ -44,11 +50,13 @@ RUN chown dagster:dagster /opt/dagster/home
 
 # The team's third-party dependencies: `uv sync` keeps what the shared layers installed at the
 # same versions, adds the team's own libraries and removes the platform-only ones (webserver,
-# Flower). Rebuilt when the team's lock or the platform packages change, not its code.
-COPY packages /opt/dagster/app/packages
+# Flower). Rebuilt when the team's lock changes, not its code or the platform packages'; those
+# (path dependencies of the team's lock) are copied and installed after it.
 WORKDIR /opt/dagster/app/code_locations/${TEAM}
 COPY ${TEAM_DIR}/pyproject.toml ${TEAM_DIR}/uv.lock ./
-RUN uv sync --frozen --no-dev --no-install-project
+RUN uv sync --frozen --no-dev --no-install-project \
+    --no-install-package dagster-team-celery --no-install-package dagster-wandb-io
+COPY packages /opt/dagster/app/packages
 
 COPY ${TEAM_DIR} ./
 RUN uv sync --frozen --no-dev && python -c "import ${TEAM}.definitions"

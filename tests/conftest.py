@@ -8,6 +8,12 @@ from tests.stack_helpers import fresh_stack, loaded_client, wait_until_healthy
 
 
 def pytest_collection_modifyitems(config, items):
+    # `make test` runs the tests on the session's shared local stack apart from the others
+    # (tests/ci/suites.py), telling them apart by this marker: their fixtures, not a label.
+    # The browser suite's target is the shared stack unless it is pointed at a deployed one.
+    for item in items:
+        if {"local_stack", "ui_target"} & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.shared_stack)
     # CI sets REQUIRE_CONTAINER_TESTS=1, so a missing engine fails instead of skipping.
     if os.environ.get("REQUIRE_CONTAINER_TESTS") == "1":
         return

@@ -1,15 +1,15 @@
 """`make test`: every suite, with progress, and a table of what each one cost.
 
-The steps run in three lanes at once, as most of their time is spent waiting on the processes,
-servers and engines they start: the static checks, the packages' and the teams' tests, then the
-fault suite (its own local stack); the platform's other suites on the shared local stack; and
-its suites on container engines (compose, then the swarm). Each pytest loads
-``cost_recorder`` (this folder), which writes every test's seconds to one log; from it this
-module writes test-results/ci-costs.json and .md: per suite (a test file), its tests, seconds
-and what it starts, and per step its wall-clock time. With CI_STARTED_AT (epoch seconds, set by
-.ci/run) the total includes the machine's setup before `make test`.
+The steps run in five lanes at once, as most of their time is spent waiting on the processes,
+servers and engines they start: the static checks, then the packages' and the teams' tests; the
+platform's suites on the shared local stack; those that start their own stacks or none; the
+images, then the compose suite; the fault suite (its own local stack), then the swarm once the
+images are built. Each pytest loads ``cost_recorder`` (this folder), which writes every test's
+seconds to one log; from it this module writes test-results/ci-costs.json and .md: per suite (a
+test file), its tests, seconds and what it starts, and per step its wall-clock and CPU time.
+With CI_STARTED_AT (epoch seconds, set by .ci/run) the total includes the machine's setup.
 
-    python -m tests.ci.suites [--fast] [--only STEP ...] [--lanes 1|3]
+    python -m tests.ci.suites [--fast] [--only STEP ...] [--one-lane]
 """
 
 import argparse
@@ -39,6 +39,7 @@ class Step:
     name: str
     commands: list[list[str]]
     lane: int  # steps of one lane run one after another; lanes run at once
+    needs: str | None = None  # a step of another lane this one waits for (and needs passed)
     cwd: Path = REPO_ROOT
     env: dict[str, str] = field(default_factory=dict)
     seconds: float = 0.0
@@ -66,10 +67,10 @@ def team_steps(fast: bool) -> list[Step]:
     return steps
 
 
-# The platform's suites, split where they share nothing: the fault suite's stack, the shared
-# local stack, the container engines (compose, then the swarm, which loads the images compose
-# built).
-ENGINE_SUITES = "container or swarm"
+# The platform's suites, split where they share nothing: the fault suite's own local stack; the
+# session's shared local stack (tests/conftest.py marks the tests on it); the tests that start
+# their own stacks or none; compose; the swarm, which loads the images the images step built.
+LOCAL_SUITES = "not (container or swarm or faults)"
 # What `make test-fast` leaves out: everything that starts a stack, a worker, a server or an
 # engine (pyproject.toml's markers).
 SLOW = "local_stack or container or faults or ui or swarm or integration"
@@ -81,24 +82,27 @@ STATIC = [
 ]
 
 
+def platform(name: str, markers: str, lane: int, needs: str | None = None) -> Step:
+    command = [PYTHON, "-m", "pytest", "tests", "-m", markers, *PLATFORM_ARGS]
+    return Step(f"platform-{name}", [command], lane=lane, needs=needs)
+
+
 def all_steps(workers: int) -> list[Step]:
     # Most package tests wait on the workers and servers they start (a quarter of a core each,
     # measured): several at once fill the cores.
     spread = ["-n", str(workers)] if workers > 1 else []
-    pytest = [PYTHON, "-m", "pytest"]
+    # Five lanes: measured, the suites use about one of the two cores on average, the rest of
+    # their time waiting on what they started; the longest lane (compose) sets the total.
     return [
         Step("static", STATIC, lane=1),
-        Step("packages", [[*pytest, *PACKAGES, "-q", *spread, *PLUGIN]], lane=1),
+        Step("packages", [[PYTHON, "-m", "pytest", *PACKAGES, "-q", *spread, *PLUGIN]], lane=1),
         *team_steps(fast=False),
-        # The fault suite starts its own local stack: beside the packages' and teams' tests,
-        # which are done by then, rather than after the other local suites.
-        Step("platform-faults", [[*pytest, "tests", "-m", "faults", *PLATFORM_ARGS]], lane=1),
-        Step(
-            "platform-local",
-            [[*pytest, "tests", "-m", f"not ({ENGINE_SUITES} or faults)", *PLATFORM_ARGS]],
-            lane=2,
-        ),
-        Step("platform-engines", [[*pytest, "tests", "-m", ENGINE_SUITES, *PLATFORM_ARGS]], lane=3),
+        platform("shared-stack", f"shared_stack and {LOCAL_SUITES}", lane=2),
+        platform("own-stacks", f"not shared_stack and {LOCAL_SUITES}", lane=3),
+        Step("images", [[PYTHON, "-m", "tests.ci.images"]], lane=4),
+        platform("compose", "container and not swarm", lane=4),
+        platform("faults", "faults", lane=5),
+        platform("swarm", "swarm", lane=5, needs="images"),
     ]
 
 
@@ -126,6 +130,7 @@ class Runner:
         self.log = log
         self.began = time.monotonic()
         self.say_lock = threading.Lock()
+        self.finished = {step.name: threading.Event() for step in steps}
 
     def say(self, message: str) -> None:
         with self.say_lock:
@@ -191,12 +196,25 @@ class Runner:
     def run_lane(self, lane: list[Step]) -> None:
         # A failure does not stop the lane: one CI run reports every failing step.
         for step in lane:
-            self.run_step(step, self.steps.index(step) + 1)
+            number = self.steps.index(step) + 1
+            needed = next((s for s in self.steps if s.name == step.needs), None)
+            if needed is not None:
+                self.finished[needed.name].wait()
+                if needed.returncode:
+                    step.returncode = 1
+                    self.say(
+                        f"suite {number}/{len(self.steps)}: {step.name} not run: it needs "
+                        f"{needed.name}, which failed"
+                    )
+                    self.finished[step.name].set()
+                    continue
+            self.run_step(step, number)
+            self.finished[step.name].set()
 
-    def run(self, lanes: int) -> bool:
+    def run(self, one_lane: bool = False) -> bool:
         by_lane: dict[int, list[Step]] = {}
         for step in self.steps:
-            by_lane.setdefault(step.lane if lanes > 1 else 1, []).append(step)
+            by_lane.setdefault(1 if one_lane else step.lane, []).append(step)
         threads = [
             threading.Thread(target=self.run_lane, args=(lane,)) for lane in by_lane.values()
         ]
@@ -211,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.ci.suites", description=__doc__)
     parser.add_argument("--only", nargs="+", metavar="STEP", help="run only these steps")
     parser.add_argument(
-        "--lanes", type=int, choices=[1, 3], default=3, help="1: every step in turn"
+        "--one-lane", action="store_true", help="every step in turn, as on a one-core machine"
     )
     parser.add_argument("--workers", type=int, default=2, help="pytest-xdist's for the packages")
     parser.add_argument("--fast", action="store_true", help="only what starts no stack")
@@ -225,7 +243,7 @@ def main(argv: list[str] | None = None) -> int:
     log = Path(f"{stem}.jsonl")
     log.unlink(missing_ok=True)
     runner = Runner(steps, log)
-    passed = runner.run(args.lanes)
+    passed = runner.run(one_lane=args.one_lane)
     wall = time.monotonic() - runner.began
     started_at = float(os.environ.get("CI_STARTED_AT") or 0)
     setup = (time.time() - wall - started_at) if started_at else None
