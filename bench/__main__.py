@@ -20,7 +20,7 @@ from pathlib import Path
 from bench import dequeue, footprint, report, store_vs_volume, wandb_io
 from bench.compared_stacks import PlatformStack, VanillaStack, start
 from bench.progress import Progress, previous_section_seconds
-from bench.runs import RunTiming, burst, percentile, summarize, timed_run
+from bench.run_timings import RunTiming, burst, percentile, summarize, timed_run
 from dagster_team_celery.probes import FAN_OUT_WIDTH
 from devstack import config
 from devstack.graphql_client import PlatformClient

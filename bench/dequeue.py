@@ -11,7 +11,7 @@ import time
 import psutil
 import yaml
 
-from bench.runs import timed_run
+from bench.run_timings import timed_run
 from devstack.graphql_client import PlatformClient
 from devstack.local_stack import LocalStack
 

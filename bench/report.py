@@ -99,37 +99,46 @@ def object_store_rows(results: dict) -> list[str]:
     return lines
 
 
-def markdown(results: dict) -> str:
-    lines = [
+def header_lines(results: dict) -> list[str]:
+    return [
         f"Benchmark of {results['date']} ({results['machine']['cpus']} cores); platform vs "
         "vanilla Dagster 1.13.27 + dagster-celery 0.29.27, alternating, medians unless noted.",
         "",
         "| measure | platform | vanilla | platform / vanilla | goal |",
         "|---|---|---|---|---|",
     ]
-    one = results["one_step"]
+
+
+def one_step_rows(one: dict) -> list[str]:
+    rows = []
     for phase in ("total", "queue", "launch", "execution", "lag"):
         ours, theirs = one["platform"][phase], one["vanilla"][phase]
         goal = ""
         if phase == "total":
             goal = f"p50 <= 1.5 s: {verdict(ours['p50'], GOALS['one_step_p50_seconds'])}"
-        lines.append(
+        rows.append(
             f"| 1-step run, {phase} (p50 / p90 s) | {ours['p50']} / {ours['p90']} | "
             f"{theirs['p50']} / {theirs['p90']} | {ratio(ours['p50'], theirs['p50'])} | {goal} |"
         )
-    if "burst" in results:
-        ours, theirs = results["burst"]["platform"], results["burst"]["vanilla"]
-        lines.append(
-            f"| {ours['runs']} 1-step runs of one team at once, each (p50 / p90 s) | "
-            f"{ours['p50']} / {ours['p90']} | {theirs['p50']} / {theirs['p90']} | "
-            f"{ratio(ours['p50'], theirs['p50'])} | |"
-        )
-        per_minute = ours["runs_per_minute"], theirs["runs_per_minute"]
-        lines.append(
-            f"| the same burst, runs per minute | {per_minute[0]} | {per_minute[1]} | "
-            f"{ratio(*per_minute)} | |"
-        )
-    shapes = results["shapes"]
+    return rows
+
+
+def burst_rows(burst: dict) -> list[str]:
+    ours, theirs = burst["platform"], burst["vanilla"]
+    per_minute = ours["runs_per_minute"], theirs["runs_per_minute"]
+    return [
+        f"| {ours['runs']} 1-step runs of one team at once, each (p50 / p90 s) | "
+        f"{ours['p50']} / {ours['p90']} | {theirs['p50']} / {theirs['p90']} | "
+        f"{ratio(ours['p50'], theirs['p50'])} | |",
+        f"| the same burst, runs per minute | {per_minute[0]} | {per_minute[1]} | "
+        f"{ratio(*per_minute)} | |",
+    ]
+
+
+def shape_rows(shapes: dict) -> list[str]:
+    """Each shape on Celery for both, then the same job in-process and multiprocess on the
+    platform: the in-process time is the floor the fan-out goal is measured against."""
+    rows = []
     in_process = shapes["in_process"]
     for shape, label in (
         ("fan_out", f"{shapes['fan_out_width']}-step fan-out"),
@@ -142,40 +151,49 @@ def markdown(results: dict) -> str:
             goal = (
                 f"<= 2x in-process: {over:.2f}x, {verdict(over, GOALS['fan_out_over_in_process'])}"
             )
-        lines.append(
+        rows.append(
             f"| {label} on Celery (s) | {ours} | {theirs} | {ratio(ours, theirs)} | {goal} |"
         )
-        lines.append(
+        rows.append(
             f"| {label}, in-process / multiprocess (s) | {in_process[shape]} / "
             f"{shapes['multiprocess'][shape]} | | | |"
         )
-    if "worker_task_seconds" in results:
-        ours, theirs = (results["worker_task_seconds"][k] for k in ("platform", "vanilla"))
-        lines.append(
-            f"| Celery task per step, in the worker (p50 / p90 s) | {ours['p50']} / {ours['p90']} "
-            f"| {theirs['p50']} / {theirs['p90']} | {ratio(ours['p50'], theirs['p50'])} | |"
-        )
-    pss = results["idle_pss_mib"]
+    return rows
+
+
+def worker_task_rows(worker_task_seconds: dict) -> list[str]:
+    ours, theirs = (worker_task_seconds[k] for k in ("platform", "vanilla"))
+    return [
+        f"| Celery task per step, in the worker (p50 / p90 s) | {ours['p50']} / {ours['p90']} "
+        f"| {theirs['p50']} / {theirs['p90']} | {ratio(ours['p50'], theirs['p50'])} | |"
+    ]
+
+
+def idle_pss_rows(pss: dict) -> list[str]:
+    rows = []
     for team, ours in pss["platform"]["teams"].items():
         theirs = pss["vanilla"]["teams"][team]
-        lines.append(
+        rows.append(
             f"| idle PSS, team {team} (code server + workers, MiB) | {ours} | {theirs} | "
             f"{ratio(ours, theirs)} | <= 400: {verdict(ours, GOALS['team_pss_mib'])} |"
         )
     for service in ("webserver", "daemon", "postgres", "redis"):
         ours, theirs = pss["platform"]["services"][service], pss["vanilla"]["services"][service]
-        lines.append(f"| idle PSS, {service} (MiB) | {ours} | {theirs} | {ratio(ours, theirs)} | |")
-    cold = results["cold_start_local_seconds"]
-    lines.append(
+        rows.append(f"| idle PSS, {service} (MiB) | {ours} | {theirs} | {ratio(ours, theirs)} | |")
+    return rows
+
+
+def cold_start_rows(cold: dict) -> list[str]:
+    return [
         f"| local cold start to all healthy (s) | {cold['platform']} | {cold['vanilla']} | "
         f"{ratio(cold['platform'], cold['vanilla'])} | <= 10 s: "
         f"{verdict(cold['platform'], GOALS['local_cold_start_seconds'])} |"
-    )
-    if "dequeue" in results:
-        lines += dequeue_rows(results["dequeue"])
-    if "containers" in results:
-        lines += container_rows(results["containers"])
-    lines += [
+    ]
+
+
+def wandb_io_lines(wandb_io: dict) -> list[str]:
+    """Its own table after the main one: these rows have no vanilla column to compare with."""
+    lines = [
         "",
         "W&B IO manager, one object of about 100 MB:",
         "",
@@ -183,7 +201,7 @@ def markdown(results: dict) -> str:
         "disk bytes per artifact byte |",
         "|---|---|---|---|---|",
     ]
-    for row in results["wandb_io"]["package"]["results"]:
+    for row in wandb_io["package"]["results"]:
         rss = row["write_peak_rss_over_object"]
         hit = row["cache_hit_over_raw_pickle_load"]
         lines.append(
@@ -192,7 +210,7 @@ def markdown(results: dict) -> str:
             f"{hit} ({verdict(hit, GOALS['cache_hit_over_raw_load'])}) | "
             f"{row['disk_bytes_per_artifact_byte']} |"
         )
-    cross = results["wandb_io"]["cross_team"]
+    cross = wandb_io["cross_team"]
     lines += [
         "",
         f"Cross-team read of a {cross['artifact_bytes'] // 2**20} MiB artifact (online path, "
@@ -200,18 +218,42 @@ def markdown(results: dict) -> str:
         f"in the shared cache, {cross['bytes_fetched_cold_cache']} from a cold cache.",
         "",
     ]
+    return lines
+
+
+def signature_lines(signatures: dict) -> list[str]:
+    return [
+        f"Signing a {signatures['payload_mb']} MB payload: both schemes sign its chunk "
+        f"digests, {signatures['chunk_digests_ms']} ms, computed while it is written.",
+        "",
+        "| over the digests | sign ms | verify ms |",
+        "|---|---|---|",
+        f"| per-team Ed25519 (now) | {signatures['ed25519_sign_ms']} | "
+        f"{signatures['ed25519_verify_ms']} |",
+        f"| shared-key HMAC-SHA256 (before) | {signatures['hmac_sha256_sign_ms']} | "
+        f"{signatures['hmac_sha256_verify_ms']} |",
+        "",
+    ]
+
+
+def markdown(results: dict) -> str:
+    # Sections a results file may lack (older runs, --no-containers, a failed section) are
+    # skipped rather than rendered empty, so old results files still render.
+    lines = header_lines(results)
+    lines += one_step_rows(results["one_step"])
+    if "burst" in results:
+        lines += burst_rows(results["burst"])
+    lines += shape_rows(results["shapes"])
+    if "worker_task_seconds" in results:
+        lines += worker_task_rows(results["worker_task_seconds"])
+    lines += idle_pss_rows(results["idle_pss_mib"])
+    lines += cold_start_rows(results["cold_start_local_seconds"])
+    if "dequeue" in results:
+        lines += dequeue_rows(results["dequeue"])
+    if "containers" in results:
+        lines += container_rows(results["containers"])
+    lines += wandb_io_lines(results["wandb_io"])
     lines += object_store_rows(results)
     if signatures := results["wandb_io"].get("signatures"):
-        lines += [
-            f"Signing a {signatures['payload_mb']} MB payload: both schemes sign its chunk "
-            f"digests, {signatures['chunk_digests_ms']} ms, computed while it is written.",
-            "",
-            "| over the digests | sign ms | verify ms |",
-            "|---|---|---|",
-            f"| per-team Ed25519 (now) | {signatures['ed25519_sign_ms']} | "
-            f"{signatures['ed25519_verify_ms']} |",
-            f"| shared-key HMAC-SHA256 (before) | {signatures['hmac_sha256_sign_ms']} | "
-            f"{signatures['hmac_sha256_verify_ms']} |",
-            "",
-        ]
+        lines += signature_lines(signatures)
     return "\n".join(lines)

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from bench.compared_stacks import PlatformStack
-from bench.runs import timed_run
+from bench.run_timings import timed_run
 from dagster_team_celery.platform_bucket import STEP_OUTPUTS_ENV
 from devstack.graphql_client import PlatformClient
 
@@ -58,27 +58,62 @@ def step_outputs(clients: dict[str, PlatformClient], team: str, runs: int, size_
     }
 
 
-def wandb_reads(stack: PlatformStack, size_mb: int, repeat: int = 3) -> dict:
-    """Write once, then time reads: the writer's host (cache hit), a cold host (from the
-    store), and the cold host again (now a hit)."""
-    from dagster_wandb_io.config import Selection, WriteConfig
-    from dagster_wandb_io.keys import signing_environment
-    from dagster_wandb_io.testing import offline_store, run_spec
-
-    environment = {
+def wandb_environment(stack: PlatformStack) -> dict[str, str]:
+    return {
         **stack.object_store_credentials(),
         "AWS_ENDPOINT_URL": stack.object_store_url,
         "AWS_DEFAULT_REGION": "us-east-1",
         "WANDB_SILENT": "true",
         "WANDB_MODE": "offline",
     }
+
+
+def wandb_settings(stack: PlatformStack) -> dict[str, str]:
+    """The stack's own store and index, so reads go through its SeaweedFS and Postgres."""
     shared = stack.wandb_io_shared_env()
-    settings = {
+    return {
         "store_url": shared["DAGSTER_WANDB_IO_STORE_URL"],
         "index_url": shared["DAGSTER_WANDB_IO_INDEX_URL"],
         "entity": "bench",
         "project": "reads",
     }
+
+
+def timed_reads(
+    name: str,
+    writer_host: Path,
+    cold_host: Path,
+    settings: dict[str, str],
+    payload: bytes,
+    results: dict[str, list[float]],
+) -> int:
+    """Time the three reads of one write into results; returns the bytes the cold host
+    fetched. The check against the payload stays inside the timing, as in the results
+    already recorded, so that they remain comparable."""
+    from dagster_wandb_io.config import Selection
+    from dagster_wandb_io.testing import offline_store
+
+    fetched = 0
+    for phase, host in (("hit", writer_host), ("cold", cold_host), ("cold_again", cold_host)):
+        reader = offline_store(host, **settings)
+        started = time.perf_counter()
+        assert reader.read(name, Selection()) == payload
+        results[phase].append(time.perf_counter() - started)
+        reader.close()
+        if phase == "cold":
+            fetched = reader.stats.bytes_downloaded
+    return fetched
+
+
+def wandb_reads(stack: PlatformStack, size_mb: int, repeat: int = 3) -> dict:
+    """Write once, then time reads: the writer's host (cache hit), a cold host (from the
+    store), and the cold host again (now a hit)."""
+    from dagster_wandb_io.config import WriteConfig
+    from dagster_wandb_io.keys import signing_environment
+    from dagster_wandb_io.testing import offline_store, run_spec
+
+    environment = wandb_environment(stack)
+    settings = wandb_settings(stack)
     results: dict[str, list[float]] = {"write": [], "hit": [], "cold": [], "cold_again": []}
     fetched = 0
     payload = os.urandom(size_mb << 20)
@@ -90,24 +125,15 @@ def wandb_reads(stack: PlatformStack, size_mb: int, repeat: int = 3) -> dict:
         try:
             writer_host = Path(scratch) / "writer"
             for attempt in range(repeat):
+                # A new name and a new cold host each round: no round reads another's cache.
                 name = f"payload-{attempt}-{os.getpid()}"
                 started = time.perf_counter()
                 offline_store(writer_host, **settings).write(
                     payload, name=name, config=WriteConfig(), run=run_spec()
                 )
                 results["write"].append(time.perf_counter() - started)
-                for phase, host in (
-                    ("hit", writer_host),
-                    ("cold", Path(scratch) / f"cold-{attempt}"),
-                    ("cold_again", Path(scratch) / f"cold-{attempt}"),
-                ):
-                    reader = offline_store(host, **settings)
-                    started = time.perf_counter()
-                    assert reader.read(name, Selection()) == payload
-                    results[phase].append(time.perf_counter() - started)
-                    reader.close()
-                    if phase == "cold":
-                        fetched = reader.stats.bytes_downloaded
+                cold_host = Path(scratch) / f"cold-{attempt}"
+                fetched = timed_reads(name, writer_host, cold_host, settings, payload, results)
         finally:
             os.environ.clear()
             os.environ.update(saved)

@@ -25,8 +25,13 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from dagster_wandb_io.runs import RunSpec
+    from dagster_wandb_io.store import ArtifactStore
 
 KINDS = ("numpy", "realistic", "bytes")
 
@@ -92,8 +97,32 @@ def make_object(kind: str, size: int) -> Any:
     }
 
 
-def worker(kind: str, size: int, repeat: int) -> dict[str, Any]:
-    base = Path(tempfile.mkdtemp(prefix="dwio-bench-"))
+@dataclass
+class WriteMeasure:
+    """What one write of the object cost, in bytes and seconds."""
+
+    rss_before_object: int
+    rss_with_object: int
+    peak_rss: int
+    seconds: float
+    wchar: int
+    disk: int
+    artifact_bytes: int
+    raw_pickle: Path
+
+
+@dataclass
+class ReadMeasure:
+    """Seconds per alternating round: the store's cache-hit read and a raw pickle.load."""
+
+    reads: list[float] = field(default_factory=list)
+    raws: list[float] = field(default_factory=list)
+    read_cpu: list[float] = field(default_factory=list)
+    raw_cpu: list[float] = field(default_factory=list)
+
+
+def offline_store(base: Path) -> tuple[ArtifactStore, RunSpec]:
+    """An offline ArtifactStore under base, and the run spec its writes belong to."""
     os.environ.update(
         {
             "WANDB_MODE": "offline",
@@ -101,10 +130,10 @@ def worker(kind: str, size: int, repeat: int) -> dict[str, Any]:
             "WANDB_DATA_DIR": str(base / "wandb-data"),
         }
     )
+    # Imported after the environment is set, so nothing imported can have read it earlier.
     from dagster_wandb_io.keys import signing_environment
 
     os.environ.update(signing_environment(base, "bench", ["bench"]))
-    from dagster_wandb_io.config import Selection, WriteConfig
     from dagster_wandb_io.runs import build_run_spec
     from dagster_wandb_io.store import ArtifactStore, StoreSettings
 
@@ -124,10 +153,17 @@ def worker(kind: str, size: int, repeat: int) -> dict[str, Any]:
         host="https://api.wandb.ai",
         api_key=None,
     )
-    # Warm up: start wandb's service, import numpy, touch every code path once.
-    store.write(make_object(kind, 1 << 20), name="warmup", config=WriteConfig(), run=run)
-    store.read("warmup", Selection())
-    gc.collect()
+    return store, run
+
+
+def measure_write(
+    store: ArtifactStore, run: RunSpec, kind: str, size: int, base: Path
+) -> WriteMeasure:
+    """Build the object, write it once, and keep a raw pickle of it for the read comparison.
+
+    The object lives only in this frame, so it is freed before the reads are timed.
+    """
+    from dagster_wandb_io.config import WriteConfig
 
     before = _status("VmRSS")
     obj = make_object(kind, size)
@@ -142,42 +178,54 @@ def worker(kind: str, size: int, repeat: int) -> dict[str, Any]:
     wchar = _wchar() - w0
     peak = _status("VmHWM")
     disk = _disk_bytes(base / "dagster_wandb_io") - disk_before
-    artifact_size = result.size
 
     raw = base / "raw.pickle"
     with open(raw, "wb") as f:
         pickle.dump(obj, f, protocol=pickle.HIGHEST_PROTOCOL)
     del obj
     gc.collect()
+    return WriteMeasure(before, after, peak, write_s, wchar, disk, result.size, raw)
 
-    reads, raws, read_cpu, raw_cpu = [], [], [], []
+
+def measure_reads(store: ArtifactStore, kind: str, raw: Path, repeat: int) -> ReadMeasure:
+    # Alternating the two reads spreads the machine's noise over both alike.
+    from dagster_wandb_io.config import Selection
+
+    measure = ReadMeasure()
     for _ in range(repeat):
         c, t = time.process_time(), time.perf_counter()
         value = store.read(kind, Selection())
-        reads.append(time.perf_counter() - t)
-        read_cpu.append(time.process_time() - c)
+        measure.reads.append(time.perf_counter() - t)
+        measure.read_cpu.append(time.process_time() - c)
         del value
         gc.collect()
         c, t = time.process_time(), time.perf_counter()
         with open(raw, "rb") as f:
             value = pickle.load(f)
-        raws.append(time.perf_counter() - t)
-        raw_cpu.append(time.process_time() - c)
+        measure.raws.append(time.perf_counter() - t)
+        measure.raw_cpu.append(time.process_time() - c)
         del value
         gc.collect()
-    store.close()
-    obj_mem = after - before
+    return measure
+
+
+def summary(kind: str, write: WriteMeasure, read: ReadMeasure) -> dict[str, Any]:
+    obj_mem = write.rss_with_object - write.rss_before_object
+    artifact_size = write.artifact_bytes
+    reads, raws = read.reads, read.raws
     read_med, raw_med = statistics.median(reads), statistics.median(raws)
     return {
         "kind": kind,
         "artifact_bytes": artifact_size,
         "object_rss_bytes": obj_mem,
-        "write_seconds": round(write_s, 4),
-        "write_MBps": round(artifact_size / write_s / 1e6, 1),
-        "write_peak_rss_over_object": round((peak - before) / obj_mem, 3),
-        "write_extra_rss_bytes": peak - after,
-        "disk_bytes_per_artifact_byte": round(disk / artifact_size, 3),
-        "wchar_bytes_per_artifact_byte": round(wchar / artifact_size, 3),
+        "write_seconds": round(write.seconds, 4),
+        "write_MBps": round(artifact_size / write.seconds / 1e6, 1),
+        "write_peak_rss_over_object": round(
+            (write.peak_rss - write.rss_before_object) / obj_mem, 3
+        ),
+        "write_extra_rss_bytes": write.peak_rss - write.rss_with_object,
+        "disk_bytes_per_artifact_byte": round(write.disk / artifact_size, 3),
+        "wchar_bytes_per_artifact_byte": round(write.wchar / artifact_size, 3),
         "cache_hit_read_seconds_median": round(read_med, 4),
         "cache_hit_read_seconds_min": round(min(reads), 4),
         "read_MBps": round(artifact_size / read_med / 1e6, 1),
@@ -186,9 +234,25 @@ def worker(kind: str, size: int, repeat: int) -> dict[str, Any]:
         "cache_hit_over_raw_pickle_load": round(read_med / raw_med, 3),
         "cache_hit_over_raw_pickle_load_min": round(min(reads) / min(raws), 3),
         # CPU seconds (all threads): what the read costs when the machine is busy.
-        "cache_hit_read_cpu_seconds_median": round(statistics.median(read_cpu), 4),
-        "raw_pickle_load_cpu_seconds_median": round(statistics.median(raw_cpu), 4),
+        "cache_hit_read_cpu_seconds_median": round(statistics.median(read.read_cpu), 4),
+        "raw_pickle_load_cpu_seconds_median": round(statistics.median(read.raw_cpu), 4),
     }
+
+
+def worker(kind: str, size: int, repeat: int) -> dict[str, Any]:
+    base = Path(tempfile.mkdtemp(prefix="dwio-bench-"))
+    store, run = offline_store(base)
+    from dagster_wandb_io.config import Selection, WriteConfig
+
+    # Warm up: start wandb's service, import numpy, touch every code path once.
+    store.write(make_object(kind, 1 << 20), name="warmup", config=WriteConfig(), run=run)
+    store.read("warmup", Selection())
+    gc.collect()
+
+    write = measure_write(store, run, kind, size, base)
+    read = measure_reads(store, kind, write.raw_pickle, repeat)
+    store.close()
+    return summary(kind, write, read)
 
 
 def main() -> int:

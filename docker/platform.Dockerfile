@@ -27,6 +27,8 @@ COPY packages/dagster-team-celery/pyproject.toml packages/dagster-team-celery/
 COPY packages/dagster-wandb-io/pyproject.toml packages/dagster-wandb-io/
 RUN uv sync --frozen --no-dev --no-install-project \
     --no-install-package dagster-team-celery --no-install-package dagster-wandb-io
+# ---- end of the shared layers ----
+
 COPY packages/dagster-team-celery packages/dagster-team-celery
 COPY packages/dagster-wandb-io packages/dagster-wandb-io
 RUN uv sync --frozen --no-dev --no-install-project

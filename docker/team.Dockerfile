@@ -8,10 +8,12 @@
 FROM python:3.11-slim
 
 # ---- shared with docker/platform.Dockerfile, line for line (tests/test_consistency.py) ----
-# Every team image starts from the platform image's own layers: Dagster, Celery, wandb and the
-# platform packages at the platform lock's versions, installed once and stored once. A new
-# team's build then installs only what its own lock adds, and no team argument appears before
-# this point, so these layers are the same for every team.
+# Every team image starts from the platform image's own layers: Dagster, Celery, wandb and every
+# other third-party dependency at the platform lock's versions, installed once and stored once.
+# A new team's build then installs only what its own lock adds, and no team argument appears
+# before this point, so these layers are the same for every team. No source code is copied
+# before this point either: a change to the platform packages' code rebuilds only the small
+# layers that copy code.
 ARG UV_VERSION=0.13.9
 ENV PYTHONUNBUFFERED=1 \
     UV_PROJECT_ENVIRONMENT=/opt/dagster/venv \
@@ -35,9 +37,6 @@ COPY packages/dagster-team-celery/pyproject.toml packages/dagster-team-celery/
 COPY packages/dagster-wandb-io/pyproject.toml packages/dagster-wandb-io/
 RUN uv sync --frozen --no-dev --no-install-project \
     --no-install-package dagster-team-celery --no-install-package dagster-wandb-io
-COPY packages/dagster-team-celery packages/dagster-team-celery
-COPY packages/dagster-wandb-io packages/dagster-wandb-io
-RUN uv sync --frozen --no-dev --no-install-project
 # ---- end of the shared layers ----
 
 ARG TEAM

@@ -155,3 +155,36 @@ def assert_resumed(result: Outcome) -> None:
     assert sorted(result.successes.values()) == [1] * FAN_OUT_WIDTH, result.successes
     assert max(result.starts.values()) <= 2, result.starts
     assert not set(result.ran_again) & result.done_at_kill, (result.ran_again, result.at_kill)
+
+
+# The three kills as each suite (local, compose) runs them: the run resumed, and what each point
+# of the kill guarantees about the steps.
+
+
+def check_killed_before_any_step(client: PlatformClient, team: str, service: WorkerService) -> None:
+    result = kill_before_any_step(client, team, service)
+    print("\n" + result.summary("before any step ran"))
+    assert_resumed(result)
+    # Queued, never taken: each ran once.
+    assert result.at_kill[0] == 0
+    assert result.ran_again == []
+    assert result.noticed_seconds < NOTICED_WITHIN_SECONDS
+
+
+def check_killed_midway(client: PlatformClient, team: str, service: WorkerService) -> None:
+    result = kill_midway(client, team, service)
+    print("\n" + result.summary("midway"))
+    assert_resumed(result)
+    assert FAN_OUT_WIDTH // 2 <= result.at_kill[1] < FAN_OUT_WIDTH
+    assert result.noticed_seconds < NOTICED_WITHIN_SECONDS
+
+
+def check_killed_after_the_last_step(
+    client: PlatformClient, team: str, service: WorkerService
+) -> None:
+    result = kill_after_the_last_step(client, team, service)
+    print("\n" + result.summary("after the last step"))
+    assert_resumed(result)
+    assert result.at_kill[1] == result.succeeded_before == FAN_OUT_WIDTH
+    assert result.ran_again == []
+    assert result.noticed_seconds < NOTICED_WITHIN_SECONDS

@@ -166,9 +166,13 @@ def test_team_images_start_from_the_platform_images_layers():
     layer is reused only if every instruction up to it is the same, with no team argument."""
     platform = dockerfile_instructions(REPO_ROOT / "docker" / "platform.Dockerfile")
     team = dockerfile_instructions(REPO_ROOT / "docker" / "team.Dockerfile")
-    shared = platform[: platform.index("RUN uv sync --frozen --no-dev --no-install-project") + 1]
+    # Through the third-party dependencies (the first `uv sync`), and no source code copied.
+    first_sync = next(i for i, line in enumerate(platform) if line.startswith("RUN uv sync"))
+    shared = platform[: first_sync + 1]
     assert team[: len(shared)] == shared
     assert not any("TEAM" in line for line in shared)
+    copies = [line for line in shared if line.startswith("COPY")]
+    assert all("pyproject.toml" in line or "uv.lock" in line for line in copies), copies
 
 
 def test_compose_run_containers_and_local_mode_give_team_code_the_same_variables(monkeypatch):

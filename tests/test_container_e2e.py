@@ -34,12 +34,10 @@ from tests.repo import (
     env_settings,
 )
 from tests.resume import (
-    NOTICED_WITHIN_SECONDS,
     WorkerService,
-    assert_resumed,
-    kill_after_the_last_step,
-    kill_before_any_step,
-    kill_midway,
+    check_killed_after_the_last_step,
+    check_killed_before_any_step,
+    check_killed_midway,
 )
 from tests.stack_helpers import run_browser_suite, wait_for_loaded_locations
 from tests.terminate import (
@@ -342,30 +340,17 @@ def bakery_worker(compose_stack):
 
 
 def test_a_killed_worker_container_before_any_step_resumes_the_run(compose_client, bakery_worker):
-    result = kill_before_any_step(compose_client, "bakery", bakery_worker)
-    print("\n" + result.summary("before any step ran"))
-    assert_resumed(result)
-    assert result.at_kill[0] == 0
-    assert result.ran_again == []
-    assert result.noticed_seconds < NOTICED_WITHIN_SECONDS
+    check_killed_before_any_step(compose_client, "bakery", bakery_worker)
 
 
 def test_a_killed_worker_container_midway_resumes_the_run(compose_client, bakery_worker):
-    result = kill_midway(compose_client, "bakery", bakery_worker)
-    print("\n" + result.summary("midway"))
-    assert_resumed(result)
-    assert FAN_OUT_WIDTH // 2 <= result.at_kill[1] < FAN_OUT_WIDTH
-    assert result.noticed_seconds < NOTICED_WITHIN_SECONDS
+    check_killed_midway(compose_client, "bakery", bakery_worker)
 
 
 def test_a_killed_worker_container_after_the_last_step_ends_the_run_success(
     compose_client, bakery_worker
 ):
-    result = kill_after_the_last_step(compose_client, "bakery", bakery_worker)
-    print("\n" + result.summary("after the last step"))
-    assert_resumed(result)
-    assert result.at_kill[1] == result.succeeded_before == FAN_OUT_WIDTH
-    assert result.ran_again == []
+    check_killed_after_the_last_step(compose_client, "bakery", bakery_worker)
 
 
 def team_services(team: str) -> set[str]:

@@ -28,7 +28,7 @@ import psutil
 
 from bench import footprint
 from bench.compared_stacks import PlatformStack
-from bench.runs import RunTiming, burst, summarize, timed_run
+from bench.run_timings import RunTiming, burst, summarize, timed_run
 from devstack import config
 from devstack.graphql_client import PlatformClient
 from devstack.local_stack import LocalStack, StackSettings
@@ -139,79 +139,112 @@ def kill_run_process(stack: LocalStack, client: PlatformClient) -> dict:
     }
 
 
-def main() -> int:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.prototypes.launch_forkserver")
     parser.add_argument("--runs", type=int, default=10)
     parser.add_argument("--burst-runs", type=int, default=20)
     parser.add_argument("--kill", action=argparse.BooleanOptionalAction, default=True)
-    args = parser.parse_args()
-    state_root = config.REPO_ROOT / ".devstack" / "proto-forkserver"
-    results: dict = {"runs": args.runs}
-    stacks: dict[str, LocalStack] = {}
-    try:
-        for kind in (SpawnStack, ForkserverStack, WarmStack):
-            settings = StackSettings(
-                name=f"proto-{kind.label}",
-                fresh=True,
-                state_root=state_root,
-                flower=False,
-                teams=[TEAM],
-                run_launcher="warm" if kind is WarmStack else "process",
-            )
-            stack = kind(settings)
-            stack.start(timeout=300)
-            stacks[kind.label] = stack
-            print(f"{kind.label}: up in {stack.startup_seconds:.1f}s", flush=True)
-        clients = {label: PlatformClient(stack.webserver_url) for label, stack in stacks.items()}
-        for client in clients.values():
-            client.wait_for_locations([TEAM], timeout=180)
-        time.sleep(10)
-        results["startup_seconds"] = {
-            label: round(s.startup_seconds, 1) for label, s in stacks.items()
-        }
-        results["code_ready_seconds"] = {
+    return parser.parse_args()
+
+
+def start_stacks(stacks: dict[str, LocalStack], state_root: Path) -> None:
+    """Start the three stacks one after another, into the caller's dict.
+
+    Each joins `stacks` as soon as it is up, so that the caller's `finally` stops the ones
+    already started when a later one fails.
+    """
+    for kind in (SpawnStack, ForkserverStack, WarmStack):
+        settings = StackSettings(
+            name=f"proto-{kind.label}",
+            fresh=True,
+            state_root=state_root,
+            flower=False,
+            teams=[TEAM],
+            run_launcher="warm" if kind is WarmStack else "process",
+        )
+        stack = kind(settings)
+        stack.start(timeout=300)
+        stacks[kind.label] = stack
+        print(f"{kind.label}: up in {stack.startup_seconds:.1f}s", flush=True)
+
+
+def connect(stacks: dict[str, LocalStack]) -> dict[str, PlatformClient]:
+    clients = {label: PlatformClient(stack.webserver_url) for label, stack in stacks.items()}
+    for client in clients.values():
+        client.wait_for_locations([TEAM], timeout=180)
+    return clients
+
+
+def startup(stacks: dict[str, LocalStack]) -> dict:
+    return {
+        "startup_seconds": {label: round(s.startup_seconds, 1) for label, s in stacks.items()},
+        "code_ready_seconds": {
             label: s.ready_seconds.get(f"{TEAM}-code") for label, s in stacks.items()
-        }
-        results["idle_pss_before_runs"] = {label: code_pss(s) for label, s in stacks.items()}
-        results["code_tree_before_runs"] = {label: code_tree(s) for label, s in stacks.items()}
+        },
+    }
 
-        results["warm_up"] = {}
+
+def idle_code(stacks: dict[str, LocalStack], when: str) -> dict:
+    """The code server tree's PSS, in total and per process, keyed `..._{when}`."""
+    return {
+        f"idle_pss_{when}": {label: code_pss(s) for label, s in stacks.items()},
+        f"code_tree_{when}": {label: code_tree(s) for label, s in stacks.items()},
+    }
+
+
+def one_step_runs(clients: dict[str, PlatformClient], runs: int) -> dict:
+    warm_up = {
+        label: timed_run(client, TEAM, "probe_ping").__dict__ for label, client in clients.items()
+    }
+    timings: dict[str, list[RunTiming]] = {label: [] for label in clients}
+    # Rounds alternate between the stacks so that the machine's noise falls on all alike.
+    for index in range(runs):
         for label, client in clients.items():
-            results["warm_up"][label] = timed_run(client, TEAM, "probe_ping").__dict__
-        timings: dict[str, list[RunTiming]] = {label: [] for label in stacks}
-        for index in range(args.runs):
-            for label, client in clients.items():
-                timings[label].append(timed_run(client, TEAM, "probe_ping"))
-            print(f"round {index + 1}/{args.runs} done", flush=True)
-        results["one_step"] = {label: summarize(t) for label, t in timings.items()}
-        results["one_step_raw"] = {label: [t.__dict__ for t in ts] for label, ts in timings.items()}
+            timings[label].append(timed_run(client, TEAM, "probe_ping"))
+        print(f"round {index + 1}/{runs} done", flush=True)
+    return {
+        "warm_up": warm_up,
+        "one_step": {label: summarize(t) for label, t in timings.items()},
+        "one_step_raw": {label: [t.__dict__ for t in ts] for label, ts in timings.items()},
+    }
 
-        time.sleep(10)
-        results["idle_pss_after_runs"] = {label: code_pss(s) for label, s in stacks.items()}
-        results["code_tree_after_runs"] = {label: code_tree(s) for label, s in stacks.items()}
-        results["idle_footprint_after_runs"] = {
-            label: footprint.local_footprint(s) for label, s in stacks.items()
-        }
-        if args.kill:
-            results["kill_9"] = {}
-            for label, client in clients.items():
-                results["kill_9"][label] = kill_run_process(stacks[label], client)
-                print(f"kill -9 on {label}: {results['kill_9'][label]}", flush=True)
-        results["burst"] = {
-            label: burst(client, TEAM, "probe_ping", args.burst_runs)
-            for label, client in clients.items()
-        }
-        print(f"burst: {results['burst']}", flush=True)
-        results["code_logs"] = {
-            label: str(s.services[f"{TEAM}-code"].log_path) for label, s in stacks.items()
-        }
-    finally:
-        for stack in stacks.values():
-            stack.stop()
 
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    out = RESULTS / "launch-designs.json"
-    out.write_text(json.dumps(results, indent=2) + "\n")
+def kill_each(stacks: dict[str, LocalStack], clients: dict[str, PlatformClient]) -> dict:
+    killed: dict[str, dict] = {}
+    for label, client in clients.items():
+        killed[label] = kill_run_process(stacks[label], client)
+        print(f"kill -9 on {label}: {killed[label]}", flush=True)
+    return killed
+
+
+def measure(args: argparse.Namespace, stacks: dict[str, LocalStack]) -> dict:
+    results: dict = {"runs": args.runs}
+    clients = connect(stacks)
+    # The pauses let the stacks settle, so idle PSS is not caught mid start-up or mid run.
+    time.sleep(10)
+    results |= startup(stacks)
+    results |= idle_code(stacks, "before_runs")
+    results |= one_step_runs(clients, args.runs)
+    time.sleep(10)
+    results |= idle_code(stacks, "after_runs")
+    results["idle_footprint_after_runs"] = {
+        label: footprint.local_footprint(s) for label, s in stacks.items()
+    }
+    if args.kill:
+        results["kill_9"] = kill_each(stacks, clients)
+    results["burst"] = {
+        label: burst(client, TEAM, "probe_ping", args.burst_runs)
+        for label, client in clients.items()
+    }
+    print(f"burst: {results['burst']}", flush=True)
+    results["code_logs"] = {
+        label: str(s.services[f"{TEAM}-code"].log_path) for label, s in stacks.items()
+    }
+    return results
+
+
+def print_summary(results: dict, out: Path) -> None:
+    # The per-process trees and raw timings stay in the file: too long for the terminal.
     print(
         json.dumps(
             {k: results[k] for k in results if not k.startswith(("code_tree", "one_step_raw"))},
@@ -225,6 +258,22 @@ def main() -> int:
         cells = "".join(f"{summary[p]['p50']:>8.2f}/{summary[p]['p90']:<7.2f}" for p in phases)
         print(f"{label:<14}{cells}")
     print(f"\nwrote {out}")
+
+
+def main() -> int:
+    args = parse_args()
+    stacks: dict[str, LocalStack] = {}
+    try:
+        start_stacks(stacks, config.REPO_ROOT / ".devstack" / "proto-forkserver")
+        results = measure(args, stacks)
+    finally:
+        for stack in stacks.values():
+            stack.stop()
+
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    out = RESULTS / "launch-designs.json"
+    out.write_text(json.dumps(results, indent=2) + "\n")
+    print_summary(results, out)
     return 0
 
 

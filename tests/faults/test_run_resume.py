@@ -7,17 +7,14 @@ import signal
 import pytest
 
 from dagster_team_celery.control import team_app
-from dagster_team_celery.probes import FAN_OUT_WIDTH
 from devstack.local_stack import LocalStack
 from devstack.processes import wait_until
 from tests.faults.conftest import kill_hard
 from tests.resume import (
-    NOTICED_WITHIN_SECONDS,
     WorkerService,
-    assert_resumed,
-    kill_after_the_last_step,
-    kill_before_any_step,
-    kill_midway,
+    check_killed_after_the_last_step,
+    check_killed_before_any_step,
+    check_killed_midway,
 )
 
 pytestmark = [pytest.mark.faults, pytest.mark.local_stack]
@@ -56,27 +53,12 @@ def service(fault_stack) -> WorkerService:
 
 
 def test_killed_before_any_step_ran(fault_client, service):
-    result = kill_before_any_step(fault_client, TEAM, service)
-    print("\n" + result.summary("before any step ran"))
-    assert_resumed(result)
-    # Queued, never taken: each ran once.
-    assert result.at_kill[0] == 0
-    assert result.ran_again == []
-    assert result.noticed_seconds < NOTICED_WITHIN_SECONDS
+    check_killed_before_any_step(fault_client, TEAM, service)
 
 
 def test_killed_midway(fault_client, service):
-    result = kill_midway(fault_client, TEAM, service)
-    print("\n" + result.summary("midway"))
-    assert_resumed(result)
-    assert FAN_OUT_WIDTH // 2 <= result.at_kill[1] < FAN_OUT_WIDTH
-    assert result.noticed_seconds < NOTICED_WITHIN_SECONDS
+    check_killed_midway(fault_client, TEAM, service)
 
 
 def test_killed_after_the_last_step_before_the_run_ended(fault_client, service):
-    result = kill_after_the_last_step(fault_client, TEAM, service)
-    print("\n" + result.summary("after the last step"))
-    assert_resumed(result)
-    assert result.at_kill[1] == result.succeeded_before == FAN_OUT_WIDTH
-    assert result.ran_again == []
-    assert result.noticed_seconds < NOTICED_WITHIN_SECONDS
+    check_killed_after_the_last_step(fault_client, TEAM, service)

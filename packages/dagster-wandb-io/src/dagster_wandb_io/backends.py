@@ -17,11 +17,11 @@ from . import keys, runs
 from .artifact_objects import STORE_URL_ENV, ObjectStore
 from .cache import SharedCache
 from .errors import ConfigurationError
-from .index import OfflineIndex
+from .index import IndexedVersion, OfflineIndex
 from .index_postgres import INDEX_URL_ENV, PostgresIndex
 from .naming import validate_path_component
 from .runs import RunSpec
-from .wandb_client import WandbCloudClient
+from .wandb_client import ArtifactVersion, WandbCloudClient
 
 Mode = Literal["online", "offline"]
 Log = Callable[[str], None]
@@ -109,3 +109,21 @@ class Backends:
         else:
             with runs.run_lock(self.cache.layout, run, timeout):
                 yield
+
+
+def indexed_version(
+    s: StoreSettings, name: str, indexed: IndexedVersion, url: str | None = None
+) -> ArtifactVersion:
+    """An offline index row as the version a read resolves to or a write reports."""
+    return ArtifactVersion(
+        entity=s.entity,
+        project=s.project,
+        name=name,
+        version=indexed.version,
+        digest=indexed.digest,
+        type=indexed.type,
+        id=None,
+        size=indexed.size,
+        url=url,
+        aliases=list(indexed.aliases),
+    )

@@ -15,7 +15,7 @@ from typing import Any, Protocol
 
 from . import serialization, signing
 from .artifact_objects import ObjectStore
-from .backends import Backends, Log, StoreSettings
+from .backends import Backends, Log, StoreSettings, indexed_version
 from .cache import CacheEntry, EntryManifest, FileRecord, md5_file_b64
 from .config import Selection
 from .errors import (
@@ -174,18 +174,7 @@ def _resolve_indexed(backends: Backends, s: StoreSettings, name: str, ref: str) 
     if indexed is None:
         existing = _offline_names(backends.index, name, s.entity, s.project)
         raise not_found(s.entity, s.project, name, ref, existing, offline=True)
-    version = ArtifactVersion(
-        entity=s.entity,
-        project=s.project,
-        name=name,
-        version=indexed.version,
-        digest=indexed.digest,
-        type=indexed.type,
-        id=None,
-        size=indexed.size,
-        url=None,
-        aliases=list(indexed.aliases),
-    )
+    version = indexed_version(s, name, indexed)
     source = None
     if backends.objects is not None:
         source = StoreSource(backends.objects, s.entity, s.project, name, indexed.digest)

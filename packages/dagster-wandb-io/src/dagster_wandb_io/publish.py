@@ -18,7 +18,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from . import serialization, signing
-from .backends import Backends, Log, StoreSettings
+from .backends import Backends, Log, StoreSettings, indexed_version
 from .cache import CacheEntry, EntryManifest, FileRecord, StagedEntry
 from .config import WriteConfig
 from .errors import CacheCorruptionError, ConfigurationError, OfflineIndexError, SignatureError
@@ -103,17 +103,8 @@ def _indexed_publication(
         return None  # an untrusted index is set aside by the write that follows
     if indexed is None or not published_by(indexed.info, run.dagster_run_id):
         return None
-    version = ArtifactVersion(
-        entity=s.entity,
-        project=s.project,
-        name=name,
-        version=indexed.version,
-        digest=indexed.digest,
-        type=indexed.type,
-        id=None,
-        size=indexed.size,
-        url=_artifact_url(s, indexed.type, name, indexed.version),
-        aliases=list(indexed.aliases),
+    version = indexed_version(
+        s, name, indexed, url=_artifact_url(s, indexed.type, name, indexed.version)
     )
     return version, {}
 
