@@ -15,11 +15,16 @@ from devstack.local_stack import LocalStack, StackError, StackSettings
 from devstack.processes import wait_until
 from tests.repo import REPO_ROOT
 
+# Hang guards, not speed targets (`make bench` times a start): `make test` starts several stacks
+# and builds images at once on two cores, where one stack took 204 s to start.
+STACK_START_SECONDS = 480
+LOCATIONS_LOADED_SECONDS = 240
+
 
 def start_stack(name: str, **settings) -> LocalStack:
     stack = LocalStack(StackSettings(name=f"{name}-{os.getpid()}", fresh=True, **settings))
     try:
-        stack.start()
+        stack.start(timeout=STACK_START_SECONDS)
     except StackError as error:
         pytest.fail(f"local stack did not start: {error}", pytrace=False)
     return stack
@@ -51,7 +56,9 @@ def loaded_client(stack: LocalStack) -> PlatformClient:
     return client
 
 
-def wait_for_loaded_locations(client: PlatformClient, teams: list[str], timeout: float = 90.0):
+def wait_for_loaded_locations(
+    client: PlatformClient, teams: list[str], timeout: float = LOCATIONS_LOADED_SECONDS
+):
     try:
         return client.wait_for_locations(teams, timeout)
     except TimeoutError as error:

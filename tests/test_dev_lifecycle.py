@@ -23,6 +23,7 @@ import pytest
 from devstack.environment import StackSettings
 from devstack.stack_lock import read_status
 from tests.repo import REPO_ROOT
+from tests.stack_helpers import STACK_START_SECONDS
 
 pytestmark = pytest.mark.local_stack
 
@@ -34,6 +35,7 @@ def dev_args(name: str) -> str:
     # One team and no Flower: these tests are about processes, not about what they serve.
     return (
         f"ARGS=--name {name} --fresh --webserver-port 0 --flower-port 0 --no-flower --teams bakery"
+        f" --timeout {STACK_START_SECONDS}"
     )
 
 
@@ -64,7 +66,7 @@ def survivors(processes: list[psutil.Process], timeout: float) -> list[str]:
     return described
 
 
-def wait_for_text(read, text: str, timeout: float = 240) -> str:
+def wait_for_text(read, text: str, timeout: float = STACK_START_SECONDS + 60) -> str:
     seen = ""
     deadline = time.monotonic() + timeout
     while text not in seen:

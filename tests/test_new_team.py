@@ -14,7 +14,7 @@ from devstack.local_stack import LocalStack, StackSettings
 from devstack.processes import wait_until
 from registry import scaffold
 from tests.repo import COMPOSE_SCHEMA, REPO_ROOT, copy_checkout
-from tests.stack_helpers import stop_stack, wait_for_loaded_locations
+from tests.stack_helpers import STACK_START_SECONDS, stop_stack, wait_for_loaded_locations
 from tests.terminate import wait_for_event
 
 NEW_TEAM = "carrots"
@@ -141,7 +141,7 @@ def test_scaffolded_teams_sample_job_runs_green_on_its_own_worker(scaffolded, re
             flower=False,
         )
     )
-    stack.start()
+    stack.start(timeout=STACK_START_SECONDS)
     try:
         client = PlatformClient(stack.webserver_url)
         wait_for_loaded_locations(client, [NEW_TEAM])
