@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import psutil
 import pytest
 import requests
 
@@ -143,6 +144,27 @@ class ComposeStack:
             assert time.monotonic() < deadline, f"still {response.status_code} through the proxy"
             time.sleep(1)
 
+    def remove_leftovers(self) -> None:
+        """What `down` left of this project, and whole projects of suites that died before
+        their teardown (`mlp-e2e-<pid>` of a pid gone): left running, each would hold a stack's
+        worth of containers, and their health checks' CPU, into every later run."""
+        listed = subprocess.run(
+            ["docker", "ps", "-a", "--format", '{{.ID}} {{.Label "com.docker.compose.project"}}'],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.split("\n")
+        doomed = []
+        for line in filter(None, listed):
+            container, _, project = line.partition(" ")
+            pid = project.removeprefix("mlp-e2e-")
+            gone = pid.isdigit() and not psutil.pid_exists(int(pid))
+            if project == self.name or (project != pid and gone):
+                doomed.append(container)
+        if doomed:
+            print(f"removing {len(doomed)} containers left by this or a dead suite")
+            subprocess.run(["docker", "rm", "-f", *doomed], capture_output=True, check=False)
+
     def remove_run_containers(self) -> None:
         subprocess.run(
             [sys.executable, "-m", "scripts.remove_run_containers"],
@@ -246,6 +268,7 @@ class ComposeStack:
 def compose_stack(tmp_path_factory, request):
     checkout = copy_checkout(tmp_path_factory.mktemp("checkout"))
     stack = ComposeStack(checkout, tmp_path_factory.mktemp("compose"))
+    stack.remove_leftovers()
     stack.make_env()
     build_started = time.monotonic()
     # One service per image, as `make build` does.
@@ -262,6 +285,7 @@ def compose_stack(tmp_path_factory, request):
             print(stack.run("logs", "--tail", "40", check=False)[-20000:])
         stack.remove_run_containers()
         stack.run("down", "-v", "--remove-orphans", check=False)
+        stack.remove_leftovers()
 
 
 @pytest.fixture(scope="module")
