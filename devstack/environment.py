@@ -3,6 +3,7 @@ and the environment each of its processes gets (the mirror of docker-compose.yml
 
 import json
 import os
+import random
 import secrets
 import shutil
 import socket
@@ -77,10 +78,28 @@ class StackSettings:
     run_launcher: str = "warm"
 
 
+# Below Linux's ephemeral range (32768-60999 by default), from which the kernel picks the source
+# port of every outgoing connection: a port chosen there is free when chosen, but a service binds
+# it up to minutes later (the webserver, after the code servers), and on a busy machine a client
+# connection had taken it by then ("address already in use", seen in CI).
+LISTEN_PORTS = range(16000, 32000)
+_handed_out: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind((config.LOCAL_HOST, 0))
-        return probe.getsockname()[1]
+    """A loopback port no listener holds now, outside the ephemeral range, never handed out
+    twice by this process."""
+    while True:
+        port = random.choice(LISTEN_PORTS)
+        if port in _handed_out:
+            continue
+        with socket.socket() as probe:
+            try:
+                probe.bind((config.LOCAL_HOST, port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
 
 
 class StackEnvironment:

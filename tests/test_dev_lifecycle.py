@@ -28,6 +28,8 @@ from tests.stack_helpers import STACK_START_SECONDS
 pytestmark = pytest.mark.local_stack
 
 HEALTHY = "All services healthy"
+# A hang guard: a stack stops in seconds, longer while other suites share the two cores.
+STOP_SECONDS = 60
 STATE_ROOT = StackSettings().state_root
 
 
@@ -54,14 +56,26 @@ def stack_processes(name: str) -> list[psutil.Process]:
     return found
 
 
+def service_starts(name: str) -> int:
+    """How many times the stack's services were started: each start heads its log."""
+    logs = (STATE_ROOT / name / "logs").glob("*.log")
+    return sum(log.read_text(errors="replace").count("==== starting ") for log in logs)
+
+
 def survivors(processes: list[psutil.Process], timeout: float) -> list[str]:
-    _, alive = psutil.wait_procs(processes, timeout=timeout)
+    """What still runs `timeout` seconds on (a hang guard: stopping takes seconds, longer on
+    busy cores)."""
+    deadline = time.monotonic() + timeout
+    alive = processes
+    while alive and time.monotonic() < deadline:
+        alive = [process for process in alive if not gone_or_zombie(process)]
+        time.sleep(0.2)
     described = []
     for process in alive:
         try:
             if process.status() != psutil.STATUS_ZOMBIE:
                 described.append(f"{process.pid} {' '.join(process.cmdline())[:120]}")
-        except psutil.NoSuchProcess:
+        except (psutil.NoSuchProcess, FileNotFoundError):
             pass
     return described
 
@@ -112,16 +126,24 @@ def test_closing_the_terminal_stops_every_process(stack_name):
         processes = stack_processes(stack_name)
         closed = time.monotonic()
         os.close(terminal)  # the window closes: the kernel sends SIGHUP
-        left = survivors(processes, timeout=15)
+        left = survivors(processes, timeout=STOP_SECONDS)
         print(
             f"\nterminal closed: {len(processes)} processes, all gone in "
             f"{time.monotonic() - closed:.1f}s"
             if not left
             else f"\nleft: {left}"
         )
-        assert not left, f"still running 15s after the terminal closed: {left}"
+        assert not left, f"still running {STOP_SECONDS}s after the terminal closed: {left}"
     finally:
         with_timeout_reap(pid)
+
+
+def gone_or_zombie(process: psutil.Process) -> bool:
+    # psutil.wait_procs raised FileNotFoundError for a process that exited as it was asked.
+    try:
+        return process.status() == psutil.STATUS_ZOMBIE
+    except (psutil.NoSuchProcess, FileNotFoundError):
+        return True
 
 
 def with_timeout_reap(pid: int) -> None:
@@ -151,6 +173,7 @@ def test_ctrl_c_through_tee_stops_every_process_and_a_second_dev_is_refused(stac
             lambda: (time.sleep(0.5), log.read_text())[1] if log.exists() else "", HEALTHY
         )
         status = read_status(STATE_ROOT / stack_name)
+        starts = service_starts(stack_name)
 
         started = time.monotonic()
         second = subprocess.run(
@@ -166,13 +189,13 @@ def test_ctrl_c_through_tee_stops_every_process_and_a_second_dev_is_refused(stac
         assert "already running" in second.stderr, second.stderr[-2000:]
         assert status["webserver"] in second.stderr
         assert "make dev-stop" in second.stderr
-        assert refused_after < 30, "the refusal must come before anything starts"
+        assert service_starts(stack_name) == starts, "the refusal must come before anything starts"
         assert read_status(STATE_ROOT / stack_name) == status, "the running stack was touched"
 
         processes = stack_processes(stack_name)
         os.killpg(shell.pid, signal.SIGINT)  # Ctrl-C reaches make, the supervisor and tee
-        left = survivors(processes, timeout=15)
-        assert not left, f"still running 15s after Ctrl-C through tee: {left}"
+        left = survivors(processes, timeout=STOP_SECONDS)
+        assert not left, f"still running {STOP_SECONDS}s after Ctrl-C through tee: {left}"
     finally:
         if shell.poll() is None:
             os.killpg(shell.pid, signal.SIGKILL)
@@ -204,14 +227,14 @@ def test_dev_stop_stops_a_stack_whose_terminal_is_gone_and_a_crashed_one(stack_n
         timeout=120,
     )
     assert "Stopped the local stack" in stopped.stdout, stopped.stdout + stopped.stderr
-    assert not survivors(processes, timeout=15)
+    assert not survivors(processes, timeout=STOP_SECONDS)
     supervisor.wait(30)
 
     # A supervisor killed outright (SIGKILL: no handler runs) takes its services with it.
     crashed = start_dev_in_background(stack_name, tmp_path / "second.log")
     processes = stack_processes(stack_name)
     os.kill(read_status(STATE_ROOT / stack_name)["supervisor_pid"], signal.SIGKILL)
-    left = survivors(processes, timeout=15)
+    left = survivors(processes, timeout=STOP_SECONDS)
     assert not left, f"a crashed supervisor left these running: {left}"
     crashed.wait(30)
 

@@ -130,7 +130,8 @@ def test_a_run_whose_step_waits_in_a_queue_without_workers_ends_canceled(team, t
     clicked = time.monotonic()
     team.terminate_run(run)
     assert run_status(run, timeout=60) == "CANCELED"
-    assert time.monotonic() - clicked < 15
+    # Its termination timeout (3 s), not a worker that never comes; loose, for busy cores.
+    assert time.monotonic() - clicked < 45
 
     # A worker that starts afterwards skips the stale step instead of running it.
     team.start_worker()
