@@ -58,13 +58,16 @@ def deliver(tmp_path, redis_url, monkeypatch):
         ReconstructableRepository.for_module("stopteam_code", "defs", str(tmp_path)), "probe_ping"
     )
     instance = DagsterInstance.from_config(str(team.home))
-    run = instance.create_run_for_job(recon_job.get_definition(), run_config={})
+    # As a launched run: it names its code (the step worker refuses a run of other code).
+    run = instance.create_run_for_job(
+        recon_job.get_definition(), run_config={}, job_code_origin=recon_job.get_python_origin()
+    )
     task = create_execute_plan_task(Celery(broker="memory://", backend="cache+memory://"))
 
-    def send(instance_ref=None, executable_dict=None) -> list[str]:
+    def send(instance_ref=None, executable_dict=None, run_id=None) -> list[str]:
         args = ExecuteStepArgs(
             job_origin=recon_job.get_python_origin(),
-            run_id=run.run_id,
+            run_id=run_id or run.run_id,
             step_keys_to_execute=["report_runtime"],
             instance_ref=instance_ref or instance.get_ref(),
             retry_mode=RetryMode.DISABLED,

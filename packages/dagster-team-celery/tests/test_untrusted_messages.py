@@ -63,3 +63,24 @@ def test_the_messages_instance_ref_is_ignored_for_the_workers_own(deliver, tmp_p
     assert not elsewhere.get_run_by_id(run.run_id)
     assert not elsewhere.get_records_for_run(run.run_id).records
     elsewhere.dispose()
+
+
+def test_a_step_of_another_teams_run_is_refused_and_writes_nothing_into_it(deliver, tmp_path):
+    """The message names this team's own code, but the run id of another team's run: before
+    the fix, the worker ran its step and wrote its events into that run."""
+    instance, _, send = deliver
+    ml_origin = ReconstructableJob(
+        ReconstructableRepository.for_module("ml.definitions", "defs", str(tmp_path)),
+        "probe_ping",
+    ).get_python_origin()
+    victim = instance.create_run_for_job(
+        ReconstructableJob(
+            ReconstructableRepository.for_module("stopteam_code", "defs", str(tmp_path)),
+            "probe_ping",
+        ).get_definition(),
+        run_config={},
+        job_code_origin=ml_origin,
+    )
+    with pytest.raises(ForeignTaskError, match=rf"step of run {victim.run_id}.*ml\.definitions"):
+        send(run_id=victim.run_id)
+    assert not instance.get_records_for_run(victim.run_id).records, "nothing written into it"

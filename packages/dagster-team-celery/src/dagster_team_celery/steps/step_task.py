@@ -39,6 +39,7 @@ from dagster import DagsterEventType, DagsterInstance, JobDefinition
 from dagster import _check as check
 from dagster._core.code_pointer import (
     AutoloadDefsModuleCodePointer,
+    CodePointer,
     ModuleCodePointer,
     PackageCodePointer,
 )
@@ -47,6 +48,7 @@ from dagster._core.definitions.repository_definition import RepositoryDefinition
 from dagster._core.events import EngineEventData
 from dagster._core.execution.api import create_execution_plan, execute_plan_iterator
 from dagster._core.instance.ref import InstanceRef
+from dagster._core.storage.dagster_run import DagsterRun
 from dagster._grpc.types import ExecuteStepArgs
 from dagster._serdes import serialize_value, unpack_value
 from dagster_celery.config import TASK_EXECUTE_PLAN_NAME
@@ -77,7 +79,23 @@ def serve_only(module_name: str) -> None:
 def check_own_code(recon_job: ReconstructableJob, task: str = "step") -> None:
     """Refuse, before anything is imported, a ``task`` (step or run) whose code is not this
     team's module."""
-    pointer = recon_job.repository.pointer
+    check_own_pointer(recon_job.repository.pointer, task)
+
+
+def check_own_run(dagster_run: DagsterRun) -> None:
+    """Refuse a step of a run that is not this team's: a message naming its own code but
+    another team's run id would otherwise write events into that run (the run worker checks
+    the run's own code in the same way)."""
+    origin = dagster_run.job_code_origin
+    if origin is None:
+        raise ForeignTaskError(
+            f"Refused a step of run {dagster_run.run_id}: the run names no code, so it cannot be"
+            " this team's."
+        )
+    check_own_pointer(origin.repository_origin.code_pointer, f"step of run {dagster_run.run_id}")
+
+
+def check_own_pointer(pointer: CodePointer, task: str) -> None:
     module_pointers = (ModuleCodePointer, PackageCodePointer, AutoloadDefsModuleCodePointer)
     module = getattr(pointer, "module", None) if isinstance(pointer, module_pointers) else None
     if not _served_module or module != _served_module[0]:
@@ -240,6 +258,7 @@ def create_execute_plan_task(app: Celery) -> Task:
         dagster_run = instance.get_run_by_id(args.run_id)
         check.invariant(dagster_run, f"Could not load run {args.run_id}")
         assert dagster_run is not None
+        check_own_run(dagster_run)
         step_keys = list(args.step_keys_to_execute or [])
         step_keys_str = ", ".join(step_keys)
 
