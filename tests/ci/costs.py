@@ -12,10 +12,11 @@ BUDGET_SECONDS = 1800
 # What a suite's tests start, from their markers (pyproject.toml); the first match is shown.
 STARTS = {
     "swarm": "two dockerd engines in network namespaces, the stack deployed on them",
-    "container": "the images built, the compose stack (one, shared by the file's tests)",
+    "container": "a compose stack (one per test file) from the images step's images",
     "faults": "the fault suite's own local stack",
     "ui": "Chromium, against the shared local stack (or a deployed one)",
-    "local_stack": "the shared local stack (Postgres, Redis, SeaweedFS, every team)",
+    "shared_stack": "the shared local stack (Postgres, Redis, SeaweedFS, every team)",
+    "local_stack": "local stacks of its own (`make dev`'s, a scaffolded team's)",
 }
 
 
