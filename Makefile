@@ -95,7 +95,7 @@ format: venvs ## Format with ruff
 	$(PYTHON) -m ruff format .
 	$(PYTHON) -m ruff check --fix .
 
-test: preflight-test venvs ## Everything, in six lanes at once; writes test-results/ci-costs.{json,md} (ONLY="step ..." runs some)
+test: preflight-test venvs ## Everything, in five lanes at once; writes test-results/ci-costs.{json,md} (ONLY="step ..." runs some)
 	$(PYTHON) -m tests.ci.suites $${ONLY:+--only $$ONLY}
 
 test-fast: venvs ## Static checks and every test that starts no stack, worker or engine (about 2 minutes)

@@ -51,19 +51,3 @@ def starts_from_a_healthy_stack(request):
         wait_until_healthy(
             request.getfixturevalue("local_stack"), request.getfixturevalue("client")
         )
-
-
-@pytest.fixture(scope="module")
-def compose_stack(tmp_path_factory, request):
-    """The compose stack (tests/compose_stack.py), one per test module that asks: two modules
-    run at once in two of `make test`'s lanes."""
-    from tests.compose_stack import running_compose_stack
-
-    yield from running_compose_stack(tmp_path_factory, request)
-
-
-@pytest.fixture(scope="module")
-def compose_client(compose_stack):
-    from tests.compose_stack import loaded_compose_client
-
-    return loaded_compose_client(compose_stack)

@@ -1,15 +1,13 @@
 """`make test`: every suite, with progress, and a table of what each one cost.
 
-The steps run in six lanes at once, as most of their time is spent waiting on the processes,
+The steps run in five lanes at once, as most of their time is spent waiting on the processes,
 servers and engines they start: the static checks, then the packages' and the teams' tests; the
 platform's suites on the shared local stack; those that start their own stacks or none; the
-images, then the compose suite; the fault suite (its own local stack); once the images are
-built, the teams' compose suite (a compose stack of its own), then the swarm.
-
-Each pytest loads ``cost_recorder`` (this folder), which writes every test's seconds to one log;
-from it this module writes test-results/ci-costs.json and .md: per suite (a test file), its
-tests, seconds and what it starts, and per step its wall-clock and CPU time. With CI_STARTED_AT
-(epoch seconds, set by .ci/run) the total includes the machine's setup.
+images, then the compose suite; the fault suite (its own local stack), then the swarm once the
+images are built. Each pytest loads ``cost_recorder`` (this folder), which writes every test's
+seconds to one log; from it this module writes test-results/ci-costs.json and .md: per suite (a
+test file), its tests, seconds and what it starts, and per step its wall-clock and CPU time.
+With CI_STARTED_AT (epoch seconds, set by .ci/run) the total includes the machine's setup.
 
     python -m tests.ci.suites [--fast] [--only STEP ...] [--one-lane]
 """
@@ -85,21 +83,16 @@ STATIC = [
 ]
 
 
-def platform(name: str, markers: str, lane: int, where: str = "tests", **order: str) -> Step:
-    command = [PYTHON, "-m", "pytest", *where.split(), "-m", markers, *PLATFORM_ARGS]
+def platform(name: str, markers: str, lane: int, **order: str) -> Step:
+    command = [PYTHON, "-m", "pytest", "tests", "-m", markers, *PLATFORM_ARGS]
     return Step(f"platform-{name}", [command], lane=lane, **order)
-
-
-# On a compose stack of their own, beside the other container tests: they build and start new
-# teams' images and services (about ten minutes together).
-COMPOSE_TEAMS = "tests/test_container_teams.py"
 
 
 def all_steps(workers: int) -> list[Step]:
     # Most package tests wait on the workers and servers they start (a quarter of a core each,
     # measured): several at once fill the cores.
     spread = ["-n", str(workers)] if workers > 1 else []
-    # Six lanes: measured, the suites use about one of the two cores on average, the rest of
+    # Five lanes: measured, the suites use about one of the two cores on average, the rest of
     # their time waiting on what they started; the longest lane (compose) sets the total.
     return [
         Step("static", STATIC, lane=1),
@@ -107,15 +100,12 @@ def all_steps(workers: int) -> list[Step]:
         *team_steps(fast=False),
         platform("shared-stack", f"shared_stack and {LOCAL_SUITES}", lane=2),
         platform("own-stacks", f"not shared_stack and {LOCAL_SUITES}", lane=3),
+        platform("swarm", "swarm", lane=3, needs="images"),
         Step("images", [[PYTHON, "-m", "tests.ci.images"]], lane=4),
-        platform(
-            "compose", "container and not swarm", lane=4, where=f"tests --ignore {COMPOSE_TEAMS}"
-        ),
+        platform("compose", "container and not swarm", lane=4),
         # Not at once with the other stacks' starts: five lanes starting theirs together on two
         # cores took the shared stack past three minutes.
         platform("faults", "faults", lane=5, after="images"),
-        platform("compose-teams", "container", lane=6, where=COMPOSE_TEAMS, needs="images"),
-        platform("swarm", "swarm", lane=6, needs="images"),
     ]
 
 
