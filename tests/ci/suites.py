@@ -249,7 +249,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--one-lane", action="store_true", help="every step in turn, as on a one-core machine"
     )
-    parser.add_argument("--workers", type=int, default=3, help="pytest-xdist's for the packages")
+    parser.add_argument("--workers", type=int, default=2, help="pytest-xdist's for the packages")
     parser.add_argument("--fast", action="store_true", help="only what starts no stack")
     args = parser.parse_args(argv)
     every = fast_steps() if args.fast else all_steps(args.workers)

@@ -209,7 +209,7 @@ class CeleryTeam:
         )
         wait_for(
             lambda: all(path.exists() for path in alive),
-            90,
+            WORKER_READY_SECONDS,
             lambda: (
                 f"{' and '.join(roles)} never became ready:\n"
                 + (self.root / log_name).read_text(errors="replace")[-4000:]
@@ -308,6 +308,11 @@ class CeleryTeam:
                 process.wait(10)
         self.stop_worker()
         self.stop_run_worker()
+
+
+# A hang guard: a worker is ready in seconds alone, but `make test` runs its lanes on two cores
+# and a worker importing Dagster took over 90 s there (load average about 40).
+WORKER_READY_SECONDS = 300
 
 
 def wait_for(predicate, timeout: float, describe=lambda: "condition never held"):

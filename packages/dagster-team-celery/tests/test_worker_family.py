@@ -9,7 +9,7 @@ import time
 
 import psutil
 import pytest
-from celery_team import wait_for
+from celery_team import WORKER_READY_SECONDS, wait_for
 from test_worker import worker_env
 
 from dagster_team_celery.control import team_app
@@ -39,7 +39,7 @@ def family(tmp_path, redis_url):
     alive = [role_liveness_path(role, tmp_path / "alive") for role in ("steps", "runs")]
     wait_for(
         lambda: all(path.exists() for path in alive),
-        120,
+        WORKER_READY_SECONDS,
         lambda: (tmp_path / "workers.log").read_text(errors="replace")[-4000:],
     )
     app = team_app("bakery", broker=f"{redis_url}/0", backend=f"{redis_url}/1")
