@@ -73,6 +73,10 @@ class StackSettings:
     extra_env: dict[str, str] = field(default_factory=dict)
     # The checkout whose dagster.yaml, workspace.yaml and code_locations/ to run.
     repo_root: Path = config.REPO_ROOT
+    # Serve each team's code from a copy in the state folder (its venv stays the checkout's):
+    # a test may then break a team's code without breaking it for whatever else reads the
+    # checkout at the same time. `make dev` serves the checkout, so a Reload picks up edits.
+    copy_team_code: bool = False
     # "warm": runs start in each team's warm run worker; "process": in a fresh subprocess of
     # the team's code server (config.RUN_LAUNCHERS).
     run_launcher: str = "warm"
@@ -176,6 +180,8 @@ class StackEnvironment:
             shutil.rmtree(self.state)
         for folder in (self.home, self.logs, self.artifact_cache, self.shared):
             folder.mkdir(parents=True, exist_ok=True)
+        if self.settings.copy_team_code:
+            self.copy_team_code()
         secrets_file = self.state / "secrets.json"
         if secrets_file.exists():
             self.secrets = json.loads(secrets_file.read_text())
@@ -308,6 +314,31 @@ class StackEnvironment:
             **self.settings.extra_env,
         }
 
+    def team_code_dir(self, team: str) -> Path:
+        """The folder whose ``src`` the team's processes import (see ``copy_team_code``)."""
+        if self.settings.copy_team_code:
+            return self.state / "code" / team
+        return config.team_dir(team, self.root)
+
+    def copy_team_code(self) -> None:
+        for team in self.teams:
+            copy = self.team_code_dir(team)
+            shutil.rmtree(copy, ignore_errors=True)
+            copy.mkdir(parents=True)
+            # dg finds the project (and its defs folder) from the pyproject beside src.
+            shutil.copy2(config.team_dir(team, self.root) / "pyproject.toml", copy)
+            shutil.copytree(
+                config.team_dir(team, self.root) / "src",
+                copy / "src",
+                ignore=shutil.ignore_patterns("__pycache__"),
+            )
+
+    def team_code_env(self, team: str) -> dict[str, str]:
+        """PYTHONPATH comes before the venv's editable install of the checkout's src."""
+        if not self.settings.copy_team_code:
+            return {}
+        return {"PYTHONPATH": str(self.team_code_dir(team) / "src")}
+
     def team_tmpdir(self, team: str) -> Path:
         path = self.state / "tmp" / team
         path.mkdir(parents=True, exist_ok=True)
@@ -328,6 +359,7 @@ class StackEnvironment:
             "DAGSTER_CELERY_LIVENESS_FILE": str(liveness_file(self.state, team)),
             # Per team, so a test can tell what a team's processes wrote to temporary files.
             "TMPDIR": str(self.team_tmpdir(team)),
+            **self.team_code_env(team),
             **self.settings.extra_env,
         }
 

@@ -114,7 +114,7 @@ class LocalStack(StackEnvironment):
             f"{team}.definitions",
             team,
             self.team_env(team),
-            cwd=config.team_dir(team, self.root),
+            cwd=self.team_code_dir(team),
         )
 
     def _platform_code_server(self) -> Service:
@@ -145,7 +145,7 @@ class LocalStack(StackEnvironment):
                 worker_alive(role_liveness_path(role, base), since=service.started_wall)
                 for role in roles
             ),
-            cwd=config.team_dir(team, self.root),
+            cwd=self.team_code_dir(team),
             signal_group=False,
             stop_timeout=WORKER_STOP_TIMEOUT,
         )

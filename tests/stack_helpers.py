@@ -22,6 +22,9 @@ LOCATIONS_LOADED_SECONDS = 240
 
 
 def start_stack(name: str, **settings) -> LocalStack:
+    # Other suites read the checkout's team code at the same time (tests/ci/suites.py runs
+    # them in parallel), so a test that breaks a team's code must break a copy.
+    settings.setdefault("copy_team_code", True)
     stack = LocalStack(StackSettings(name=f"{name}-{os.getpid()}", fresh=True, **settings))
     try:
         stack.start(timeout=STACK_START_SECONDS)

@@ -16,7 +16,6 @@ from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 from devstack.config import PLATFORM_LOCATION
 from devstack.graphql_client import PlatformClient
 from tests.stack_helpers import wait_for_loaded_locations
-from tests.ui.browser import REPO_ROOT
 from tests.ui.target import UiTarget
 
 pytestmark = pytest.mark.ui
@@ -27,7 +26,7 @@ DOWNSTREAM = ("ml", "cake_demand_forecast")
 # The bakery's root asset: materializing it needs nothing upstream.
 ASSET_TO_MATERIALIZE = ("bakery", "ingredients")
 BROKEN_TEAM = "ml"
-BROKEN_MODULE = REPO_ROOT / "code_locations/ml/src/ml/defs/zz_broken_for_ui_test.py"
+BROKEN_MODULE = "src/ml/defs/zz_broken_for_ui_test.py"  # in the stack's copy of the team's code
 BROKEN_MESSAGE = "ml code is broken on purpose by the UI test"
 # A run waits for the daemon's queue, a run process and a Celery worker; a reload restarts the
 # team's code server process. Both take under a minute on two busy cores; allow three.
@@ -142,12 +141,13 @@ def test_materialize_button_runs_the_asset_on_the_teams_celery_worker(
 def broken_module_removed_afterwards(ui_target: UiTarget) -> Iterator[Path]:
     """Whatever happens, the broken module goes and every location is loaded again after."""
     if ui_target.local_stack is None:
-        pytest.skip("breaks a team's code in this checkout, which only the local stack runs")
+        pytest.skip("breaks a team's code, which only a local stack serves from a folder")
+    module = ui_target.local_stack.team_code_dir(BROKEN_TEAM) / BROKEN_MODULE
     client = ui_target.client
     try:
-        yield BROKEN_MODULE
+        yield module
     finally:
-        BROKEN_MODULE.unlink(missing_ok=True)
+        module.unlink(missing_ok=True)
         if not client.locations()[BROKEN_TEAM].healthy:
             client.reload_location(BROKEN_TEAM)
         wait_for_loaded_locations(client, ui_target.teams, timeout=RELOAD_TIMEOUT_MS / 1000)
