@@ -22,6 +22,8 @@ RUN_PROCESS = re.compile(r"Started process for run \(pid: (\d+)\) in warm run wo
 RESUMED = re.compile(r"Resumed the run: (\d+) step\(s\) already succeeded")
 # What Dagster's run monitoring logs when it resumes a run (dagster/_daemon/monitoring).
 RESUME_REQUESTED = "Launching a new run worker to resume run"
+# The fan-out's last step handed to the broker: every step is submitted.
+ALL_SUBMITTED = re.compile(rf'Submitting celery task for step "leaf_{FAN_OUT_WIDTH - 1:02d}"')
 STEP_SECONDS = 0.5
 # Run monitoring notices a dead run process from its heartbeat (dagster.yaml: every 5 s, two
 # checks of a heartbeat that lives 5 s: about 15 s). The bar is loose, as the suites share two
@@ -121,7 +123,7 @@ def kill_before_any_step(client: PlatformClient, team: str, service: WorkerServi
     """The run started and submitted its steps; the step worker had taken none."""
     service.stop_consuming_steps()
     run_id, _ = start_fan_out(client, team)
-    wait_for_event(client, run_id, re.compile(r'Submitting celery task for step "leaf_49"'))
+    wait_for_event(client, run_id, ALL_SUBMITTED)
     return outcome(client, run_id, kill(client, run_id, service))
 
 
@@ -136,6 +138,9 @@ def kill_after_the_last_step(client: PlatformClient, team: str, service: WorkerS
     the daemon, so that it resumes nothing before the kill) until the last step's success is
     in the event log; then the service dies."""
     run_id, pid = start_fan_out(client, team)
+    # Frozen before it had submitted every step, the run process would leave the last ones
+    # unsubmitted and the run would never reach the point this kill is about (seen under load).
+    wait_for_event(client, run_id, ALL_SUBMITTED)
     wait_for_progress(client, run_id, successes=2)
     service.freeze_daemon()
     try:
