@@ -14,6 +14,7 @@ from pathlib import Path
 
 import psutil
 
+from dagster_team_celery.control import DEFAULT_MAXMEMORY, MAXMEMORY_ENV
 from dagster_wandb_io.keys import write_private
 from devstack import config
 from devstack.environment import POSTGRES_USER, StackEnvironment
@@ -211,6 +212,11 @@ def redis_service(env: StackEnvironment, supervisor: Supervisor) -> Service:
             data_dir,
             "--save",
             "",
+            # As compose: bounded, refusing writes when full rather than evicting queued steps.
+            "--maxmemory",
+            os.environ.get(MAXMEMORY_ENV, DEFAULT_MAXMEMORY),
+            "--maxmemory-policy",
+            "noeviction",
         ],
         dict(os.environ),
         ready=lambda: redis_ready(env),

@@ -77,6 +77,8 @@ def test_redis_takes_its_users_from_the_acl_file_and_keeps_an_append_only_file()
     assert {"source": "redis-users", "target": "/etc/redis/users.acl"} in redis["configs"]
     assert compose()["configs"]["redis-users"]["file"] == "${KEYS_DIR:-./keys}/redis-users.acl"
     assert "--appendonly yes" in command
+    # Bounded, and full means refused rather than queued steps evicted.
+    assert "--maxmemory ${REDIS_MAXMEMORY:-512mb} --maxmemory-policy noeviction" in command
 
 
 def test_each_team_service_uses_its_own_redis_user_and_the_platform_none():

@@ -15,6 +15,7 @@ from dagster._core.launcher import LaunchRunContext, ResumeRunContext, WorkerSta
 from dagster._core.test_utils import create_run_for_test, instance_for_test
 from test_container_launcher import team_run
 
+from dagster_team_celery.control import BrokerFull
 from dagster_team_celery.runs import heartbeat, warm_launcher
 from dagster_team_celery.runs.heartbeat import RunHeartbeat, read_heartbeat
 from dagster_team_celery.runs.run_task import RUN_TASK_NAME
@@ -214,3 +215,28 @@ def wait_until(predicate, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while not predicate() and time.monotonic() < deadline:
         time.sleep(0.05)
+
+
+def fill(redis_url: str) -> None:
+    """Bound the broker's memory as compose does, and fill it (as a flooded queue would)."""
+    client = redis.Redis.from_url(f"{redis_url}/0")
+    used = int(client.info("memory")["used_memory"])
+    client.config_set("maxmemory", used + (1 << 20))
+    client.config_set("maxmemory-policy", "noeviction")
+    with pytest.raises(redis.exceptions.OutOfMemoryError):
+        for number in range(1000):
+            client.set(f"team:ml:flood:{number}", b"x" * 65536)
+
+
+def test_a_launch_into_a_full_broker_fails_at_once_naming_the_bound_and_the_fix(
+    instance, redis_url
+):
+    fill(redis_url)
+    run = team_run(instance, "bakery")
+    started = time.monotonic()
+    with pytest.raises(BrokerFull) as refused:
+        instance.run_launcher.launch_run(LaunchRunContext(dagster_run=run, workspace=None))
+    assert time.monotonic() - started < 60, "a full broker must refuse, not hang"
+    message = str(refused.value)
+    assert "The broker (Redis) is full" in message
+    assert "REDIS_MAXMEMORY" in message and "LLEN" in message

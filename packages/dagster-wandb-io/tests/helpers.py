@@ -3,6 +3,7 @@ proves it was loaded. The fake W&B cloud and the stores over it are in dagster_w
 
 from __future__ import annotations
 
+import json
 import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -70,3 +71,39 @@ def asset_metadata(result: ExecuteInProcessResult, key: str | list[str]) -> dict
     return {
         name: getattr(value, "value", value) for name, value in materialization.metadata.items()
     }
+
+
+# A cached file edited together with the hashes the cache checks it against.
+
+CAKE_ROWS = [["sponge", 12]]
+TAMPERED_ROWS = [["sponge", 99999]]
+
+
+def cakes_table() -> Any:
+    import wandb
+
+    artifact = wandb.Artifact("cakes", "dataset")
+    artifact.add(wandb.Table(columns=["cake", "count"], data=CAKE_ROWS), "rows")
+    return artifact
+
+
+def edit_file_and_its_hashes(entry_dir: Path, logical: str, content: bytes) -> None:
+    """What any team's code can do to the shared cache volume: rewrite a cached file, then its
+    size and xxh128 in entry.json and checks/ (the MD5, which the digest covers, stays)."""
+    from dagster_wandb_io.cache import tree_xxh128_file
+
+    path = entry_dir / "files" / logical
+    path.chmod(0o644)
+    path.write_bytes(content)
+    manifest_path = entry_dir / "entry.json"
+    manifest = json.loads(manifest_path.read_text())
+    xxh128 = tree_xxh128_file(path)
+    manifest["files"][logical].update(size=len(content), xxh128=xxh128)
+    manifest_path.write_text(json.dumps(manifest))
+    for check in (entry_dir / "checks").glob("*.json"):
+        check.write_text(json.dumps({**json.loads(check.read_text()), "xxh128": xxh128}))
+
+
+def tampered_table_json(entry_dir: Path) -> bytes:
+    table = json.loads((entry_dir / "files" / "rows.table.json").read_text())
+    return json.dumps({**table, "data": TAMPERED_ROWS}).encode()

@@ -1,15 +1,20 @@
-"""`add_files`, `add_dirs` and file:// references read only where a step may read.
+"""`add_files`, `add_dirs` and file:// references read only where a step may read; files
+another team put in the shared volume's place are bounded.
 
 Before the fix, `add_files` copied `/etc/passwd` into the cache every team reads, and `add_dirs`
-followed a symlink out of its directory.
+followed a symlink out of its directory; an entry.json linked to /dev/zero was read until a
+MemoryError, and one replaced by a FIFO hung the read.
 """
 
+import os
+import queue
 import tempfile
+import threading
 from pathlib import Path
 
 import pytest
 
-from dagster_wandb_io import ConfigurationError
+from dagster_wandb_io import CacheCorruptionError, ConfigurationError
 from dagster_wandb_io.config import Selection, WriteConfig
 from dagster_wandb_io.sources import READABLE_ROOTS_ENV
 from dagster_wandb_io.testing import offline_store, run_spec
@@ -76,3 +81,38 @@ def test_files_under_the_working_directory_or_a_listed_root_are_added(
     write(base_dir, **extras)
     loaded = offline_store(base_dir).read("with-files", Selection(get_path="model.bin"))
     assert Path(loaded).read_bytes() == b"\0" * 8
+
+
+def replace_with(path: Path, replacement: str) -> None:
+    path.unlink()
+    if replacement == "link to /dev/zero":
+        path.symlink_to("/dev/zero")
+    elif replacement == "FIFO":
+        os.mkfifo(path)
+    else:  # sparse: 65 MiB long, no bytes written
+        with open(path, "wb") as f:
+            f.truncate(65 << 20)
+
+
+@pytest.mark.parametrize("replacement", ["link to /dev/zero", "FIFO", "65 MiB file"])
+def test_a_manifest_replaced_by_an_unbounded_file_is_refused_at_once(base_dir, replacement):
+    result = offline_store(base_dir).write(
+        {"a": 1}, name="bounded", config=WriteConfig(), run=run_spec()
+    )
+    replace_with(Path(result.cache_path) / "entry.json", replacement)
+    outcome: queue.Queue[BaseException | object] = queue.Queue()
+
+    def read() -> None:
+        try:
+            outcome.put(offline_store(base_dir).read("bounded", Selection()))
+        except BaseException as error:
+            outcome.put(error)
+
+    # A thread, so a read that hangs (the FIFO, before the fix) fails the test instead.
+    threading.Thread(target=read, daemon=True).start()
+    try:
+        error = outcome.get(timeout=60)
+    except queue.Empty:
+        pytest.fail(f"a read of a manifest replaced by a {replacement} hung")
+    assert isinstance(error, CacheCorruptionError), error
+    assert "not a regular file" in str(error) or "over 64 MiB" in str(error)

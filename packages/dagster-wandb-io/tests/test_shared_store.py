@@ -13,9 +13,10 @@ from dagster_wandb_io import CacheCorruptionError
 from dagster_wandb_io.artifact_objects import RETRY_SECONDS_ENV, ObjectStoreUnavailable
 from dagster_wandb_io.cli import main as cli
 from dagster_wandb_io.config import Selection, WriteConfig
-from dagster_wandb_io.errors import ConfigurationError, SignatureError
+from dagster_wandb_io.errors import ConfigurationError, OfflineIndexError, SignatureError
 from dagster_wandb_io.testing import ENTITY, PROJECT, offline_store, run_spec
 
+from helpers import CAKE_ROWS, cakes_table, edit_file_and_its_hashes, tampered_table_json
 from stress_workers import (
     CTX,
     cold_reader,
@@ -352,3 +353,43 @@ def test_a_cold_hosts_read_through_dagster_logs_the_bytes_it_fetched_once(
     assert len(first) == 1 and "files) of table into this host's artifact cache" in first[0]
     assert int(first[0].split()[1]) > 1000
     assert fetched_messages(host(tmp_path, "cold")) == []
+
+
+def test_a_cached_table_edited_with_its_hashes_is_fetched_again_from_the_store(tmp_path, shared):
+    on(tmp_path, "a", shared).write(
+        cakes_table(), name="cakes", config=WriteConfig(), run=run_spec()
+    )
+    reader = on(tmp_path, "b", shared)
+    assert reader.read("cakes", Selection(get="rows")).data == CAKE_ROWS
+    reader.close()
+    [manifest] = host(tmp_path, "b").glob("dagster_wandb_io/cache/*/*/cakes/*/entry.json")
+    entry_dir = manifest.parent
+    edit_file_and_its_hashes(entry_dir, "rows.table.json", tampered_table_json(entry_dir))
+    assert on(tmp_path, "b", shared).read("cakes", Selection(get="rows")).data == CAKE_ROWS
+
+
+def test_an_index_row_held_by_a_stuck_transaction_fails_the_write_in_time(
+    tmp_path, shared, monkeypatch
+):
+    """Before the bound, the write waited on the row lock for as long as the holder lived."""
+    from dagster_wandb_io.index_postgres import LOCK_TIMEOUT_ENV
+
+    monkeypatch.setenv(LOCK_TIMEOUT_ENV, "2")
+    writer = on(tmp_path, "a", shared)
+    writer.write(make_value(1), name="model", config=WriteConfig(), run=run_spec())
+    writer.close()
+    stuck = psycopg2.connect(shared.index_url)
+    try:
+        with stuck.cursor() as cursor:
+            cursor.execute("SELECT 1 FROM wandb_io.alias_maps WHERE name = 'model' FOR UPDATE")
+        with pytest.raises(OfflineIndexError, match="held the artifact's row for over 2s"):
+            on(tmp_path, "b", shared).write(
+                make_value(2), name="model", config=WriteConfig(), run=run_spec()
+            )
+    finally:
+        stuck.rollback()
+        stuck.close()
+    # Once the holder is gone, the same write goes through.
+    on(tmp_path, "b", shared).write(
+        make_value(2), name="model", config=WriteConfig(), run=run_spec()
+    )

@@ -35,7 +35,7 @@ from dagster_wandb_io.keys import (
 )
 from dagster_wandb_io.testing import ENTITY, PROJECT, offline_store, run_spec
 
-from helpers import Canary
+from helpers import CAKE_ROWS, Canary, cakes_table, edit_file_and_its_hashes, tampered_table_json
 
 
 def _cached_file(result, name: str) -> Path:
@@ -519,3 +519,43 @@ def test_raw_bytes_payload_is_verified(base_dir, tmp_path):
     )
     with pytest.raises(SignatureError, match="does not verify"):
         store.read("blob", Selection())
+
+
+def test_a_cached_table_edited_with_its_hashes_is_detected_before_it_is_read(base_dir):
+    """Before files' seals, this read returned the attacker's rows with no error."""
+    store = offline_store(base_dir)
+    result = store.write(cakes_table(), name="cakes", config=WriteConfig(), run=run_spec())
+    entry_dir = Path(result.cache_path)
+    assert store.read("cakes", Selection(get="rows")).data == CAKE_ROWS
+    store.close()
+    edit_file_and_its_hashes(entry_dir, "rows.table.json", tampered_table_json(entry_dir))
+    for selection in (Selection(get="rows"), Selection(get_path="rows.table.json")):
+        with pytest.raises(
+            CacheCorruptionError, match=r"producer signed: its entry\.json was edited"
+        ):
+            offline_store(base_dir).read("cakes", selection)
+
+
+def test_an_entry_indexed_without_a_seal_is_checked_by_md5(base_dir):
+    """A version indexed before seals has no signed xxh128 to trust: its files are checked
+    against their MD5s, which the digest in the signed index covers."""
+    from dagster_wandb_io import index
+
+    store = offline_store(base_dir)
+    result = store.write(cakes_table(), name="cakes", config=WriteConfig(), run=run_spec())
+    store.close()
+    document_path = _index_file(base_dir, "cakes")
+    document = json.loads(document_path.read_text())
+    del document["versions"][0]["info"]["files_seal"]
+    index._sign(
+        document, Signer(team="tests", private_key=_signing_key()), ENTITY, PROJECT, "cakes"
+    )
+    document_path.write_text(json.dumps(document))
+    entry_dir = Path(result.cache_path)
+    edit_file_and_its_hashes(entry_dir, "rows.table.json", tampered_table_json(entry_dir))
+    with pytest.raises(CacheCorruptionError, match="does not match its digest"):
+        offline_store(base_dir).read("cakes", Selection(get="rows"))
+
+
+def _signing_key() -> Ed25519PrivateKey:
+    return Ed25519PrivateKey.from_private_bytes(bytes.fromhex(SIGNING_KEY))

@@ -25,6 +25,7 @@ from urllib.parse import urlsplit
 
 from .cache import CacheEntry, EntryManifest
 from .errors import CacheCorruptionError, ConfigurationError, WandbArtifactsIOManagerError
+from .fsutil import MAX_JSON_BYTES, UnreadableFile, read_capped
 
 STORE_URL_ENV = "DAGSTER_WANDB_IO_STORE_URL"
 # How long a request keeps retrying a store that does not answer (a restart, a network blip)
@@ -129,8 +130,17 @@ class ObjectStore:
         key = self._key(entity, project, name, digest, MANIFEST)
         try:
             body = self._retrying(
-                lambda: self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+                lambda: read_capped(
+                    self.client.get_object(Bucket=self.bucket, Key=key)["Body"],
+                    MAX_JSON_BYTES,
+                    f"s3://{self.bucket}/{key}",
+                )
             )
+        except UnreadableFile as error:
+            raise CacheCorruptionError(
+                f"The object store's manifest is not one this package wrote ({error}). Delete"
+                " it so the next write of that content uploads it again."
+            ) from None
         except Exception as error:
             if self._missing(error):
                 return None

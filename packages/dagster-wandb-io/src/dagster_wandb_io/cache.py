@@ -16,17 +16,25 @@ rename under the exclusive lock; files fetched later appear by atomic file renam
 
 An entry fetched from W&B starts as its manifest alone, and W&B manifests carry only MD5s; the
 xxh128 of each file fetched into it is kept under ``checks/`` so later uses check it cheaply.
+
+Every team's code can write to the cache volume. The digest in the path covers the MD5s (a
+manifest that does not compute to it is refused), but not the xxh128s the cheap check trusts:
+whoever edits a file could edit its xxh128 too. So an offline write signs its files' seal
+(``files_seal``: each path, size, MD5 and xxh128) in the owner-signed offline index, and a read
+checks the manifest against it before trusting any xxh128; an entry without a signed seal (read
+from W&B, or indexed before seals) is checked by MD5 instead.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import socket
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -46,6 +54,7 @@ DEFAULT_TTL_MINUTES = 60 * 24 * 30
 # Entries one process keeps held for user code; bounds its open file descriptors.
 _MAX_HELD = 64
 _MANIFEST_HEADER = b"wandb-artifact-manifest-v1\n"
+_FILES_SEAL_HEADER = b"dagster-wandb-io/files-seal-v1\n"
 
 
 def resolve_base_dir(configured: str | os.PathLike[str] | None = None) -> Path:
@@ -173,6 +182,17 @@ def tree_xxh128_file(path: Path, chunk_size: int = signing.CHUNK_SIZE) -> str:
     return signing.tree_xxh128_from_chunks(chunks, length)
 
 
+def files_seal(files: Mapping[str, FileRecord]) -> str | None:
+    """The digest of every file's path, size, MD5 and xxh128, which an offline write signs in
+    the index; None when a file's xxh128 is unknown (a manifest from W&B)."""
+    if any(record.xxh128 is None for record in files.values()):
+        return None
+    seal = hashlib.sha256(_FILES_SEAL_HEADER)
+    for path, record in sorted(files.items()):
+        seal.update(json.dumps([path, record.size, record.md5, record.xxh128]).encode() + b"\n")
+    return seal.hexdigest()
+
+
 def md5_file_b64(path: Path) -> str:
     import base64
 
@@ -210,8 +230,9 @@ class CacheEntry:
             raise CacheCorruptionError(f"artifact path {logical!r} escapes the cache entry")
         return p
 
-    def read_manifest(self) -> EntryManifest | None:
-        """The entry's manifest if it exists and matches the digest it is filed under."""
+    def read_manifest(self, seal: str | None = None) -> EntryManifest | None:
+        """The entry's manifest if it exists and matches the digest it is filed under, and
+        `seal` (the files' seal its producer signed) when given."""
         try:
             manifest = EntryManifest.from_json(read_json(self.manifest_path))
         except FileNotFoundError:
@@ -223,6 +244,11 @@ class CacheEntry:
         if manifest.digest != self.digest or manifest.computed_digest() != self.digest:
             raise CacheCorruptionError(
                 f"The cache entry {self.path} does not match its digest {self.digest}."
+            )
+        if seal is not None and files_seal(manifest.files) != seal:
+            raise CacheCorruptionError(
+                f"The cache entry {self.path} lists file sizes or hashes other than those its"
+                " producer signed: its entry.json was edited."
             )
         return manifest
 
@@ -244,10 +270,15 @@ class CacheEntry:
             pass
         return None
 
-    def has_intact_file(self, logical: str, record: FileRecord, *, verify: bool = True) -> bool:
-        """Whether the cached file matches `record`; `verify=False` only checks its size."""
+    def has_intact_file(
+        self, logical: str, record: FileRecord, *, verify: bool = True, sealed: bool = False
+    ) -> bool:
+        """Whether the cached file matches `record`; `verify=False` only checks its size.
+
+        `sealed`: the manifest matched the seal its producer signed, so its xxh128 is trusted;
+        otherwise the file is checked against its MD5, which the digest covers."""
         if verify:
-            xxh = self.known_xxh128(logical, record)
+            xxh = self.known_xxh128(logical, record) if sealed else None
             return self.check_file(logical, FileRecord(record.md5, record.size, xxh))
         try:
             return self.file_path(logical).stat().st_size == record.size
@@ -407,14 +438,18 @@ class SharedCache:
         ttl: int | None,
         *,
         complete: bool = True,
+        seal: str | None = None,
     ) -> CacheEntry:
         """Move a staged entry into place unless a valid one already exists (same content).
 
         `complete`: the staged entry holds every file (a write), so an existing entry is only
         kept if its files check out. An entry staged from a W&B manifest alone (its files are
         fetched later) keeps any existing entry whose manifest is readable, with the files
-        already fetched into it.
+        already fetched into it. Either way an existing entry must match `seal` (a write's own
+        files, when complete): one edited on the volume is replaced.
         """
+        if complete:
+            seal = files_seal(manifest.files)
         entry = self.entry(manifest.entity, manifest.project, manifest.name, manifest.digest)
         atomic_write_json(staged.path / "entry.json", manifest.to_json())
         entry.path.parent.mkdir(parents=True, exist_ok=True)
@@ -424,7 +459,7 @@ class SharedCache:
         with FileLock(entry.lock_path):
             existing = None
             try:
-                existing = entry.read_manifest()
+                existing = entry.read_manifest(seal)
             except CacheCorruptionError:
                 existing = None
             if existing is not None and (
@@ -463,8 +498,9 @@ class SharedCache:
         entry: CacheEntry,
         ttl: int | None,
         create: Callable[[CacheCorruptionError | None], None],
+        seal: str | None = None,
     ) -> EntryManifest:
-        """Hold `entry` in use and return its manifest.
+        """Hold `entry` in use and return its manifest (matching `seal` when given).
 
         `create(problem)` runs, without the lock, when the entry is missing (`problem` is None)
         or corrupt; it must commit the entry or raise. Eviction may remove a new entry before it
@@ -474,7 +510,7 @@ class SharedCache:
             lock = FileLock(entry.lock_path, shared=True)
             lock.acquire()
             try:
-                manifest = entry.read_manifest()
+                manifest = entry.read_manifest(seal)
             except CacheCorruptionError as exc:
                 lock.release()
                 create(exc)

@@ -16,7 +16,7 @@ from typing import Any, Protocol
 from . import serialization, signing
 from .artifact_objects import ObjectStore
 from .backends import Backends, Log, StoreSettings, indexed_version
-from .cache import CacheEntry, EntryManifest, FileRecord, md5_file_b64
+from .cache import CacheEntry, EntryManifest, FileRecord, files_seal, md5_file_b64
 from .config import Selection
 from .errors import (
     CacheCorruptionError,
@@ -128,6 +128,9 @@ class _Resolved:
     source: Source | None
     # Online, the SDK's own artifact, for what LoadedArtifact delegates to it.
     handle: Any = None
+    # Offline, the files' seal (cache.files_seal) its producer signed in the index; None for
+    # W&B's artifacts and versions indexed before seals.
+    seal: str | None = None
 
 
 def read(
@@ -152,8 +155,8 @@ def read(
         found = _resolve_remote(backends, s, name, selection.ref, run)
     entry = backends.cache.entry(s.entity, s.project, name, found.version.digest)
     held_before = entry in backends.cache.holds
-    manifest = _open_entry(backends, entry, found.source)
-    opened = _OpenEntry(backends, stats, entry, manifest, found.source)
+    manifest = _open_entry(backends, entry, found.source, found.seal)
+    opened = _OpenEntry(backends, stats, entry, manifest, found.source, found.seal is not None)
     loaded = LoadedArtifact(
         manifest=manifest,
         version=found.version.version,
@@ -178,7 +181,8 @@ def _resolve_indexed(backends: Backends, s: StoreSettings, name: str, ref: str) 
     source = None
     if backends.objects is not None:
         source = StoreSource(backends.objects, s.entity, s.project, name, indexed.digest)
-    return _Resolved(version, source)
+    seal = indexed.info.get("files_seal")
+    return _Resolved(version, source, seal=str(seal) if seal is not None else None)
 
 
 def _resolve_remote(
@@ -249,13 +253,16 @@ def _offline_names(index: OfflineIndex, name: str, entity: str, project: str) ->
     return names
 
 
-def _open_entry(backends: Backends, entry: CacheEntry, source: Source | None) -> EntryManifest:
-    """Hold `entry` in use and return its manifest, creating it from `source` if needed."""
+def _open_entry(
+    backends: Backends, entry: CacheEntry, source: Source | None, seal: str | None
+) -> EntryManifest:
+    """Hold `entry` in use and return its manifest, creating it from `source` if needed (or
+    if it does not match `seal`, the files' seal its producer signed)."""
     settings = backends.settings
 
     def create(problem: CacheCorruptionError | None) -> None:
         if source is not None:
-            _create_entry(backends, entry, source)
+            _create_entry(backends, entry, source, seal)
         elif problem is not None:
             raise _offline_corruption(settings, entry, str(problem)) from problem
         else:
@@ -266,14 +273,22 @@ def _open_entry(backends: Backends, entry: CacheEntry, source: Source | None) ->
                 " offline run has been uploaded with `wandb sync`."
             )
 
-    return backends.cache.open(entry, settings.ttl_minutes, create)
+    return backends.cache.open(entry, settings.ttl_minutes, create, seal)
 
 
-def _create_entry(backends: Backends, entry: CacheEntry, source: Source) -> None:
+def _create_entry(backends: Backends, entry: CacheEntry, source: Source, seal: str | None) -> None:
     """Commit an entry holding `source`'s manifest; its files are fetched when first read."""
     manifest = source.manifest(entry)
+    if seal is not None and files_seal(manifest.files) != seal:
+        raise SignatureError(
+            f"The manifest of {entry.entity}/{entry.project}/{entry.name}@{entry.digest} in"
+            f" {source.what} lists file sizes or hashes other than those its producer signed in"
+            f" the offline index: it was edited. Fix: {source.repair}."
+        )
     with backends.cache.stage() as staged:
-        backends.cache.commit(staged, manifest, backends.settings.ttl_minutes, complete=False)
+        backends.cache.commit(
+            staged, manifest, backends.settings.ttl_minutes, complete=False, seal=seal
+        )
 
 
 @dataclass(frozen=True)
@@ -286,6 +301,7 @@ class _OpenEntry:
     entry: CacheEntry
     manifest: EntryManifest
     source: Source | None
+    sealed: bool  # the manifest matched the files' seal its producer signed
 
     def file(self, path: str, *, force: bool = False, verify: bool = True) -> Path:
         """The cached file, fetched once (under the fill lock) if missing or corrupt.
@@ -297,12 +313,18 @@ class _OpenEntry:
         if path not in self.manifest.files:
             raise KeyError(f"{path!r} is not a file of {entry.name}")
         record = self.manifest.files[path]
-        if not force and entry.has_intact_file(path, record, verify=verify):
+
+        def intact() -> bool:
+            return not force and entry.has_intact_file(
+                path, record, verify=verify, sealed=self.sealed
+            )
+
+        if intact():
             return entry.file_path(path)
         if self.source is None:
             raise self._corruption(f"{path} is missing or does not match its digest")
         with FileLock(entry.fill_lock_path):
-            if not force and entry.has_intact_file(path, record, verify=verify):
+            if intact():
                 return entry.file_path(path)
             self._download(record, path, self.source)
         return entry.file_path(path)

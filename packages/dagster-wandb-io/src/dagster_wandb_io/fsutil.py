@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import stat
 import uuid
 from pathlib import Path
 from typing import Any
@@ -27,9 +28,38 @@ def atomic_write_json(path: Path, obj: Any) -> None:
     atomic_write_bytes(path, json.dumps(obj, indent=1, sort_keys=True).encode())
 
 
-def read_json(path: Path) -> Any:
-    with open(path, "rb") as f:
-        return json.loads(f.read())
+# A manifest of 100,000 files is about 20 MiB; anything past this was not written by this
+# package (the volume is shared: a link to /dev/zero once took a worker to a MemoryError).
+MAX_JSON_BYTES = 64 << 20
+
+
+class UnreadableFile(ValueError):
+    """A JSON file of the shared volume that is no regular file, or too large to be one of
+    ours; callers treat it as any unreadable JSON (corrupt: set aside or fetched again)."""
+
+
+def read_json(path: Path, limit: int = MAX_JSON_BYTES) -> Any:
+    """The JSON in `path`, read only if it is a regular file of at most `limit` bytes.
+
+    O_NONBLOCK: opening a FIFO put in the file's place returns at once instead of waiting for
+    a writer that never comes."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    with os.fdopen(fd, "rb") as f:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise UnreadableFile(f"{path} is not a regular file")
+        data = f.read(limit + 1)
+    if len(data) > limit:
+        raise UnreadableFile(f"{path} is over {limit >> 20} MiB")
+    return json.loads(data)
+
+
+def read_capped(body: Any, limit: int, what: str) -> bytes:
+    """At most `limit` bytes of a stream (an S3 object's body), refusing a longer one."""
+    data = body.read(limit + 1)
+    if len(data) > limit:
+        raise UnreadableFile(f"{what} is over {limit >> 20} MiB")
+    return data
 
 
 def link_or_copy(src: Path, dst: Path) -> int:

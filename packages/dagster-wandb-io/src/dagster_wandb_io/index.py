@@ -186,6 +186,9 @@ class OfflineIndex:
                     return dataclasses.replace(found, claimed_earlier=True)
             found = _version_of(data, digest, type=type, size=size, info=info)
             found_info = found.setdefault("info", {})
+            if info and info.get("files_seal") and not found_info.get("files_seal"):
+                # A version indexed before seals gains one when its content is written again.
+                found_info["files_seal"] = info["files_seal"]
             if claim_run is not None and not published_by(found_info, claim_run):
                 found_info.setdefault("dagster_run_ids", []).append(claim_run)
             for alias in aliases:

@@ -22,10 +22,15 @@ from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
-from .errors import ConfigurationError
+from .errors import ConfigurationError, OfflineIndexError
 from .index_files import check_document
 
 INDEX_URL_ENV = "DAGSTER_WANDB_IO_INDEX_URL"
+# How long an update waits for a row another transaction holds, and any statement may run: a
+# process that holds a row or a stalled database fails a step with an error instead of hanging it.
+LOCK_TIMEOUT_ENV = "DAGSTER_WANDB_IO_INDEX_LOCK_TIMEOUT_SECONDS"
+DEFAULT_LOCK_TIMEOUT_SECONDS = 60.0
+STATEMENT_TIMEOUT_SECONDS = 120.0
 SCHEMA = "wandb_io"
 _SCHEMA_SQL = f"""
 CREATE SCHEMA IF NOT EXISTS {SCHEMA};
@@ -47,6 +52,24 @@ CREATE TABLE IF NOT EXISTS {SCHEMA}.untrusted_alias_maps (
     set_aside_at timestamptz NOT NULL DEFAULT now()
 );
 """
+
+
+def lock_timeout_seconds() -> float:
+    raw = os.environ.get(LOCK_TIMEOUT_ENV, "")
+    try:
+        value = float(raw) if raw else DEFAULT_LOCK_TIMEOUT_SECONDS
+    except ValueError:
+        value = -1.0
+    if value <= 0:
+        raise ConfigurationError(f"{LOCK_TIMEOUT_ENV}={raw!r}: give a positive number of seconds.")
+    return value
+
+
+def _timeouts() -> str:
+    """The index connection's server-side bounds, as libpq options."""
+    lock_ms = int(lock_timeout_seconds() * 1000)
+    statement_ms = int(max(STATEMENT_TIMEOUT_SECONDS, lock_timeout_seconds()) * 1000)
+    return f"-c lock_timeout={lock_ms} -c statement_timeout={statement_ms}"
 
 
 def redacted(url: str) -> str:
@@ -142,7 +165,7 @@ class PostgresIndex:
                 " dagster-wandb-io[object-store]."
             ) from None
         try:
-            connection = psycopg2.connect(self.url, connect_timeout=10)
+            connection = psycopg2.connect(self.url, connect_timeout=10, options=_timeouts())
         except psycopg2.OperationalError as error:
             raise ConfigurationError(
                 f"The offline index's Postgres ({redacted(self.url)}) is unreachable or refused"
@@ -178,6 +201,14 @@ class PostgresIndex:
             try:
                 with connection, connection.cursor() as cursor:
                     yield cursor
+            except (psycopg2.errors.LockNotAvailable, psycopg2.errors.QueryCanceled) as error:
+                raise OfflineIndexError(
+                    f"The offline index in Postgres ({redacted(self.url)}) did not answer in time"
+                    f" ({str(error).strip()}): another transaction held the artifact's row for"
+                    f" over {lock_timeout_seconds():.0f}s ({LOCK_TIMEOUT_ENV}), or a statement ran"
+                    f" over {STATEMENT_TIMEOUT_SECONDS:.0f}s. Nothing was changed. If a process is"
+                    " stuck holding the row (pg_stat_activity), end it, then retry."
+                ) from None
             except (psycopg2.OperationalError, psycopg2.InterfaceError):
                 self._connection = None
                 raise

@@ -19,7 +19,7 @@ from urllib.parse import urlparse
 
 from . import serialization, signing
 from .backends import Backends, Log, StoreSettings, indexed_version
-from .cache import CacheEntry, EntryManifest, FileRecord, StagedEntry
+from .cache import CacheEntry, EntryManifest, FileRecord, StagedEntry, files_seal
 from .config import WriteConfig
 from .errors import CacheCorruptionError, ConfigurationError, OfflineIndexError, SignatureError
 from .fsutil import atomic_write_json, link_or_copy, remove_tree
@@ -172,9 +172,15 @@ def write(
         artifact, manifest = _stage(job, obj, staged, base_metadata)
         entry = backends.cache.commit_held(staged, manifest, backends.settings.ttl_minutes)
         aliases = _dedupe([*config.aliases, run_alias(run.dagster_run_id), "latest"])
-        if backends.offline:
-            return _publish_offline(job, artifact, manifest, entry, aliases, once_per_run)
-        return _publish_online(job, artifact, manifest, entry, aliases)
+        try:
+            if backends.offline:
+                return _publish_offline(job, artifact, manifest, entry, aliases, once_per_run)
+            return _publish_online(job, artifact, manifest, entry, aliases)
+        except BaseException:
+            # A failed publication (the index or W&B refused it) must not keep the entry's
+            # shared lock: this process's next commit of the same content would wait on it.
+            backends.cache.holds.release(entry)
+            raise
 
 
 def _base_metadata(run: RunSpec, extra_metadata: dict[str, Any] | None) -> dict[str, Any]:
@@ -258,7 +264,12 @@ def _publish_offline(
         type=artifact.type,
         size=manifest.size,
         aliases=aliases,
-        info={"dagster_run_id": run.dagster_run_id, "wandb_run_id": run.run_id},
+        info={
+            "dagster_run_id": run.dagster_run_id,
+            "wandb_run_id": run.run_id,
+            # Signed with the index: what readers check the cached files' hashes against.
+            "files_seal": files_seal(manifest.files),
+        },
         signer=job.signer,
         trust=backends.trust,
         log=job.log,

@@ -54,7 +54,7 @@ from kombu.exceptions import OperationalError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from dagster_team_celery.control import team_app
+from dagster_team_celery.control import full_broker_explained, team_app
 from dagster_team_celery.runs.heartbeat import read_heartbeat
 from dagster_team_celery.runs.run_task import RUN_TASK_NAME
 from dagster_team_celery.settings import celery_settings, run_queue
@@ -143,9 +143,10 @@ class WarmRunLauncher(RunLauncher, ConfigurableClass):
             self.code_server_launcher.launch_run(context)
             return
         team = run_team(run)
-        self.app(team).send_task(
-            RUN_TASK_NAME, args=[run.run_id], task_id=run.run_id, queue=run_queue(team)
-        )
+        with full_broker_explained(team):
+            self.app(team).send_task(
+                RUN_TASK_NAME, args=[run.run_id], task_id=run.run_id, queue=run_queue(team)
+            )
         self._instance.report_engine_event(
             f"Sent to team {team}'s warm run workers (queue {run_queue(team)}).",
             run,
@@ -185,12 +186,13 @@ class WarmRunLauncher(RunLauncher, ConfigurableClass):
         task_id = f"{run.run_id}-resume-{attempt}"
         # Before it is sent: health checks must follow the new task from the start.
         self._instance.add_run_tags(run.run_id, {RUN_TASK_TAG: task_id})
-        self.app(team).send_task(
-            RUN_TASK_NAME,
-            args=[run.run_id, attempt],
-            task_id=task_id,
-            queue=run_queue(team),
-        )
+        with full_broker_explained(team):
+            self.app(team).send_task(
+                RUN_TASK_NAME,
+                args=[run.run_id, attempt],
+                task_id=task_id,
+                queue=run_queue(team),
+            )
         self._instance.report_engine_event(
             f"Resume attempt {attempt} sent to team {team}'s warm run workers "
             f"(queue {run_queue(team)}).",

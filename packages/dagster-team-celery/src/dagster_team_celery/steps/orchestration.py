@@ -60,6 +60,7 @@ from kombu.exceptions import OperationalError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from dagster_team_celery.control import broker_full_message, is_broker_full
 from dagster_team_celery.steps.pool_slots import PoolSlots
 from dagster_team_celery.steps.step_task import use_pooled_connections
 
@@ -265,12 +266,15 @@ class StepOrchestrator:
 
     def ride_out_outage(self, error: Exception) -> Iterator[DagsterEvent]:
         timeout = self.settings.broker_outage_timeout_seconds
+        full = is_broker_full(error)
         if self.outage_since is None:
             self.outage_since = time.monotonic()
-            yield self.engine_event(
-                f"Lost the Celery broker or result backend ({error}); retrying for up to "
-                f"{timeout:.0f}s."
-            )
+            lost = "The broker is full" if full else "Lost the Celery broker or result backend"
+            yield self.engine_event(f"{lost} ({error}); retrying for up to {timeout:.0f}s.")
+        elif time.monotonic() - self.outage_since > timeout and full:
+            # Full for the whole wait: no queue drained, so say which bound was hit and how to
+            # find the queue that filled it.
+            raise BrokerUnreachable(broker_full_message(self.default_queue, error)) from error
         elif time.monotonic() - self.outage_since > timeout:
             raise BrokerUnreachable(
                 f"The Celery broker or result backend stayed unreachable for {timeout:.0f}s "
