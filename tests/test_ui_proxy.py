@@ -1,6 +1,7 @@
 """The UI's proxy image (docker/ui-proxy) on its own, in front of stand-in services: its
 forward-auth mode against a sign-in service that answers as oauth2-proxy does, its refusals of
-bad or hostile settings, and its reconnect to an upstream that came back at a new address.
+bad or hostile settings, its refusal of cross-site requests (in Chromium, from a page of another
+site), and its reconnect to an upstream that came back at a new address.
 
 Its basic-auth mode, with websockets, is tested in front of the real webserver in
 test_container_e2e.py."""
@@ -33,6 +34,7 @@ class Echo(http.server.BaseHTTPRequestHandler):
         body = json.dumps(dict(self.headers)).encode()
         self.send_response(200); self.send_header("Content-Length", str(len(body)))
         self.end_headers(); self.wfile.write(body)
+    do_POST = do_GET
 http.server.ThreadingHTTPServer(("0.0.0.0", 3000), Echo).serve_forever()
 """
 
@@ -230,3 +232,128 @@ def test_a_bad_sign_in_setting_stops_the_proxy_with_the_fix(lab, settings, named
         docker("rm", "-f", container, check=False)
     assert exit_code.strip() == "64"
     assert named in result.stderr and ".env" in result.stderr
+
+
+# ---- cross-site request forgery (docker/ui-proxy/cross-site.caddy) ----
+
+MUTATION = 'mutation { deleteRun(runId: "any") { __typename } }'
+REFUSED_FROM_ANOTHER_SITE = "The UI's API refuses requests from pages of other sites."
+
+
+@pytest.fixture(scope="module")
+def basic_proxy(lab: ProxyLab) -> str:
+    return lab.start_proxy("basic", UI_AUTH="basic")
+
+
+def upstream_posts(lab: ProxyLab) -> int:
+    """How many POSTs the stand-in webserver has been sent."""
+    echo = next(c for c in lab.containers if c.endswith("-webserver"))
+    logs = docker("logs", echo)
+    return (logs.stdout + logs.stderr).count('"POST /')
+
+
+@pytest.mark.parametrize("proxy", ["basic_proxy", "forward_proxy"])
+def test_the_api_takes_json_posts_from_its_own_pages_and_the_platforms_tools(request, proxy):
+    url = request.getfixturevalue(proxy)
+    own_page = {"Sec-Fetch-Site": "same-origin", "Sec-Fetch-Mode": "cors"}
+    for headers in (own_page, {}):  # {}: `make up`'s requests send no Sec-Fetch-* headers
+        answered(f"{url}/proxy-health")
+        response = requests.post(
+            f"{url}/graphql", json={"query": MUTATION}, headers=headers, auth=TOOL_LOGIN, timeout=10
+        )
+        assert response.status_code == 200, response.text
+        assert response.json()["Content-Type"] == "application/json"
+
+
+API = "/graphql"
+REPORT = "/report_asset_materialization/cakes"  # a POST endpoint of the webserver's besides the API
+ONLY_JSON_POSTS = "only as a POST with a JSON body"
+CROSS_SITE = {"Sec-Fetch-Site": "cross-site"}
+WEBSOCKET = {**CROSS_SITE, "Upgrade": "websocket", "Connection": "Upgrade"}
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "options", "status", "says"),
+    [
+        # The browser says another site's page sent it: refused whatever it carries.
+        ("POST", API, {"json": {}, "headers": CROSS_SITE}, 403, REFUSED_FROM_ANOTHER_SITE),
+        (
+            "POST",
+            API,
+            {"json": {}, "headers": {"Sec-Fetch-Site": "same-site"}},
+            403,
+            REFUSED_FROM_ANOTHER_SITE,
+        ),
+        ("GET", API, {"headers": WEBSOCKET}, 403, REFUSED_FROM_ANOTHER_SITE),
+        ("POST", REPORT, {"json": {}, "headers": CROSS_SITE}, 403, "The UI refuses changes"),
+        # What a page of another site can send without the UI's consent, in any browser.
+        ("GET", API, {"params": {"query": MUTATION}}, 405, ONLY_JSON_POSTS),
+        ("POST", API, {"data": {"query": MUTATION}}, 415, ONLY_JSON_POSTS),
+        (
+            "POST",
+            API,
+            {"data": MUTATION, "headers": {"Content-Type": "text/plain"}},
+            415,
+            ONLY_JSON_POSTS,
+        ),
+    ],
+    ids=[
+        "cross-site",
+        "same-site",
+        "cross-site-websocket",
+        "cross-site-report",
+        "get-query",
+        "form-post",
+        "text-post",
+    ],
+)
+def test_a_request_another_sites_page_could_send_is_refused_with_the_login(
+    lab, basic_proxy, method, path, options, status, says
+):
+    answered(f"{basic_proxy}/proxy-health")
+    before = upstream_posts(lab)
+    response = requests.request(
+        method, f"{basic_proxy}{path}", auth=TOOL_LOGIN, timeout=10, **options
+    )
+    assert (response.status_code, says in response.text) == (status, True), response.text
+    assert upstream_posts(lab) == before, "the forged request reached the webserver"
+
+
+def test_chromium_refuses_a_form_another_site_posts_to_the_api(lab, basic_proxy, tmp_path):
+    """The attack as it happens: a signed-in user's browser opens a page of another site (here
+    `localhost`, the proxy being `127.0.0.1`), which posts a form to the UI's API; the browser
+    would attach the UI's login by itself."""
+    import http.server
+    import threading
+
+    from playwright.sync_api import sync_playwright
+
+    from tests.ui.browser import CHROMIUM, CHROMIUM_ARGS
+
+    body = MUTATION.replace('"', "&quot;")
+    (tmp_path / "index.html").write_text(
+        f'<form id="forged" method="POST" action="{basic_proxy}/graphql" enctype="text/plain">'
+        f'<input type="hidden" name="{body}" value=""></form>'
+        "<script>document.getElementById('forged').submit()</script>"
+    )
+    handler = lambda *a: http.server.SimpleHTTPRequestHandler(*a, directory=str(tmp_path))  # noqa: E731
+    attacker = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=attacker.serve_forever, daemon=True).start()
+    answered(f"{basic_proxy}/proxy-health")
+    before = upstream_posts(lab)
+    try:
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(
+                executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
+            )
+            login = {"username": TOOL_LOGIN[0], "password": TOOL_LOGIN[1]}
+            context = browser.new_context(http_credentials=login)
+            page = context.new_page()
+            with page.expect_response(f"{basic_proxy}/graphql") as forged:
+                page.goto(f"http://localhost:{attacker.server_port}/index.html")
+            assert forged.value.status == 403
+            assert REFUSED_FROM_ANOTHER_SITE in forged.value.text()
+            browser.close()
+    finally:
+        attacker.shutdown()
+    assert upstream_posts(lab) == before, "the forged request reached the webserver"
