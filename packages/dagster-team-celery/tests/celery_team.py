@@ -285,7 +285,9 @@ class CeleryTeam:
     def terminate_run(self, process: subprocess.Popen) -> None:
         """What DefaultRunLauncher.terminate does: mark the run CANCELING, then interrupt it."""
         with self.instance() as instance:
-            run = wait_for(lambda: next(iter(instance.get_runs(limit=1)), None), 30)
+            run = wait_for(
+                lambda: next(iter(instance.get_runs(limit=1)), None), STARTED_WITHIN_SECONDS
+            )
             instance.report_run_canceling(run)
         process.send_signal(signal.SIGINT)
 
@@ -313,6 +315,9 @@ class CeleryTeam:
 # A hang guard: a worker is ready in seconds alone, but `make test` runs its lanes on two cores
 # and a worker importing Dagster took over 90 s there (load average about 40).
 WORKER_READY_SECONDS = 300
+# The same kind of hang guard for a run or step to start: at load average 40 a run process
+# importing Dagster and submitting its first step took over 60 s (a fresh-clone CI run).
+STARTED_WITHIN_SECONDS = 300
 
 
 def wait_for(predicate, timeout: float, describe=lambda: "condition never held"):

@@ -11,7 +11,7 @@ import time
 import pytest
 import redis
 from celery import Celery, states
-from celery_team import TEAM, wait_for
+from celery_team import STARTED_WITHIN_SECONDS, TEAM, wait_for
 
 from dagster_team_celery.steps.orchestration import read_states
 
@@ -56,7 +56,9 @@ def test_a_step_whose_worker_died_is_resubmitted_to_its_replacement(team, tmp_pa
     # Catches: waiting forever for a task whose worker died (dagster-celery's loop does).
     team.start_worker()
     run = team.start_run("sleep_job", sleep_run_config(tmp_path, seconds=8))
-    wait_for(lambda: (tmp_path / "pid").exists(), 60, lambda: "step never started")
+    wait_for(
+        lambda: (tmp_path / "pid").exists(), STARTED_WITHIN_SECONDS, lambda: "step never started"
+    )
     (tmp_path / "pid").unlink()
 
     team.kill_worker()
@@ -115,7 +117,9 @@ def test_a_lost_step_with_no_worker_left_fails_the_run_naming_worker_and_queue(t
     team.start_worker()
     run_config = sleep_run_config(tmp_path, seconds=60, lost_worker_timeout_seconds=3.0)
     run = team.start_run("sleep_job", run_config)
-    wait_for(lambda: (tmp_path / "pid").exists(), 60, lambda: "step never started")
+    wait_for(
+        lambda: (tmp_path / "pid").exists(), STARTED_WITHIN_SECONDS, lambda: "step never started"
+    )
 
     team.kill_worker()
     killed = time.monotonic()
@@ -133,7 +137,9 @@ def test_a_short_broker_outage_is_ridden_out(team, tmp_path, redis_server):
     # Catches: failing the run at the first connection error while Redis restarts.
     team.start_worker()
     run = team.start_run("sleep_job", sleep_run_config(tmp_path, seconds=6))
-    wait_for(lambda: (tmp_path / "pid").exists(), 60, lambda: "step never started")
+    wait_for(
+        lambda: (tmp_path / "pid").exists(), STARTED_WITHIN_SECONDS, lambda: "step never started"
+    )
 
     redis_server.stop()
     time.sleep(3)
@@ -150,7 +156,9 @@ def test_a_long_broker_outage_fails_the_run_with_the_fix(team, tmp_path, redis_s
     team.start_worker()
     run_config = sleep_run_config(tmp_path, seconds=60, broker_outage_timeout_seconds=3.0)
     run = team.start_run("sleep_job", run_config)
-    wait_for(lambda: (tmp_path / "pid").exists(), 60, lambda: "step never started")
+    wait_for(
+        lambda: (tmp_path / "pid").exists(), STARTED_WITHIN_SECONDS, lambda: "step never started"
+    )
 
     redis_server.stop()
     try:

@@ -10,7 +10,7 @@ import signal
 import threading
 
 import pytest
-from celery_team import wait_for
+from celery_team import STARTED_WITHIN_SECONDS, wait_for
 from dagster._core.events import DagsterEventType
 
 from dagster_team_celery.probes import POOL_WIDTH, PROBE_POOL, pool_run_config
@@ -48,10 +48,12 @@ def test_a_redelivered_step_runs_again_under_its_one_slot(team):
     sampler = threading.Thread(target=sample_claims)
     sampler.start()
     try:
-        task = wait_for(lambda: next(iter(team.active_tasks()), None), 60)
+        task = wait_for(lambda: next(iter(team.active_tasks()), None), STARTED_WITHIN_SECONDS)
         # A task is active before its step starts; kill only once the step has begun, or the
         # redelivered copy is the step's first start and nothing is seen to run twice.
-        wait_for(lambda: started_steps(team), 60, lambda: "no step ever started")
+        wait_for(
+            lambda: started_steps(team), STARTED_WITHIN_SECONDS, lambda: "no step ever started"
+        )
         os.kill(task["worker_pid"], signal.SIGKILL)  # the pool process dies mid-step
         output, _ = run.communicate(timeout=180)
     finally:

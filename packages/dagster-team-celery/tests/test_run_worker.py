@@ -8,7 +8,7 @@ import time
 from collections import Counter
 
 import pytest
-from celery_team import TEAM, wait_for
+from celery_team import STARTED_WITHIN_SECONDS, TEAM, wait_for
 from dagster import DagsterEventType, DagsterRunStatus
 from dagster._core.definitions.reconstruct import ReconstructableJob, ReconstructableRepository
 from dagster._core.launcher import LaunchRunContext
@@ -214,7 +214,9 @@ def test_a_run_whose_workers_all_died_is_resumed_by_their_replacement(team, monk
     run_config = {"ops": {"sleeper": {"config": {"seconds": 3, "pid_file": str(pid_file)}}}}
     with team.instance() as instance:
         run_id = launch(team, instance, instance.run_launcher, "sleep_then_step_job", run_config)
-        wait_for(pid_file.exists, 90, lambda: messages(instance, run_id)[-3000:])
+        wait_for(
+            pid_file.exists, STARTED_WITHIN_SECONDS, lambda: messages(instance, run_id)[-3000:]
+        )
         team.kill_worker()  # parent, run worker, step worker and the run's own process
         killed = time.monotonic()
         team.start_worker("steps", "runs")

@@ -9,7 +9,7 @@ import signal
 import time
 
 import pytest
-from celery_team import CeleryTeam, wait_for
+from celery_team import STARTED_WITHIN_SECONDS, CeleryTeam, wait_for
 from dagster._core.errors import DagsterExecutionInterruptedError
 from psutil import pid_exists
 
@@ -36,7 +36,11 @@ def run_status(process, timeout: float) -> str:
 
 def step_pid(tmp_path) -> int:
     pid_file = tmp_path / "step.pid"
-    wait_for(lambda: pid_file.exists() and pid_file.read_text(), 60, lambda: "step never started")
+    wait_for(
+        lambda: pid_file.exists() and pid_file.read_text(),
+        STARTED_WITHIN_SECONDS,
+        lambda: "step never started",
+    )
     return int(pid_file.read_text())
 
 
@@ -125,7 +129,9 @@ def test_a_run_whose_step_waits_in_a_queue_without_workers_ends_canceled(team, t
         "execution": {"config": {"termination_timeout_seconds": 3.0}},
     }
     run = team.start_run("sleep_job", run_config)
-    wait_for(lambda: run_submitted(team), 60, lambda: "the step was never submitted")
+    wait_for(
+        lambda: run_submitted(team), STARTED_WITHIN_SECONDS, lambda: "the step was never submitted"
+    )
 
     clicked = time.monotonic()
     team.terminate_run(run)
