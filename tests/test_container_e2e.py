@@ -114,23 +114,19 @@ class ComposeStack:
             raise AssertionError(f"compose {' '.join(args)} failed:\n{result.stderr[-4000:]}")
         return result.stdout
 
-    def wait_healthy(self) -> None:
-        result = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "scripts.wait_healthy",
-                "--compose",
-                shlex.join(self.compose),
-                "--timeout",
-                "600",
-            ],
-            cwd=self.checkout,
-            capture_output=True,
-            text=True,
+    def wait_healthy(self, *options: str) -> None:
+        """`scripts.wait_healthy` as `make up` runs it, with any extra options (a reload)."""
+        result = self.script(
+            "-m",
+            "scripts.wait_healthy",
+            "--compose",
+            shlex.join(self.compose),
+            "--timeout",
+            "600",
+            *options,
         )
-        print(result.stdout)
-        assert result.returncode == 0, result.stdout + result.stderr
+        print(result.stdout[-3000:])
+        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
 
     def wait_for_ui_through_the_proxy(self, timeout: float = 120) -> None:
         """A recreated webserver is healthy before the proxy follows it to its new address."""
@@ -249,19 +245,7 @@ class ComposeStack:
         # What compose did to each container (Running, Recreate, Create, Removed).
         print(up.stdout[-3000:] + up.stderr[-3000:])
         assert up.returncode == 0, up.stderr[-4000:]
-        result = self.script(
-            "-m",
-            "scripts.wait_healthy",
-            "--compose",
-            shlex.join(self.compose),
-            "--timeout",
-            "600",
-            "--reload-workspace",
-            "--webserver",
-            self.webserver_url,
-        )
-        print(result.stdout[-1500:])
-        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+        self.wait_healthy("--reload-workspace", "--webserver", self.webserver_url)
 
 
 @pytest.fixture(scope="module")
