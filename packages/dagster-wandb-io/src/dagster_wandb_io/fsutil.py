@@ -48,10 +48,7 @@ def read_json(path: Path, limit: int = MAX_JSON_BYTES) -> Any:
         mode = os.fstat(fd).st_mode
         if not stat.S_ISREG(mode):
             raise UnreadableFile(f"{path} is not a regular file")
-        data = f.read(limit + 1)
-    if len(data) > limit:
-        raise UnreadableFile(f"{path} is over {limit >> 20} MiB")
-    return json.loads(data)
+        return json.loads(read_capped(f, limit, str(path)))
 
 
 def read_capped(body: Any, limit: int, what: str) -> bytes:
