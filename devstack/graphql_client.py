@@ -336,11 +336,17 @@ class PlatformClient:
         return statuses
 
     def wait_for_locations(self, names: list[str], timeout: float = 90.0) -> dict:
-        """Every named code location LOADED, or TimeoutError naming their states."""
+        """Every named code location LOADED, or TimeoutError naming their states. A UI not
+        answering yet (its proxy or webserver restarting) is waited for too."""
         deadline = time.monotonic() + timeout
         while True:
-            statuses = self.locations()
-            if all(name in statuses and statuses[name].healthy for name in names):
+            try:
+                statuses: dict | str = self.locations()
+            except (requests.ConnectionError, requests.HTTPError) as error:
+                statuses = f"the UI did not answer: {error}"
+            if isinstance(statuses, dict) and all(
+                name in statuses and statuses[name].healthy for name in names
+            ):
                 return statuses
             if time.monotonic() > deadline:
                 raise TimeoutError(

@@ -27,9 +27,10 @@ ALL_SUBMITTED = re.compile(rf'Submitting celery task for step "leaf_{FAN_OUT_WID
 STEP_SECONDS = 0.5
 # Run monitoring notices a dead run process from its heartbeat (dagster.yaml: every 5 s, two
 # checks of a heartbeat that lives 5 s: about 15 s). The bar is loose, as the suites share two
-# cores, yet below the launcher's other ways of noticing (a resume not taken in 180 s, a broker
-# unreachable for 120 s), so passing still proves the heartbeat noticed. The bench times it.
-NOTICED_WITHIN_SECONDS = 60
+# cores (60 s was missed once under load), yet below the launcher's other ways of noticing (a
+# resume not taken in 180 s, a broker unreachable for 120 s), so passing still proves the
+# heartbeat noticed. The bench times it.
+NOTICED_WITHIN_SECONDS = 110
 
 
 @dataclass
@@ -69,10 +70,23 @@ class Outcome:
         )
 
 
+def stop_consuming_source(team: str) -> str:
+    """Python that makes the team's step worker stop taking steps, run in the team's environment
+    (its broker and Redis user). Sent until the worker answers: one 5 s broadcast can go
+    unanswered while the lanes of `make test` load both cores."""
+    return (
+        "import time\n"
+        "from dagster_team_celery.control import team_app\n"
+        f"app, deadline = team_app({team!r}), time.monotonic() + 120\n"
+        f"while not app.control.cancel_consumer({team!r}, reply=True, timeout=5):\n"
+        "    assert time.monotonic() < deadline, 'the step worker did not answer in 120 s'\n"
+    )
+
+
 def start_fan_out(client: PlatformClient, team: str) -> tuple[str, int]:
     """A 50-step fan-out, and its run process's pid once it started."""
     run_id = client.submit_job(team, "probe_fan_out", run_config=fan_out_run_config(STEP_SECONDS))
-    pid = int(wait_for_event(client, run_id, RUN_PROCESS, timeout=180).group(1))
+    pid = int(wait_for_event(client, run_id, RUN_PROCESS).group(1))
     return run_id, pid
 
 

@@ -39,6 +39,7 @@ from tests.resume import (
     check_killed_after_the_last_step,
     check_killed_before_any_step,
     check_killed_midway,
+    stop_consuming_source,
 )
 from tests.stack_helpers import run_browser_suite, wait_for_loaded_locations
 from tests.terminate import (
@@ -325,16 +326,14 @@ def compose_worker_service(stack: ComposeStack, team: str) -> WorkerService:
         subprocess.run(["docker", "start", container], check=True, capture_output=True)
 
     def in_container(*command: str) -> None:
-        subprocess.run(["docker", "exec", container, *command], check=True, capture_output=True)
+        done = subprocess.run(
+            ["docker", "exec", container, *command], capture_output=True, text=True
+        )
+        assert done.returncode == 0, f"{command[:2]} in {team}-worker: {done.stderr[-2000:]}"
 
     return WorkerService(
         kill=kill,
-        stop_consuming_steps=lambda: in_container(
-            "python",
-            "-c",
-            "from dagster_team_celery.control import team_app; "
-            f"assert team_app({team!r}).control.cancel_consumer({team!r}, reply=True, timeout=5)",
-        ),
+        stop_consuming_steps=lambda: in_container("python", "-c", stop_consuming_source(team)),
         freeze_daemon=lambda: subprocess.run(["docker", "pause", daemon], check=True),
         thaw_daemon=lambda: subprocess.run(["docker", "unpause", daemon], check=True),
         freeze_run_process=lambda pid: in_container("sh", "-c", f"kill -STOP {pid}"),
@@ -507,8 +506,8 @@ def test_a_redeploy_drains_the_teams_run_in_flight_and_leaves_another_teams_unto
     compose_stack.run("build", "bakery-code")
     busy_run = compose_client.submit_job("ml", "probe_sleep", run_config=sleep_config(20))
     draining = compose_client.submit_job("bakery", "probe_sleep", run_config=sleep_config(30))
-    old_run_worker = wait_for_event(compose_client, draining, RUN_PROCESS, timeout=180).group(2)
-    wait_for_event(compose_client, draining, SLEEPING, timeout=120)
+    old_run_worker = wait_for_event(compose_client, draining, RUN_PROCESS).group(2)
+    wait_for_event(compose_client, draining, SLEEPING)
     # The bakery's real pipeline, in flight too while its workers are replaced.
     pipeline = compose_client.submit_job("bakery", "cake_production_job")
     deadline = time.monotonic() + 180
@@ -668,7 +667,7 @@ def in_worker(compose_stack: ComposeStack, team: str, code: str) -> subprocess.C
 
 def test_terminate_stops_a_running_step_and_cancels_the_run(compose_stack, compose_client):
     run_id = compose_client.submit_job("bakery", "probe_sleep", run_config=sleep_config(120))
-    pid = int(wait_for_event(compose_client, run_id, SLEEPING, timeout=180).group(1))
+    pid = int(wait_for_event(compose_client, run_id, SLEEPING).group(1))
 
     result = terminate(compose_client, run_id)
     clicked = time.monotonic() - result.canceled_seconds
@@ -866,7 +865,7 @@ def launchers_up(compose_stack: ComposeStack, compose_file: str) -> None:
 
 def assert_a_killed_run_container_is_resumed_in_a_new_one(client: PlatformClient) -> None:
     run_id = client.submit_job("bakery", "probe_sleep", run_config=sleep_config(20))
-    wait_for_event(client, run_id, SLEEPING, timeout=180)
+    wait_for_event(client, run_id, SLEEPING)
     first = {tag["key"]: tag["value"] for tag in client.run(run_id)["tags"]}["docker/container_id"]
     killed_at = time.monotonic()
     subprocess.run(["docker", "kill", "--signal", "KILL", first], check=True, capture_output=True)

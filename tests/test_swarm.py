@@ -331,14 +331,10 @@ def test_losing_node_2_mid_run_resumes_its_run_worker_and_its_steps_on_node_1(
     cluster = swarm_stack.cluster
     bakery = swarm_client.submit_job("bakery", "probe_sleep", run_config=sleep_config(45))
     ml = swarm_client.submit_job("ml", "probe_sleep", run_config=sleep_config(45))
-    assert (
-        wait_for_event(swarm_client, bakery, SLEEPING, timeout=180)
-        .group(2)
-        .endswith("swarm-node-2")
-    )
-    ml_run_worker = wait_for_event(swarm_client, ml, RUN_PROCESS, timeout=180).group(2)
+    assert wait_for_event(swarm_client, bakery, SLEEPING).group(2).endswith("swarm-node-2")
+    ml_run_worker = wait_for_event(swarm_client, ml, RUN_PROCESS).group(2)
     assert ml_run_worker.endswith("swarm-node-2"), ml_run_worker
-    wait_for_event(swarm_client, ml, SLEEPING, timeout=180)
+    wait_for_event(swarm_client, ml, SLEEPING)
     # Somewhere for Swarm to put the bakery's step workers and the ML run worker once node 2 is
     # gone.
     cluster.label(cluster.nodes[0], "mlplatform.bakery.steps")

@@ -11,6 +11,8 @@ import time
 
 LOG_ENV = "CI_COSTS_LOG"
 SUITE_ENV = "CI_COSTS_STEP"
+# Set by tests/ci/suites.py when it runs a step's failed tests a second time.
+RETRY_ENV = "CI_COSTS_RETRY"
 
 
 # Set in the environment of everything a recorded session starts: a pytest that a test runs
@@ -24,6 +26,8 @@ def _write(record: dict) -> None:
     if not (path and _recording):
         return
     record = {**record, "step": os.environ.get(SUITE_ENV, ""), "t": round(time.time(), 3)}
+    if os.environ.get(RETRY_ENV):
+        record["retry"] = True
     with open(path, "a") as log:
         log.write(json.dumps(record) + "\n")
 

@@ -33,24 +33,47 @@ def suite_of(record: dict) -> str:
     return path
 
 
+def retried(records: list[dict]) -> tuple[set[str], set[str]]:
+    """The tests run again (tests/ci/suites.py retries a step's failed tests once), and those
+    that failed again."""
+    again = {r["nodeid"] for r in records if r["event"] == "phase" and r.get("retry")}
+    failed_again = {
+        r["nodeid"]
+        for r in records
+        if r["event"] == "phase" and r.get("retry") and r["outcome"] == "failed"
+    }
+    return again, failed_again
+
+
+def flaky(records: list[dict]) -> list[str]:
+    """Tests that failed, then passed when run again."""
+    again, failed_again = retried(records)
+    return sorted(again - failed_again)
+
+
 def suites(records: list[dict]) -> list[dict]:
     seconds: dict[str, float] = defaultdict(float)
     tests: dict[str, int] = defaultdict(int)
     failed: dict[str, int] = defaultdict(int)
     markers: dict[str, set[str]] = defaultdict(set)
     steps: dict[str, str] = {}
+    again, _ = retried(records)
     for record in records:
         if record["event"] != "phase":
             continue
         suite = suite_of(record)
         steps[suite] = record["step"]
+        # A retry's seconds are a cost of the run; its tests were counted the first time, and
+        # a retried test's failures are the retry's (a test that passed then is flaky).
         seconds[suite] += record["seconds"]
         markers[suite].update(record.get("markers", []))
-        if record["when"] == "call" or (
-            record["when"] == "setup" and record["outcome"] != "passed"
+        retry = bool(record.get("retry"))
+        if not retry and (
+            record["when"] == "call"
+            or (record["when"] == "setup" and record["outcome"] != "passed")
         ):
             tests[suite] += 1
-        if record["outcome"] == "failed":
+        if record["outcome"] == "failed" and (retry or record["nodeid"] not in again):
             failed[suite] += 1
     rows = []
     for suite in seconds:
@@ -74,6 +97,8 @@ def markdown(report: dict) -> str:
         f"# `{report['command']}` costs: {total:.0f} s ({total / 60:.1f} min; budget "
         f"{BUDGET_SECONDS // 60} min): {report['tests']} tests, {report['failed']} failed",
         "",
+        *[f"- flaky (failed, then passed on the retry): `{nodeid}`" for nodeid in report["flaky"]],
+        *([""] if report["flaky"] else []),
         "| step | seconds | share | CPU seconds |",
         "|---|---:|---:|---:|",
     ]
@@ -111,7 +136,8 @@ def write_report(
 ) -> dict:
     """``steps``: each step's name, seconds and whether it passed; ``suites_seconds``: the
     wall-clock time of all of them; ``setup_seconds``: the machine's setup before them."""
-    rows = suites(read_log(log))
+    records = read_log(log)
+    rows = suites(records)
     report = {
         "command": command,
         "total_seconds": round(suites_seconds + (setup_seconds or 0), 1),
@@ -119,6 +145,7 @@ def write_report(
         "suites_seconds": round(suites_seconds, 1),
         "tests": sum(row["tests"] for row in rows),
         "failed": sum(row["failed"] for row in rows),
+        "flaky": flaky(records),
         "steps": steps,
         "suites": rows,
     }

@@ -3,10 +3,11 @@ the last step but before the run ended; each time the run is resumed and ends SU
 
 import os
 import signal
+import subprocess
+import sys
 
 import pytest
 
-from dagster_team_celery.control import team_app
 from devstack.local_stack import LocalStack
 from devstack.processes import wait_until
 from tests.faults.conftest import kill_hard
@@ -15,6 +16,7 @@ from tests.resume import (
     check_killed_after_the_last_step,
     check_killed_before_any_step,
     check_killed_midway,
+    stop_consuming_source,
 )
 
 pytestmark = [pytest.mark.faults, pytest.mark.local_stack]
@@ -29,13 +31,12 @@ def local_service(stack: LocalStack) -> WorkerService:
         kill_hard(stack, f"{TEAM}-worker")  # the supervisor starts it again, as compose would
 
     def stop_consuming_steps() -> None:
-        broker = stack.team_env(TEAM)["DAGSTER_CELERY_BROKER_URL"]
-        app = team_app(TEAM, broker=broker, backend=broker)
-        try:
-            replies = app.control.cancel_consumer(TEAM, reply=True, timeout=5)
-        finally:
-            app.close()
-        assert replies, "the step worker did not answer"
+        subprocess.run(
+            [sys.executable, "-c", stop_consuming_source(TEAM)],
+            env={**os.environ, **stack.team_env(TEAM)},
+            check=True,
+            timeout=180,
+        )
 
     return WorkerService(
         kill=kill,
