@@ -12,7 +12,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import registry
-from dagster_team_celery.deploy import redis_acl
+from dagster_team_celery.deploy import postgres_roles, redis_acl
 from dagster_team_celery.platform_bucket import BUCKET_ENV, DEFAULT_STEP_OUTPUTS, STEP_OUTPUTS_ENV
 from dagster_team_celery.runs.isolation import RUN_ISOLATION_ENV
 from dagster_team_celery.settings import (
@@ -199,7 +199,38 @@ class StackEnvironment:
         self.secrets["team_redis_passwords"] = {
             team: known.get(team) or secrets.token_hex(24) for team in self.teams
         }
+        # And its own Postgres role (postgres_roles.py), as `make env` gives it.
+        known = self.secrets.get("team_postgres_passwords", {})
+        self.secrets["team_postgres_passwords"] = {
+            team: known.get(team) or secrets.token_hex(24) for team in self.teams
+        }
         write_private(secrets_file, json.dumps(self.secrets))
+
+    def postgres_roles_script(self) -> str:
+        """The teams' roles, as `make env` writes them for compose's init to apply."""
+        postgres = self.postgres_parts()
+        return postgres_roles.roles_script(
+            postgres["user"],
+            postgres["db"],
+            self.secrets["team_postgres_passwords"],
+            {team: [self.team_entity(team)] for team in self.teams},
+        )
+
+    def team_postgres_env(self, team: str) -> dict[str, str]:
+        """The instance and the W&B index as the team's own role; with a Postgres passed in
+        (``postgres_url``), which has no platform roles, its URL's user as every process."""
+        if self.settings.postgres_url:
+            return {}
+        postgres = self.postgres_parts()
+        role, password = redis_acl.team_user(team), self.secrets["team_postgres_passwords"][team]
+        return {
+            "DAGSTER_POSTGRES_USER": role,
+            "DAGSTER_POSTGRES_PASSWORD": password,
+            INDEX_URL_ENV: (
+                f"postgresql://{role}:{password}@{postgres['host']}:{postgres['port']}/"
+                f"{postgres['db']}"
+            ),
+        }
 
     def redis_acl(self) -> str:
         """The Redis users: the operator's (``default``), Flower's, the run launcher's, and one
@@ -350,6 +381,7 @@ class StackEnvironment:
             **self.dagster_env(),
             "DAGSTER_TEAM": team,
             **self.team_redis_env(team),
+            **self.team_postgres_env(team),
             "DAGSTER_WANDB_IO_BASE_DIR": str(self.artifact_cache),
             PRIVATE_KEY_ENV: self.secrets["team_signing_keys"][team],
             TRUSTED_KEYS_ENV: str(self.trust_file),

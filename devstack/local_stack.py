@@ -29,7 +29,7 @@ import psycopg2
 from dagster_team_celery.deploy.daemon_health import heartbeats_since
 from dagster_team_celery.settings import BROKER_URL_ENV
 from dagster_team_celery.workers.liveness import LIVENESS_FILE_ENV, role_liveness_path
-from dagster_wandb_io.keys import TRUSTED_KEYS_ENV
+from dagster_wandb_io.keys import TRUSTED_KEYS_ENV, write_private
 from devstack import config, config_check, infra
 from devstack.code_reload import CodeReloadWatcher
 from devstack.environment import StackEnvironment, StackSettings, free_port
@@ -250,6 +250,15 @@ class LocalStack(StackEnvironment):
         self._run_once(
             "migrate", [PLATFORM_BIN / "dagster", "instance", "migrate"], self.platform_env()
         )
+        if not self.settings.postgres_url:
+            # As compose's init, after the migration: each team's own role.
+            script = self.state / "postgres-roles.sql"
+            write_private(script, self.postgres_roles_script())
+            self._run_once(
+                "postgres-roles",
+                [PLATFORM_BIN / "dagster-platform-postgres-roles", script],
+                self.platform_env(),
+            )
 
     def _prepare_object_store(self) -> None:
         """As compose's init service: the bucket exists before anything writes to it, and W&B

@@ -60,6 +60,11 @@ class Team:
         return f"REDIS_PASSWORD_{self.name.upper()}"
 
     @property
+    def postgres_password_variable(self) -> str:
+        """The .env variable holding the password of the team's own Postgres role."""
+        return f"POSTGRES_PASSWORD_{self.name.upper()}"
+
+    @property
     def built_here(self) -> bool:
         return self.image is None
 

@@ -13,6 +13,10 @@ the registry: keys/redis-users.acl, the Redis ACL file (hashed passwords only, s
 readable), and keys/team-redis.json (owner-only), which the daemon reads with container runs
 (docker-compose.container-runs.yml) to give each run container its own team's broker user.
 
+Each team also gets its own Postgres role's password in .env: keys/postgres-roles.sql, the
+script `init` applies to create or update the teams' roles (SCRAM verifiers only), and
+keys/team-postgres.json (owner-only), for container runs as team-redis.json is.
+
 The UI's login is written to keys/ui-users: UI_USER and a bcrypt hash of UI_PASSWORD, which the
 UI's proxy reads; the hash is kept while the password still matches it.
 """
@@ -27,7 +31,7 @@ import sys
 from pathlib import Path
 
 import registry
-from dagster_team_celery.deploy import redis_acl
+from dagster_team_celery.deploy import postgres_roles, redis_acl
 from dagster_wandb_io.keys import provision_team_keys, write_private
 from scripts import ui_login
 from scripts.envfile import REPO_ROOT
@@ -45,6 +49,8 @@ SECRETS = (
 TRUST_FILE = REPO_ROOT / "keys" / "trusted-keys.json"
 REDIS_USERS_FILE = "redis-users.acl"
 TEAM_REDIS_FILE = "team-redis.json"
+POSTGRES_ROLES_FILE = "postgres-roles.sql"
+TEAM_POSTGRES_FILE = "team-postgres.json"
 UI_USERS_FILE = "ui-users"
 
 
@@ -106,20 +112,28 @@ def rewrite_in_place(path: Path, text: str, mode: int) -> None:
         rewritten.write(text)
 
 
+def team_passwords(env_path: Path, variables: dict[str, str], what: str) -> dict[str, str]:
+    """Each team's password from .env (``variables``: team -> its .env variable), a random one
+    appended for a team that has none yet."""
+    present = read_settings(env_path.read_text())
+    added = [team for team, variable in variables.items() if variable not in present]
+    if added:
+        with env_path.open("a") as env_file:
+            for team in added:
+                present[variables[team]] = random_secret()
+                env_file.write(f"{variables[team]}={present[variables[team]]}\n")
+        print(f"{env_path.name}: added {what} passwords for {', '.join(added)}")
+    return {team: present[variable] for team, variable in variables.items()}
+
+
 def team_redis_users(env_path: Path, keys_dir: Path, root: Path = REPO_ROOT) -> None:
     """Give every registered team a Redis password in .env, and rewrite the ACL file and the
     daemon's file of team credentials from them."""
     teams = registry.teams(root)
+    passwords = team_passwords(
+        env_path, {t.name: t.redis_password_variable for t in teams}, "Redis"
+    )
     present = read_settings(env_path.read_text())
-    added = [t for t in teams if t.redis_password_variable not in present]
-    if added:
-        with env_path.open("a") as env_file:
-            for team in added:
-                password = random_secret()
-                present[team.redis_password_variable] = password
-                env_file.write(f"{team.redis_password_variable}={password}\n")
-        print(f"{env_path.name}: added Redis passwords for {', '.join(t.name for t in added)}")
-    passwords = {t.name: present[t.redis_password_variable] for t in teams}
     users = redis_acl.acl_file(
         present["REDIS_PASSWORD"],
         present["FLOWER_REDIS_PASSWORD"],
@@ -131,11 +145,32 @@ def team_redis_users(env_path: Path, keys_dir: Path, root: Path = REPO_ROOT) -> 
     rewrite_in_place(keys_dir / TEAM_REDIS_FILE, json.dumps(passwords, indent=1) + "\n", 0o600)
 
 
+def team_postgres_roles(env_path: Path, keys_dir: Path, root: Path = REPO_ROOT) -> None:
+    """Give every registered team its own Postgres role's password in .env, and rewrite the
+    roles script that `init` applies (verifiers only) and the daemon's file of them."""
+    teams = registry.teams(root)
+    passwords = team_passwords(
+        env_path, {t.name: t.postgres_password_variable for t in teams}, "Postgres"
+    )
+    present = read_settings(env_path.read_text())
+    script = postgres_roles.roles_script(
+        present.get("POSTGRES_USER") or "dagster",
+        present.get("POSTGRES_DB") or "dagster",
+        passwords,
+        {t.name: [t.entity] for t in teams},
+        postgres_roles.connection_limit(present),
+    )
+    # Verifiers only; init's user in its container must be able to read it.
+    rewrite_in_place(keys_dir / POSTGRES_ROLES_FILE, script, 0o644)
+    rewrite_in_place(keys_dir / TEAM_POSTGRES_FILE, json.dumps(passwords, indent=1) + "\n", 0o600)
+
+
 def write_derived_files(env_path: Path, trust_file: Path, root: Path) -> None:
     """Every file made from .env and the registry, next to the trust file."""
     trust_file = trust_file_of(env_path, trust_file)
     sign_keys(env_path, trust_file, root)
     team_redis_users(env_path, trust_file.parent, root)
+    team_postgres_roles(env_path, trust_file.parent, root)
     settings = read_settings(env_path.read_text())
     if ui_login.write_users_file(
         trust_file.parent / UI_USERS_FILE,

@@ -26,6 +26,7 @@ WORKSPACE_YAML = REPO_ROOT / "workspace.yaml"
 CODE_LOCATIONS = REPO_ROOT / "code_locations"
 SIGNING_KEY_PREFIX = "WANDB_IO_SIGNING_KEY_"
 REDIS_PASSWORD_PREFIX = "REDIS_PASSWORD_"
+POSTGRES_PASSWORD_PREFIX = "POSTGRES_PASSWORD_"
 # The shared secrets, and each team's own signing key and Redis password.
 SHARED_SECRETS = (
     "POSTGRES_PASSWORD",
@@ -42,6 +43,7 @@ SECRET_VARIABLES = (
     *SHARED_SECRETS,
     *(team.signing_key_variable for team in registry.teams(REPO_ROOT)),
     *(team.redis_password_variable for team in registry.teams(REPO_ROOT)),
+    *(team.postgres_password_variable for team in registry.teams(REPO_ROOT)),
 )
 
 

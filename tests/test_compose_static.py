@@ -134,7 +134,7 @@ def test_with_container_runs_only_the_webserver_and_the_daemon_see_the_engine_so
     assert services_with_the_engine_socket(override) == {"webserver", "daemon"}
     for service in override.values():
         assert service["environment"]["DAGSTER_RUN_ISOLATION"] == "container"
-    assert override["daemon"]["secrets"] == ["team-redis"]
+    assert override["daemon"]["secrets"] == ["team-redis", "team-postgres"]
 
 
 def test_exactly_one_daemon():

@@ -196,6 +196,7 @@ def test_compose_run_containers_and_local_mode_give_team_code_the_same_variables
         **dict.fromkeys(("object_store_access_key_id", "object_store_secret_access_key"), "x"),
         "team_signing_keys": {"bakery": "x"},
         "team_redis_passwords": {"bakery": "x"},
+        "team_postgres_passwords": {"bakery": "x"},
     }
     local.ports = {"postgres": 1, "redis": 2, "object-store": 3}
     # What only a local process needs: its team (compose sets it per service), where it

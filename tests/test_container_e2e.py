@@ -25,8 +25,10 @@ from devstack.local_stack import free_port
 from registry.scaffold import copy_template
 from scripts import ui_login
 from tests.faults.conftest import failure_messages
+from tests.postgres_attacks import aliases_digest_query, assert_confined, probe
 from tests.repo import (
     HOST_SECRETS,
+    POSTGRES_PASSWORD_PREFIX,
     REDIS_PASSWORD_PREFIX,
     REPO_ROOT,
     SHARED_SECRETS,
@@ -114,6 +116,13 @@ class ComposeStack:
         if check and result.returncode != 0:
             raise AssertionError(f"compose {' '.join(args)} failed:\n{result.stderr[-4000:]}")
         return result.stdout
+
+    def psql(self, query: str) -> str:
+        """One query's result, as the platform's owner in the postgres container (its password
+        from the container's own environment, not from any command line)."""
+        login = 'PGPASSWORD="$POSTGRES_PASSWORD" psql -h 127.0.0.1 -U "$POSTGRES_USER"'
+        shell = f'{login} -d "$POSTGRES_DB" -v ON_ERROR_STOP=1 -tAc "$0"'
+        return self.run("exec", "-T", "postgres", "sh", "-c", shell, query).strip()
 
     def wait_healthy(self, *options: str) -> None:
         """`scripts.wait_healthy` as `make up` runs it, with any extra options (a reload)."""
@@ -553,7 +562,9 @@ def secret_values(env_file: Path) -> set[str]:
     values = set()
     for line in env_file.read_text().splitlines():
         name, _, value = line.partition("=")
-        per_team = name.startswith((SIGNING_KEY_PREFIX, REDIS_PASSWORD_PREFIX))
+        per_team = name.startswith(
+            (SIGNING_KEY_PREFIX, REDIS_PASSWORD_PREFIX, POSTGRES_PASSWORD_PREFIX)
+        )
         if (name in SHARED_SECRETS or name in HOST_SECRETS or per_team) and value:
             values.add(value)
     return values
@@ -632,6 +643,44 @@ def test_each_team_container_holds_its_own_redis_password_and_no_other(compose_s
                 others = [p for other, p in passwords.items() if other != team]
                 assert not any(p in environment for p in others), f"{service}: another's"
                 assert operator not in environment, f"{service} holds the operator's password"
+
+
+def test_each_team_container_holds_its_own_postgres_role_and_not_the_platforms(compose_stack):
+    settings = env_settings(compose_stack.env_file)
+    passwords = per_team_secrets(settings, POSTGRES_PASSWORD_PREFIX)
+    for team in compose_stack.teams:
+        for service in sorted(team_services(team)):
+            for container in compose_stack.container_ids(service):
+                environment = json.loads(docker_inspect(container))[0]["Config"]["Env"] or []
+                assert f"DAGSTER_POSTGRES_USER=team_{team}" in environment, service
+                assert f"DAGSTER_POSTGRES_PASSWORD={passwords[team]}" in environment, service
+                held = " ".join(environment)
+                assert f"postgresql://team_{team}:{passwords[team]}@" in held, "its W&B index"
+                others = [p for other, p in passwords.items() if other != team]
+                assert not any(p in held for p in others), f"{service}: another team's"
+                assert settings["POSTGRES_PASSWORD"] not in held, f"{service}: the platform's"
+
+
+def test_the_ml_containers_postgres_role_cannot_harm_the_bakery(compose_stack, compose_client):
+    """From ml's worker container, with ml's own login: each attack of tests/postgres_attacks.py
+    is refused (with the platform's superuser login, which team containers held before, each
+    succeeded); the bakery's aliases are untouched and the ML team still reads them."""
+    bakery = compose_client.submit_job("bakery", "cake_production_job")
+    assert compose_client.wait_for_run(bakery, timeout=600) == "SUCCESS"
+    settings = env_settings(compose_stack.env_file)
+    owner, database = (
+        settings.get("POSTGRES_USER", "dagster"),
+        settings.get("POSTGRES_DB", "dagster"),
+    )
+    aliases = aliases_digest_query("bakery")
+    before = compose_stack.psql(aliases)
+    (container,) = compose_stack.container_ids("ml-worker")
+    probed = probe(["docker", "exec", container, "python"], "ml", "bakery", owner, database)
+    print(f"\nml's role: {probed.role}; outcomes: {probed.outcomes}")
+    assert_confined(probed, "ml")
+    assert compose_stack.psql(aliases) == before != ""
+    forecast = compose_client.submit_job("ml", "forecast_job")
+    assert compose_client.wait_for_run(forecast, timeout=600) == "SUCCESS"
 
 
 def test_no_secret_is_baked_into_any_image(compose_stack):

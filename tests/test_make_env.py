@@ -104,6 +104,26 @@ def test_every_team_gets_its_own_redis_user_and_the_acl_file_holds_no_password(t
     assert acl.read_text() == text
 
 
+def test_every_team_gets_its_own_postgres_role_and_the_roles_script_holds_no_password(tmp_path):
+    env, trust, settings, teams = made_env(tmp_path)
+    passwords = {team.name: settings[team.postgres_password_variable] for team in teams}
+    assert len(set(passwords.values())) == len(teams), "no two teams share a Postgres password"
+    script = tmp_path / "keys" / make_env.POSTGRES_ROLES_FILE
+    text = script.read_text()
+    for team in teams:
+        assert f"CREATE ROLE team_{team.name} WITH LOGIN NOSUPERUSER" in text
+        assert f"('{team.entity}', 'team_{team.name}')" in text  # the index rows it may write
+    secrets = [*passwords.values(), settings["POSTGRES_PASSWORD"]]
+    assert not any(secret in text for secret in secrets), "SCRAM verifiers only"
+    credentials = tmp_path / "keys" / make_env.TEAM_POSTGRES_FILE
+    assert mode(credentials) == 0o600
+    assert json.loads(credentials.read_text()) == passwords
+    # The same script again (salts follow the passwords): Swarm, whose configs are named by
+    # their content, re-runs init only when a role changes.
+    make_env.main(env, REPO_ROOT / ".env.example", trust)
+    assert script.read_text() == text
+
+
 def test_the_ui_login_reaches_its_proxy_as_a_bcrypt_hash_that_is_kept_while_it_matches(tmp_path):
     import bcrypt
 

@@ -1,7 +1,8 @@
 """On the running local stack, a process holding one team's credentials cannot act as another
 team: with W&B artifacts, it has no other team's key, and its own key is refused under the other
 team's entity before anything is written; on the broker, its Redis user reaches none of the
-other team's queue, results or worker control."""
+other team's queue, results or worker control; in Postgres, its role reaches rows only, and no
+row of the other team's W&B aliases."""
 
 import os
 import subprocess
@@ -9,6 +10,7 @@ import sys
 from pathlib import Path
 
 import psutil
+import psycopg2
 import pytest
 import redis
 from kombu.exceptions import OperationalError
@@ -16,6 +18,8 @@ from kombu.exceptions import OperationalError
 from dagster_team_celery.control import team_app
 from dagster_team_celery.settings import BACKEND_URL_ENV, BROKER_URL_ENV, key_prefix
 from dagster_wandb_io.keys import PRIVATE_KEY_ENV
+from tests.faults.conftest import failure_messages
+from tests.postgres_attacks import aliases_digest_query, assert_confined, probe
 
 pytestmark = pytest.mark.local_stack
 
@@ -151,3 +155,45 @@ def test_flowers_http_login_is_not_its_redis_password(local_stack):
     )
     with pytest.raises(redis.exceptions.AuthenticationError):
         with_http_password.ping()
+
+
+def test_a_teams_processes_connect_to_postgres_as_their_own_role(local_stack):
+    passwords = local_stack.secrets["team_postgres_passwords"]
+    assert len(set(passwords.values())) == len(passwords), "every team has its own password"
+    for team in local_stack.teams:
+        others = [password for other, password in passwords.items() if other != team]
+        for process in team_processes(local_stack, team):
+            try:
+                environment = process.environ()
+            except psutil.NoSuchProcess:
+                continue
+            assert environment["DAGSTER_POSTGRES_USER"] == f"team_{team}", process.name()
+            values = " ".join(environment.values())
+            assert not any(password in values for password in others), team
+            assert local_stack.secrets["postgres_password"] not in values, "the owner's password"
+
+
+def test_the_ml_teams_postgres_role_cannot_harm_the_bakery(local_stack, client):
+    bakery = client.submit_job("bakery", "cake_production_job")
+    assert client.wait_for_run(bakery, timeout=300) == "SUCCESS", failure_messages(client, bakery)
+    owner = local_stack.postgres_parts()
+
+    def bakery_aliases() -> str:
+        login = {key: owner[key] for key in ("host", "port", "user", "password")}
+        connection = psycopg2.connect(**login, dbname=owner["db"])
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute(aliases_digest_query("bakery"))
+                return cursor.fetchone()[0]
+        finally:
+            connection.close()
+
+    before = bakery_aliases()
+    env = {**os.environ, **local_stack.team_env("ml")}
+    probed = probe([sys.executable], "ml", "bakery", owner["user"], owner["db"], env=env)
+    assert_confined(probed, "ml")
+    assert bakery_aliases() == before != ""
+    forecast = client.submit_job("ml", "forecast_job")
+    assert client.wait_for_run(forecast, timeout=300) == "SUCCESS", failure_messages(
+        client, forecast
+    )

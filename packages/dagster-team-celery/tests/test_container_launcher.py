@@ -20,7 +20,10 @@ from dagster._core.test_utils import create_run_for_test, instance_for_test
 from dagster_docker.docker_run_launcher import DOCKER_CONTAINER_ID_TAG
 
 from dagster_team_celery.runs.container_launcher import RUN_CONTAINER_CONTEXT_ENV
-from dagster_team_celery.runs.credentials import TEAM_REDIS_CREDENTIALS_ENV
+from dagster_team_celery.runs.credentials import (
+    TEAM_POSTGRES_CREDENTIALS_ENV,
+    TEAM_REDIS_CREDENTIALS_ENV,
+)
 from dagster_team_celery.settings import PlatformConfigError
 
 LAUNCHER = {
@@ -186,6 +189,23 @@ def test_a_run_container_gets_its_own_teams_broker_user_and_no_other(instance, t
     assert "DAGSTER_CELERY_BROKER_URL=redis://team_bakery:bakery-secret@redis:6379/0" in env
     assert "DAGSTER_CELERY_BACKEND_URL=redis://team_bakery:bakery-secret@redis:6379/1" in env
     assert not any("ml-secret" in entry for entry in env)
+
+
+def test_a_run_container_connects_to_postgres_as_its_own_teams_role(
+    instance, tmp_path, monkeypatch
+):
+    path = tmp_path / "team-postgres.json"
+    path.write_text(json.dumps({"bakery": "bakery-pg", "ml": "ml-pg"}))
+    monkeypatch.setenv(TEAM_POSTGRES_CREDENTIALS_ENV, str(path))
+    monkeypatch.setenv("DAGSTER_POSTGRES_USER", "dagster")
+    monkeypatch.setenv("DAGSTER_POSTGRES_PASSWORD", "owner-secret")
+    context = instance.run_launcher.get_container_context(team_run(instance, "bakery"))
+    # The last value of a name is what the container gets (DockerRunLauncher makes a dict).
+    env = dict(entry.partition("=")[::2] for entry in context.env_vars if "=" in entry)
+    assert env["DAGSTER_POSTGRES_USER"] == "team_bakery"
+    assert env["DAGSTER_POSTGRES_PASSWORD"] == "bakery-pg"
+    assert env["DAGSTER_WANDB_IO_INDEX_URL"].startswith("postgresql://team_bakery:bakery-pg@")
+    assert not any("ml-pg" in entry or "owner-secret" in entry for entry in context.env_vars)
 
 
 def test_a_location_without_credentials_gets_no_broker_user(instance, team_credentials):

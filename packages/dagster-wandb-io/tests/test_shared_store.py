@@ -393,3 +393,34 @@ def test_an_index_row_held_by_a_stuck_transaction_fails_the_write_in_time(
     on(tmp_path, "b", shared).write(
         make_value(2), name="model", config=WriteConfig(), run=run_spec()
     )
+
+
+def test_a_login_that_may_not_create_the_index_names_the_command_that_does(tmp_path, shared):
+    """A team's Postgres role may create nothing: before `store migrate` (the platform's init,
+    as the owner) made the tables, its write fails naming that command, not a bare 'permission
+    denied'; after it, the same login writes."""
+    owner = psycopg2.connect(shared.index_url)
+    owner.autocommit = True
+    database = shared.index_url.rsplit("/", 1)[1]
+    with owner.cursor() as cursor:
+        cursor.execute("DROP ROLE IF EXISTS rows_only")
+        cursor.execute("CREATE ROLE rows_only LOGIN PASSWORD 'rows-only'")
+        cursor.execute(f"REVOKE CREATE ON DATABASE {database} FROM PUBLIC")
+    credentials = shared.index_url.split("//", 1)[1].split("@", 1)[0]
+    as_rows_only = {
+        **shared.settings,
+        "index_url": shared.index_url.replace(credentials, "rows_only:rows-only"),
+    }
+    with pytest.raises(ConfigurationError, match="dagster-wandb-io store"):
+        offline_store(host(tmp_path, "a"), **as_rows_only).write(
+            make_value(1), name="model", config=WriteConfig(), run=run_spec()
+        )
+    assert cli(["store", "migrate", "--base-dir", str(host(tmp_path, "init"))]) == 0
+    with owner.cursor() as cursor:
+        cursor.execute("GRANT USAGE ON SCHEMA wandb_io TO rows_only")
+        cursor.execute("GRANT SELECT, INSERT, UPDATE ON ALL TABLES IN SCHEMA wandb_io TO rows_only")
+        cursor.execute("GRANT USAGE ON ALL SEQUENCES IN SCHEMA wandb_io TO rows_only")
+    owner.close()
+    offline_store(host(tmp_path, "b"), **as_rows_only).write(
+        make_value(2), name="model", config=WriteConfig(), run=run_spec()
+    )

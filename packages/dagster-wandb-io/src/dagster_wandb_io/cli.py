@@ -142,6 +142,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _migrate(base: Path) -> int:
     from .errors import WandbArtifactsIOManagerError
+    from .index_postgres import PostgresIndex
     from .migration import migrate
     from .store import ArtifactStore, StoreSettings, shared_storage_from_environment
 
@@ -162,6 +163,9 @@ def _migrate(base: Path) -> int:
                 **shared,
             )
         )
+        if isinstance(store.index.backend, PostgresIndex):
+            # Created here, by init as the database's owner: teams' roles may create nothing.
+            store.index.backend.ensure_schema()
         report = migrate(base, store)
     except WandbArtifactsIOManagerError as error:
         print(f"error: {error}", file=sys.stderr)

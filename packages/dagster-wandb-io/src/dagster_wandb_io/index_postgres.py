@@ -52,6 +52,10 @@ CREATE TABLE IF NOT EXISTS {SCHEMA}.untrusted_alias_maps (
     set_aside_at timestamptz NOT NULL DEFAULT now()
 );
 """
+_TABLES_PRESENT_SQL = (
+    f"SELECT to_regclass('{SCHEMA}.alias_maps') IS NOT NULL"
+    f" AND to_regclass('{SCHEMA}.untrusted_alias_maps') IS NOT NULL"
+)
 
 
 def lock_timeout_seconds() -> float:
@@ -174,11 +178,34 @@ class PostgresIndex:
         self._connection, self._pid = connection, os.getpid()
         if not self._schema_ready:
             with connection, connection.cursor() as cursor:
-                # Two processes creating the schema at once would collide on its catalog rows.
-                cursor.execute("SELECT pg_advisory_xact_lock(hashtext('dagster_wandb_io.schema'))")
-                cursor.execute(_SCHEMA_SQL)
+                # Checked first: a team's role may not create anything (the platform's `init`
+                # creates the schema), and CREATE ... IF NOT EXISTS still needs the right to.
+                cursor.execute(_TABLES_PRESENT_SQL)
+                if not cursor.fetchone()[0]:
+                    self._create_schema(cursor)
             self._schema_ready = True
         return connection
+
+    def _create_schema(self, cursor: Any) -> None:
+        import psycopg2
+
+        try:
+            # Two processes creating it at once would collide on its catalog rows.
+            cursor.execute("SELECT pg_advisory_xact_lock(hashtext('dagster_wandb_io.schema'))")
+            cursor.execute(_SCHEMA_SQL)
+        except psycopg2.errors.InsufficientPrivilege:
+            self._connection = None
+            raise ConfigurationError(
+                f"The offline index's tables ({SCHEMA}.alias_maps) do not exist in"
+                f" {redacted(self.url)}, and this login may not create them: a team's Postgres"
+                " role may not. The platform's init creates them (`dagster-wandb-io store"
+                " migrate`, as the database's owner); run it, then retry."
+            ) from None
+
+    def ensure_schema(self) -> None:
+        """Create the index's tables now, as whoever this login is (init: the owner)."""
+        with self._lock:
+            self._connect()
 
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[Any]:

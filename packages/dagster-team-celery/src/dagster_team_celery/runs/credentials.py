@@ -1,7 +1,9 @@
-"""The broker credentials the launcher gives a run container: its own team's Redis user's.
+"""The credentials the launcher gives a run container: its own team's Redis user's and its own
+team's Postgres role's, never the daemon's.
 
-The daemon reads every team's Redis password from one owner-only file (``make env`` writes
-keys/team-redis.json; compose mounts it as a secret), because the daemon launches every team's
+The daemon reads every team's passwords from owner-only files (``make env`` writes
+keys/team-redis.json and keys/team-postgres.json; compose mounts them as secrets), because the
+daemon launches every team's
 runs. The run's team is its code location, which the daemon takes from the workspace, never
 from anything the team's code server says. The credentials go into the container's
 environment at launch only; no run record holds them.
@@ -10,17 +12,24 @@ environment at launch only; no run record holds them.
 import json
 import os
 from pathlib import Path
+from urllib.parse import quote
 
 from dagster_team_celery.deploy import redis_acl
 from dagster_team_celery.settings import BACKEND_URL_ENV, BROKER_URL_ENV, PlatformConfigError
 
+# dagster_wandb_io.index_postgres.INDEX_URL_ENV; not imported, as this package does not need
+# the W&B one installed.
+INDEX_URL_ENV = "DAGSTER_WANDB_IO_INDEX_URL"
+
 TEAM_REDIS_CREDENTIALS_ENV = "DAGSTER_TEAM_REDIS_CREDENTIALS"
+TEAM_POSTGRES_CREDENTIALS_ENV = "DAGSTER_TEAM_POSTGRES_CREDENTIALS"
 RUN_REDIS_ADDRESS_ENV = "DAGSTER_RUN_REDIS_ADDRESS"
 DEFAULT_RUN_REDIS_ADDRESS = "redis:6379"
 
 
-def team_passwords() -> dict[str, str]:
-    raw_path = os.environ.get(TEAM_REDIS_CREDENTIALS_ENV, "").strip()
+def team_passwords(variable: str = TEAM_REDIS_CREDENTIALS_ENV) -> dict[str, str]:
+    """Team -> password, from the file named in ``variable``; empty when it is not set."""
+    raw_path = os.environ.get(variable, "").strip()
     if not raw_path:
         return {}
     path = Path(raw_path)
@@ -28,11 +37,11 @@ def team_passwords() -> dict[str, str]:
         passwords = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as error:
         raise PlatformConfigError(
-            f"Cannot read the teams' Redis credentials from {path} ({TEAM_REDIS_CREDENTIALS_ENV}):"
-            f" {error}. Run `make env`, which writes keys/team-redis.json."
+            f"Cannot read the teams' credentials from {path} ({variable}): {error}."
+            f" Run `make env`, which writes keys/{path.name}."
         ) from error
     if not isinstance(passwords, dict):
-        raise PlatformConfigError(f"{path} must map team names to Redis passwords; run `make env`.")
+        raise PlatformConfigError(f"{path} must map team names to passwords; run `make env`.")
     return passwords
 
 
@@ -58,3 +67,21 @@ def broker_env_for(team: str) -> list[str]:
         return []
     broker, backend = urls
     return [f"{BROKER_URL_ENV}={broker}", f"{BACKEND_URL_ENV}={backend}"]
+
+
+def postgres_env_for(team: str) -> list[str]:
+    """``KEY=VALUE`` entries that make the run container connect as its team's Postgres role
+    (the instance and the W&B index); none when the deployment gives no credentials file."""
+    password = team_passwords(TEAM_POSTGRES_CREDENTIALS_ENV).get(team)
+    if password is None:
+        return []
+    role = redis_acl.team_user(team)
+    host = os.environ.get("DAGSTER_POSTGRES_HOST", "postgres")
+    port = os.environ.get("DAGSTER_POSTGRES_PORT", "5432")
+    database = os.environ.get("DAGSTER_POSTGRES_DB", "dagster")
+    index_url = f"postgresql://{role}:{quote(password, safe='')}@{host}:{port}/{database}"
+    return [
+        f"DAGSTER_POSTGRES_USER={role}",
+        f"DAGSTER_POSTGRES_PASSWORD={password}",
+        f"{INDEX_URL_ENV}={index_url}",
+    ]
