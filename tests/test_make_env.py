@@ -79,10 +79,16 @@ def test_every_team_gets_its_own_key_and_the_trust_file_names_its_entity(tmp_pat
     assert TrustStore.load(trust).teams.keys() == trusted.teams.keys()
 
 
+def own_passwords(settings: dict[str, str], teams, variable: str) -> dict[str, str]:
+    """Team -> its password in .env (``variable``: the Team property naming it), each its own."""
+    passwords = {team.name: settings[getattr(team, variable)] for team in teams}
+    assert len(set(passwords.values())) == len(teams), f"two teams share a {variable}"
+    return passwords
+
+
 def test_every_team_gets_its_own_redis_user_and_the_acl_file_holds_no_password(tmp_path):
     env, trust, settings, teams = made_env(tmp_path)
-    passwords = {team.name: settings[team.redis_password_variable] for team in teams}
-    assert len(set(passwords.values())) == len(teams), "no two teams share a Redis password"
+    passwords = own_passwords(settings, teams, "redis_password_variable")
     acl = tmp_path / "keys" / make_env.REDIS_USERS_FILE
     text = acl.read_text()
     for team in teams:
@@ -106,8 +112,7 @@ def test_every_team_gets_its_own_redis_user_and_the_acl_file_holds_no_password(t
 
 def test_every_team_gets_its_own_postgres_role_and_the_roles_script_holds_no_password(tmp_path):
     env, trust, settings, teams = made_env(tmp_path)
-    passwords = {team.name: settings[team.postgres_password_variable] for team in teams}
-    assert len(set(passwords.values())) == len(teams), "no two teams share a Postgres password"
+    passwords = own_passwords(settings, teams, "postgres_password_variable")
     script = tmp_path / "keys" / make_env.POSTGRES_ROLES_FILE
     text = script.read_text()
     for team in teams:

@@ -94,8 +94,10 @@ def test_the_ml_team_cannot_publish_under_the_bakerys_entity(local_stack):
     assert snapshot() == before, "the refused write left files in the bakery's cache or index"
 
 
-def test_a_teams_processes_hold_only_their_own_redis_password(local_stack):
-    passwords = local_stack.secrets["team_redis_passwords"]
+def assert_each_team_holds_only_its_own(local_stack, kind: str, holds_its_own) -> None:
+    """Each live process of each team holds its own ``kind`` password (``holds_its_own``), no
+    other team's, and not the platform's."""
+    passwords = local_stack.secrets[f"team_{kind}_passwords"]
     assert len(set(passwords.values())) == len(passwords), "every team has its own password"
     for team in local_stack.teams:
         others = [password for other, password in passwords.items() if other != team]
@@ -104,10 +106,29 @@ def test_a_teams_processes_hold_only_their_own_redis_password(local_stack):
                 environment = process.environ()
             except psutil.NoSuchProcess:
                 continue
-            assert f"team_{team}:{passwords[team]}@" in environment[BROKER_URL_ENV]
+            assert holds_its_own(team, environment, passwords[team]), (team, process.name())
             values = " ".join(environment.values())
             assert not any(password in values for password in others), team
-            assert local_stack.secrets["redis_password"] not in values, "the operator's password"
+            assert local_stack.secrets[f"{kind}_password"] not in values, "the platform's"
+
+
+def test_a_teams_processes_hold_only_their_own_redis_password(local_stack):
+    assert_each_team_holds_only_its_own(
+        local_stack,
+        "redis",
+        lambda team, env, password: f"team_{team}:{password}@" in env[BROKER_URL_ENV],
+    )
+
+
+def test_a_teams_processes_connect_to_postgres_as_their_own_role(local_stack):
+    assert_each_team_holds_only_its_own(
+        local_stack,
+        "postgres",
+        lambda team, env, password: (
+            env["DAGSTER_POSTGRES_USER"] == f"team_{team}"
+            and env["DAGSTER_POSTGRES_PASSWORD"] == password
+        ),
+    )
 
 
 def test_the_ml_team_cannot_reach_the_bakerys_queue_or_results(local_stack, client):
@@ -155,22 +176,6 @@ def test_flowers_http_login_is_not_its_redis_password(local_stack):
     )
     with pytest.raises(redis.exceptions.AuthenticationError):
         with_http_password.ping()
-
-
-def test_a_teams_processes_connect_to_postgres_as_their_own_role(local_stack):
-    passwords = local_stack.secrets["team_postgres_passwords"]
-    assert len(set(passwords.values())) == len(passwords), "every team has its own password"
-    for team in local_stack.teams:
-        others = [password for other, password in passwords.items() if other != team]
-        for process in team_processes(local_stack, team):
-            try:
-                environment = process.environ()
-            except psutil.NoSuchProcess:
-                continue
-            assert environment["DAGSTER_POSTGRES_USER"] == f"team_{team}", process.name()
-            values = " ".join(environment.values())
-            assert not any(password in values for password in others), team
-            assert local_stack.secrets["postgres_password"] not in values, "the owner's password"
 
 
 def test_the_ml_teams_postgres_role_cannot_harm_the_bakery(local_stack, client):
