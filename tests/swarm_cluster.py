@@ -10,6 +10,9 @@ docker.io), each in a network namespace of its own, joined by a veth pair.
   (registry/swarm_stack.py).
 - There is no registry: the images are copied into each engine (`podman save | docker load`).
 - `kill_engine` is a node lost at once: its engine, containerd, shims and containers, all killed.
+- Every cluster uses the same addresses, so `start` first removes the clusters of test processes
+  that died without their teardown (killed, timed out): their engines would still run and their
+  host link would still route the UI's address, and this cluster's UI would be unreachable.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -30,6 +34,10 @@ from pathlib import Path
 LINK_SUBNET = "192.168.231"
 HOST_SUBNET = "192.168.232"
 OVERLAY_POOL = "10.231.0.0/16"
+CLUSTERS_ROOT = Path("/var/tmp")
+OWNER_FILE = "owner.pid"
+CLUSTER_NAME = re.compile(r"mlp-swarm-(\d+)-")
+HOST_LINK = re.compile(r"mlps(\d+)h")
 
 
 def run(*command: str, check: bool = True, **kwargs) -> subprocess.CompletedProcess:
@@ -61,9 +69,13 @@ class Node:
 
 
 class SwarmCluster:
-    def __init__(self, tag: str | None = None) -> None:
+    def __init__(self, tag: str | None = None, folder: Path | None = None) -> None:
+        """A new cluster owned by this process, or (`tag` and `folder` given) one left behind."""
         self.tag = tag or f"{os.getpid() % 100000}"
-        self.folder = Path(tempfile.mkdtemp(prefix=f"mlp-swarm-{self.tag}-", dir="/var/tmp"))
+        if folder is None:
+            folder = Path(tempfile.mkdtemp(prefix=f"mlp-swarm-{self.tag}-", dir=CLUSTERS_ROOT))
+            (folder / OWNER_FILE).write_text(str(os.getpid()))
+        self.folder = folder
         self.nodes = [
             Node(
                 index,
@@ -187,6 +199,7 @@ class SwarmCluster:
         return time.monotonic() - started
 
     def start(self) -> None:
+        reap_stale_clusters(keep=self.folder)
         self.create_network()
         for node in self.nodes:
             self.start_engine(node)
@@ -249,3 +262,52 @@ class SwarmCluster:
         mounts = [line.split()[1] for line in Path("/proc/self/mounts").read_text().splitlines()]
         for mount in sorted((m for m in mounts if m.startswith(str(self.folder))), reverse=True):
             run("umount", "-l", mount, check=False)
+
+
+# ---- clusters left behind -----------------------------------------------------------------
+
+
+def _owner_alive(tag: str, folder: Path | None) -> int | None:
+    """The live test process that owns a cluster, if any. Clusters made before the owner file
+    existed name their owner only by the tag (its pid modulo 100000)."""
+    owner_file = folder / OWNER_FILE if folder else None
+    try:
+        pid = int(owner_file.read_text()) if owner_file and owner_file.exists() else int(tag)
+        command = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except (OSError, ValueError):
+        return None
+    mine = pid == os.getpid()  # a cluster this process made earlier and did not stop
+    return pid if not mine and (b"python" in command or b"pytest" in command) else None
+
+
+def _leftover_tags() -> dict[str, Path | None]:
+    tags: dict[str, Path | None] = {}
+    namespaces = run("ip", "netns", "list", check=False).stdout
+    links = run("ip", "-o", "link", "show", check=False).stdout
+    for match in [*CLUSTER_NAME.finditer(namespaces), *HOST_LINK.finditer(links)]:
+        tags.setdefault(match.group(1), None)
+    for folder in CLUSTERS_ROOT.glob("mlp-swarm-*"):
+        if match := CLUSTER_NAME.match(folder.name):
+            tags[match.group(1)] = folder
+    return tags
+
+
+def reap_stale_clusters(keep: Path) -> list[str]:
+    """Stops every cluster whose test process is gone; a live one is an error that names it,
+    since two clusters cannot share the UI's address."""
+    reaped: list[str] = []
+    for tag, folder in _leftover_tags().items():
+        if folder == keep:
+            continue
+        if owner := _owner_alive(tag, folder):
+            raise RuntimeError(
+                f"another swarm cluster (test process {owner}, {folder or 'mlp-swarm-' + tag})"
+                f" is running and uses {HOST_SUBNET}.0/30 too: wait for it to end, or stop it"
+                f" with `kill {owner}`; a cluster whose process is gone is removed here."
+            )
+        stale = SwarmCluster(tag, folder or CLUSTERS_ROOT / f"mlp-swarm-{tag}-gone")
+        stale.stop()
+        reaped.append(stale.folder.name)
+    if reaped:
+        print(f"removed swarm clusters left by test processes that are gone: {reaped}")
+    return reaped

@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import re
 import secrets
+import shutil
 import subprocess
 import sys
 import time
@@ -27,7 +28,7 @@ from registry.swarm_stack import generate
 from scripts import ui_login
 from tests.repo import HOST_SECRETS, REPO_ROOT, SHARED_SECRETS, env_settings
 from tests.stack_helpers import run_browser_suite, wait_for_loaded_locations
-from tests.swarm_cluster import SwarmCluster
+from tests.swarm_cluster import HOST_SUBNET, OWNER_FILE, SwarmCluster, reap_stale_clusters
 from tests.terminate import SLEEPING, sleep_config, wait_for_event
 
 pytestmark = [pytest.mark.swarm]
@@ -174,6 +175,36 @@ def swarm_client(swarm_stack) -> PlatformClient:
     client = PlatformClient(swarm_stack.url, login=swarm_stack.ui_login)
     wait_for_loaded_locations(client, ["bakery", "ml"], timeout=180)
     return client
+
+
+def test_a_cluster_whose_test_process_died_is_removed_before_a_new_one_takes_its_addresses():
+    """The landing CI's UI was unreachable for 180 s: a killed earlier run's host link still
+    carried the UI's address. Its process gone, such a cluster is removed; nothing else is."""
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], text=True,
+                          capture_output=True, check=True).stdout.strip()  # fmt: skip
+    left = SwarmCluster(tag=gone)
+    (left.folder / OWNER_FILE).write_text(gone)
+    try:
+        left.create_network()
+        assert f"{HOST_SUBNET}.1/30" in _addresses(left.host_link[0])
+        mine = SwarmCluster()
+        try:
+            assert reap_stale_clusters(keep=mine.folder) == [left.folder.name]
+        finally:
+            shutil.rmtree(mine.folder)
+        assert not left.folder.exists()
+        assert left.nodes[0].namespace not in subprocess.run(
+            ["ip", "netns", "list"], capture_output=True, text=True).stdout  # fmt: skip
+        assert _addresses(left.host_link[0]) == ""
+    finally:
+        left.stop()
+
+
+def _addresses(link: str) -> str:
+    shown = subprocess.run(
+        ["ip", "-o", "addr", "show", "dev", link], capture_output=True, text=True
+    )
+    return shown.stdout
 
 
 def test_the_stack_deploys_on_two_nodes_with_each_service_where_its_label_puts_it(swarm_stack):
