@@ -407,12 +407,21 @@ def test_adding_and_removing_a_team_recreates_no_other_container(compose_stack, 
         if images_before[image] != images_after.get(image)
     }
     assert recreated == [], f"adding a team recreated {recreated}; images changed: {changed_images}"
+    assert team_role_login(compose_stack, NEW_TEAM) == "t"
 
     removed = compose_stack.script("-m", "registry", "remove", NEW_TEAM)
     assert removed.returncode == 0, removed.stderr
     compose_stack.up_like_make_up()
     assert compose_stack.all_container_ids() == before
     assert NEW_TEAM not in compose_client.locations()
+    # Its rows stay, so its role does too; but a leftover container or a copied password of a
+    # removed team logs in no more (init's roles script, run again by `up`).
+    assert team_role_login(compose_stack, NEW_TEAM) == "f"
+
+
+def team_role_login(compose_stack: ComposeStack, team: str) -> str:
+    """Whether the team's Postgres role may log in ("t"/"f"), as the owner sees it."""
+    return compose_stack.psql(f"SELECT rolcanlogin FROM pg_roles WHERE rolname = 'team_{team}'")
 
 
 def build_external_team_image(compose_stack: ComposeStack, tag: str) -> str:
