@@ -65,6 +65,15 @@ def dequeue_rows(dequeue: dict) -> list[str]:
     return rows
 
 
+def run_rows_security_rows(measured: dict) -> list[str]:
+    """A team's event insert with the run tables' row-level security on, and off (vanilla's)."""
+    return [
+        "| a team's event write, Postgres' own time per event (µs); vanilla column = "
+        f"no row-level security | {measured['policy_on_us_per_event']} | "
+        f"{measured['policy_off_us_per_event']} | | |"
+    ]
+
+
 def object_store_rows(results: dict) -> list[str]:
     lines: list[str] = []
     if outputs := results.get("step_outputs"):
@@ -250,6 +259,8 @@ def markdown(results: dict) -> str:
     lines += cold_start_rows(results["cold_start_local_seconds"])
     if "dequeue" in results:
         lines += dequeue_rows(results["dequeue"])
+    if "run_rows_security" in results:
+        lines += run_rows_security_rows(results["run_rows_security"])
     if "containers" in results:
         lines += container_rows(results["containers"])
     lines += wandb_io_lines(results["wandb_io"])

@@ -26,7 +26,18 @@ REFUSED = {
         " VALUES ('{victim_entity}', 'any', 'forged')"
     ),
     "move another team's ids into collisions": "SELECT setval('runs_id_seq', 1)",
+    "stop every schedule and sensor": "UPDATE instigators SET status = 'STOPPED'",
+    "fake a live daemon": "UPDATE daemon_heartbeats SET timestamp = now()",
+    "forge an event in the victim's run": (
+        "INSERT INTO event_logs (run_id, event, dagster_event_type, timestamp)"
+        " SELECT run_id, '{{}}', 'RUN_FAILURE', now() FROM runs WHERE {victim_runs} LIMIT 1"
+    ),
 }
+# The victim's runs, found as any team can read them: by the code location in the run's body.
+VICTIM_RUNS = (
+    "run_body::jsonb #>> '{{external_pipeline_origin,external_repository_origin,"
+    "repository_location_origin,location_name}}' = '{victim_entity}'"
+)
 # Allowed by the grants, yet they reach no row: row-level security on the W&B index.
 NO_ROWS = {
     "roll back the victim's aliases": (
@@ -35,6 +46,16 @@ NO_ROWS = {
     "delete the victim's aliases": (
         "DELETE FROM wandb_io.alias_maps WHERE entity = '{victim_entity}'"
     ),
+    # Row-level security on Dagster's run tables (postgres_roles.run_rows_sql).
+    "mark the victim's runs failed": "UPDATE runs SET status = 'FAILURE' WHERE {victim_runs}",
+    "erase the victim's run logs": (
+        "DELETE FROM event_logs WHERE run_id IN (SELECT run_id FROM runs WHERE {victim_runs})"
+    ),
+    "retag the victim's runs": (
+        "UPDATE run_tags SET value = 'forged'"
+        " WHERE run_id IN (SELECT run_id FROM runs WHERE {victim_runs})"
+    ),
+    "delete the victim's runs": "DELETE FROM runs WHERE {victim_runs}",  # last: it cascades
 }
 
 
@@ -95,7 +116,18 @@ def statements(attacker: str, victim: str, owner: str, database: str) -> dict[st
         "owner": owner,
         "database": database,
     }
+    values["victim_runs"] = VICTIM_RUNS.format(**values)
     return {name: sql.format(**values) for name, sql in {**REFUSED, **NO_ROWS}.items()}
+
+
+def run_state_query(run_id: str) -> str:
+    """What the owner reads of one of the victim's runs before and after the attacks: its
+    status, how many events it has and a digest of its tags (None: no such run)."""
+    return (
+        f"SELECT status || ' ' || (SELECT count(*) FROM event_logs WHERE run_id = '{run_id}')"
+        " || ' ' || coalesce((SELECT md5(string_agg(key || '=' || value, ',' ORDER BY key))"
+        f" FROM run_tags WHERE run_id = '{run_id}'), '') FROM runs WHERE run_id = '{run_id}'"
+    )
 
 
 def probe(

@@ -25,7 +25,7 @@ from devstack.local_stack import free_port
 from registry.scaffold import copy_template
 from scripts import ui_login
 from tests.faults.conftest import failure_messages
-from tests.postgres_attacks import aliases_digest_query, assert_confined, probe
+from tests.postgres_attacks import aliases_digest_query, assert_confined, probe, run_state_query
 from tests.repo import (
     HOST_SECRETS,
     POSTGRES_PASSWORD_PREFIX,
@@ -673,7 +673,8 @@ def test_each_team_container_holds_its_own_postgres_role_and_not_the_platforms(c
 def test_the_ml_containers_postgres_role_cannot_harm_the_bakery(compose_stack, compose_client):
     """From ml's worker container, with ml's own login: each attack of tests/postgres_attacks.py
     is refused (with the platform's superuser login, which team containers held before, each
-    succeeded); the bakery's aliases are untouched and the ML team still reads them."""
+    succeeded); the bakery's aliases and its run (status, events, tags) are untouched and the
+    ML team still reads the bakery's artifact."""
     bakery = compose_client.submit_job("bakery", "cake_production_job")
     assert compose_client.wait_for_run(bakery, timeout=600) == "SUCCESS"
     settings = env_settings(compose_stack.env_file)
@@ -681,13 +682,14 @@ def test_the_ml_containers_postgres_role_cannot_harm_the_bakery(compose_stack, c
         settings.get("POSTGRES_USER", "dagster"),
         settings.get("POSTGRES_DB", "dagster"),
     )
-    aliases = aliases_digest_query("bakery")
-    before = compose_stack.psql(aliases)
+    queries = (aliases_digest_query("bakery"), run_state_query(bakery))
+    before = [compose_stack.psql(query) for query in queries]
+    assert before[1].startswith("SUCCESS "), before
     (container,) = compose_stack.container_ids("ml-worker")
     probed = probe(["docker", "exec", container, "python"], "ml", "bakery", owner, database)
     print(f"\nml's role: {probed.role}; outcomes: {probed.outcomes}")
     assert_confined(probed, "ml")
-    assert compose_stack.psql(aliases) == before != ""
+    assert [compose_stack.psql(query) for query in queries] == before and before[0] != ""
     forecast = compose_client.submit_job("ml", "forecast_job")
     assert compose_client.wait_for_run(forecast, timeout=600) == "SUCCESS"
 

@@ -19,7 +19,7 @@ from dagster_team_celery.control import team_app
 from dagster_team_celery.settings import BACKEND_URL_ENV, BROKER_URL_ENV, key_prefix
 from dagster_wandb_io.keys import PRIVATE_KEY_ENV
 from tests.faults.conftest import failure_messages
-from tests.postgres_attacks import aliases_digest_query, assert_confined, probe
+from tests.postgres_attacks import aliases_digest_query, assert_confined, probe, run_state_query
 
 pytestmark = pytest.mark.local_stack
 
@@ -183,21 +183,23 @@ def test_the_ml_teams_postgres_role_cannot_harm_the_bakery(local_stack, client):
     assert client.wait_for_run(bakery, timeout=300) == "SUCCESS", failure_messages(client, bakery)
     owner = local_stack.postgres_parts()
 
-    def bakery_aliases() -> str:
+    def as_owner(query: str) -> str | None:
         login = {key: owner[key] for key in ("host", "port", "user", "password")}
         connection = psycopg2.connect(**login, dbname=owner["db"])
         try:
             with connection.cursor() as cursor:
-                cursor.execute(aliases_digest_query("bakery"))
+                cursor.execute(query)
                 return cursor.fetchone()[0]
         finally:
             connection.close()
 
-    before = bakery_aliases()
+    before = [as_owner(aliases_digest_query("bakery")), as_owner(run_state_query(bakery))]
+    assert before[1] and before[1].startswith("SUCCESS "), before
     env = {**os.environ, **local_stack.team_env("ml")}
     probed = probe([sys.executable], "ml", "bakery", owner["user"], owner["db"], env=env)
     assert_confined(probed, "ml")
-    assert bakery_aliases() == before != ""
+    after = [as_owner(aliases_digest_query("bakery")), as_owner(run_state_query(bakery))]
+    assert after == before and before[0] != ""
     forecast = client.submit_job("ml", "forecast_job")
     assert client.wait_for_run(forecast, timeout=300) == "SUCCESS", failure_messages(
         client, forecast

@@ -5,8 +5,16 @@ tests/test_team_isolation_local.py and, from a team's container, tests/test_cont
 import base64
 import hashlib
 import hmac
+import json
 
 import pytest
+from dagster._core.remote_origin import (
+    GrpcServerCodeLocationOrigin,
+    RemoteJobOrigin,
+    RemoteRepositoryOrigin,
+)
+from dagster._core.storage.dagster_run import DagsterRun
+from dagster._serdes import serialize_value
 
 from dagster_team_celery.deploy import postgres_roles
 
@@ -61,3 +69,32 @@ def test_an_empty_password_is_refused_with_the_fix():
 def test_a_bad_connection_limit_names_the_setting(raw):
     with pytest.raises(ValueError, match=postgres_roles.CONNECTION_LIMIT_ENV):
         postgres_roles.connection_limit({postgres_roles.CONNECTION_LIMIT_ENV: raw})
+
+
+def test_dagsters_run_tables_are_written_only_for_the_teams_own_runs():
+    script = postgres_roles.roles_script("dagster", "dagster", {"bakery": "b" * 48})
+    for table in ("runs", "event_logs", "run_tags"):
+        assert f"ALTER TABLE public.{table} ENABLE ROW LEVEL SECURITY;" in script
+        assert f"CREATE POLICY own_runs_write ON public.{table} FOR ALL TO dagster_teams" in script
+    # The run -> team table is the teams' to read, never to write (default privileges would).
+    assert "REVOKE INSERT, UPDATE, DELETE, TRUNCATE ON platform_runs.run_teams" in script
+    assert "AFTER INSERT ON public.runs" in script
+    for table in ("instigators", "jobs", "job_ticks", "bulk_actions", "daemon_heartbeats"):
+        assert f"REVOKE INSERT, UPDATE, DELETE, TRUNCATE ON public.{table} FROM" in script
+
+
+def test_the_run_location_path_finds_the_location_in_a_run_dagster_serialized():
+    """Dagster's storage names (private serdes, dagster==1.13.27 pinned): the trigger reads a
+    run's code location from its stored body along this path."""
+    origin = RemoteJobOrigin(
+        RemoteRepositoryOrigin(
+            GrpcServerCodeLocationOrigin(host="bakery-code", port=4000, location_name="bakery"),
+            "__repository__",
+        ),
+        "cake_production_job",
+    )
+    run = DagsterRun(job_name="cake_production_job", run_id="r1", remote_job_origin=origin)
+    node = json.loads(serialize_value(run))
+    for key in postgres_roles.RUN_LOCATION_PATH.strip("{}").split(","):
+        node = node[key]
+    assert node == "bakery"

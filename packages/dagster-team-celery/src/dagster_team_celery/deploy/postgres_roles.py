@@ -189,6 +189,85 @@ END $$;
 """
 
 
+# Where Dagster's serialized run keeps its code location (its storage names, pinned with Dagster).
+RUN_LOCATION_PATH = (
+    "{external_pipeline_origin,external_repository_origin,repository_location_origin,location_name}"
+)
+# Dagster's tables whose rows belong to one run.
+RUN_TABLES = ("runs", "event_logs", "run_tags")
+# Dagster's tables only the daemon and the webserver write (schedules' and sensors' state, their
+# ticks, backfills, daemon heartbeats, the schema's version): a team reads them and no more, so
+# it cannot stop another team's schedule, cancel its backfill or fake a live daemon.
+PLATFORM_ONLY_TABLES = (
+    "instigators",
+    "jobs",
+    "job_ticks",
+    "bulk_actions",
+    "backfill_tags",
+    "daemon_heartbeats",
+    "asset_daemon_asset_evaluations",
+    "instance_info",
+    "secondary_indexes",
+    "alembic_version",
+)
+
+
+def run_rows_sql() -> str:
+    """Row-level security on Dagster's run tables: every team reads every row (cross-team
+    lineage), and changes, deletes or adds rows only of its own code location's runs. A run's
+    team is recorded once, when the webserver or the daemon (the owner) inserts it, in a table
+    no team may write: a team that rewrites its own run's body claims nothing."""
+    owns = (
+        "EXISTS (SELECT 1 FROM platform_runs.run_teams t"
+        " WHERE t.run_id = {table}.run_id AND t.team = current_user)"
+    )
+    policies = "".join(
+        f"""
+    ALTER TABLE public.{table} ENABLE ROW LEVEL SECURITY;
+    DROP POLICY IF EXISTS every_team_reads ON public.{table};
+    CREATE POLICY every_team_reads ON public.{table} FOR SELECT TO {TEAMS_GROUP} USING (true);
+    DROP POLICY IF EXISTS own_runs_write ON public.{table};
+    CREATE POLICY own_runs_write ON public.{table} FOR ALL TO {TEAMS_GROUP}
+      USING ({owns.format(table=table)}) WITH CHECK ({owns.format(table=table)});"""
+        for table in RUN_TABLES
+    )
+    read_only = "".join(
+        f"""
+    IF to_regclass('public.{table}') IS NOT NULL THEN
+      REVOKE INSERT, UPDATE, DELETE, TRUNCATE ON public.{table} FROM {TEAMS_GROUP};
+    END IF;"""
+        for table in PLATFORM_ONLY_TABLES
+    )
+    team_of = f"'team_' || (NEW.run_body::jsonb #>> '{RUN_LOCATION_PATH}')"
+    return f"""
+DO $$ BEGIN
+  IF to_regclass('public.runs') IS NOT NULL THEN
+    CREATE SCHEMA IF NOT EXISTS platform_runs;
+    CREATE TABLE IF NOT EXISTS platform_runs.run_teams (
+      run_id varchar(255) PRIMARY KEY, team name NOT NULL);
+    GRANT USAGE ON SCHEMA platform_runs TO {TEAMS_GROUP};
+    GRANT SELECT ON platform_runs.run_teams TO {TEAMS_GROUP};
+    -- The owner's default privileges would give every team the rows of this table too.
+    REVOKE INSERT, UPDATE, DELETE, TRUNCATE ON platform_runs.run_teams FROM {TEAMS_GROUP};
+    CREATE OR REPLACE FUNCTION platform_runs.record_run_team() RETURNS trigger
+      LANGUAGE plpgsql SECURITY DEFINER SET search_path = platform_runs, pg_temp AS $f$
+      BEGIN
+        INSERT INTO platform_runs.run_teams VALUES (NEW.run_id, {team_of})
+          ON CONFLICT (run_id) DO NOTHING;
+        RETURN NEW;
+      END $f$;
+    DROP TRIGGER IF EXISTS record_run_team ON public.runs;
+    CREATE TRIGGER record_run_team AFTER INSERT ON public.runs
+      FOR EACH ROW EXECUTE FUNCTION platform_runs.record_run_team();
+    INSERT INTO platform_runs.run_teams
+      SELECT run_id, 'team_' || (run_body::jsonb #>> '{RUN_LOCATION_PATH}') FROM public.runs
+      WHERE run_body::jsonb #>> '{RUN_LOCATION_PATH}' IS NOT NULL
+      ON CONFLICT (run_id) DO NOTHING;{policies}{read_only}
+  END IF;
+END $$;
+"""
+
+
 def roles_script(
     owner: str,
     database: str,
@@ -222,6 +301,7 @@ END $$;""",
         drop_removed_sql(sorted(passwords)),
         grants_sql(owner, database),
         index_rows_sql(entities),
+        run_rows_sql(),
         "COMMIT;",
     ]
     return "\n".join(parts)
