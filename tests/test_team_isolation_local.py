@@ -204,3 +204,45 @@ def test_the_ml_teams_postgres_role_cannot_harm_the_bakery(local_stack, client):
     assert client.wait_for_run(forecast, timeout=300) == "SUCCESS", failure_messages(
         client, forecast
     )
+
+
+def test_a_run_made_outside_any_code_location_is_created_and_no_team_may_write_it(local_stack):
+    """The run tables' trigger reads each new run's code location: a run without one (an
+    admin's `dagster job execute`, a body it cannot parse) is still created, and belongs to no
+    team, so no team's role can change it."""
+    owner_parts = local_stack.postgres_parts()
+    login = {key: owner_parts[key] for key in ("host", "port", "user", "password")}
+    owner = psycopg2.connect(**login, dbname=owner_parts["db"])
+    owner.autocommit = True
+    env = local_stack.team_env("ml")
+    ml = psycopg2.connect(
+        **{
+            **login,
+            "user": env["DAGSTER_POSTGRES_USER"],
+            "password": env["DAGSTER_POSTGRES_PASSWORD"],
+        },
+        dbname=owner_parts["db"],
+    )
+    ml.autocommit = True
+    runs = {"no-location-run": "{}", "unparsable-run": "not json"}
+    try:
+        with owner.cursor() as cursor, ml.cursor() as attacker:
+            for run_id, body in runs.items():
+                cursor.execute(
+                    "INSERT INTO runs (run_id, pipeline_name, status, run_body)"
+                    " VALUES (%s, 'admin_job', 'SUCCESS', %s)",
+                    (run_id, body),
+                )
+            cursor.execute(
+                "SELECT count(*) FROM platform_runs.run_teams WHERE run_id = ANY(%s)", (list(runs),)
+            )
+            assert cursor.fetchone()[0] == 0
+            attacker.execute(
+                "UPDATE runs SET status = 'FAILURE' WHERE run_id = ANY(%s)", (list(runs),)
+            )
+            assert attacker.rowcount == 0
+    finally:
+        with owner.cursor() as cursor:
+            cursor.execute("DELETE FROM runs WHERE run_id = ANY(%s)", (list(runs),))
+        owner.close()
+        ml.close()

@@ -238,7 +238,6 @@ def run_rows_sql() -> str:
     END IF;"""
         for table in PLATFORM_ONLY_TABLES
     )
-    team_of = f"'team_' || (NEW.run_body::jsonb #>> '{RUN_LOCATION_PATH}')"
     return f"""
 DO $$ BEGIN
   IF to_regclass('public.runs') IS NOT NULL THEN
@@ -249,10 +248,21 @@ DO $$ BEGIN
     GRANT SELECT ON platform_runs.run_teams TO {TEAMS_GROUP};
     -- The owner's default privileges would give every team the rows of this table too.
     REVOKE INSERT, UPDATE, DELETE, TRUNCATE ON platform_runs.run_teams FROM {TEAMS_GROUP};
+    -- A run made outside a code location (an admin's `dagster job execute`) has no team, and
+    -- no team may write it: NULL, never an error that would fail the run's creation.
+    CREATE OR REPLACE FUNCTION platform_runs.team_of(body text) RETURNS name
+      LANGUAGE plpgsql IMMUTABLE AS $f$
+      BEGIN
+        RETURN 'team_' || (body::jsonb #>> '{RUN_LOCATION_PATH}');
+      EXCEPTION WHEN others THEN
+        RETURN NULL;
+      END $f$;
     CREATE OR REPLACE FUNCTION platform_runs.record_run_team() RETURNS trigger
       LANGUAGE plpgsql SECURITY DEFINER SET search_path = platform_runs, pg_temp AS $f$
       BEGIN
-        INSERT INTO platform_runs.run_teams VALUES (NEW.run_id, {team_of})
+        INSERT INTO platform_runs.run_teams
+          SELECT NEW.run_id, platform_runs.team_of(NEW.run_body)
+          WHERE platform_runs.team_of(NEW.run_body) IS NOT NULL
           ON CONFLICT (run_id) DO NOTHING;
         RETURN NEW;
       END $f$;
@@ -260,8 +270,8 @@ DO $$ BEGIN
     CREATE TRIGGER record_run_team AFTER INSERT ON public.runs
       FOR EACH ROW EXECUTE FUNCTION platform_runs.record_run_team();
     INSERT INTO platform_runs.run_teams
-      SELECT run_id, 'team_' || (run_body::jsonb #>> '{RUN_LOCATION_PATH}') FROM public.runs
-      WHERE run_body::jsonb #>> '{RUN_LOCATION_PATH}' IS NOT NULL
+      SELECT run_id, platform_runs.team_of(run_body) FROM public.runs
+      WHERE platform_runs.team_of(run_body) IS NOT NULL
       ON CONFLICT (run_id) DO NOTHING;{policies}{read_only}
   END IF;
 END $$;
