@@ -9,7 +9,7 @@ import uuid
 
 import psycopg2
 
-from dagster_team_celery.deploy.postgres_roles import RUN_LOCATION_PATH
+from dagster_team_celery.deploy.postgres_roles import RUN_LOCATION_KEYS
 from devstack.local_stack import LocalStack
 
 ROWS = 20_000
@@ -30,7 +30,7 @@ def _run_body(team: str) -> str:
     """A stored run's body, down to the one field the trigger reads."""
     body: dict = {}
     node = body
-    *parents, leaf = RUN_LOCATION_PATH.strip("{}").split(",")
+    *parents, leaf = RUN_LOCATION_KEYS
     for key in parents:
         node = node.setdefault(key, {})
     node[leaf] = team

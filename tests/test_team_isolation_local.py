@@ -178,14 +178,28 @@ def test_flowers_http_login_is_not_its_redis_password(local_stack):
         with_http_password.ping()
 
 
+def postgres_connection(local_stack, team: str | None = None):
+    """An autocommit connection to the stack's database as its owner, or as ``team``'s role."""
+    parts = local_stack.postgres_parts()
+    login = {key: parts[key] for key in ("host", "port", "user", "password")}
+    if team is not None:
+        env = local_stack.team_env(team)
+        login |= {
+            "user": env["DAGSTER_POSTGRES_USER"],
+            "password": env["DAGSTER_POSTGRES_PASSWORD"],
+        }
+    connection = psycopg2.connect(**login, dbname=parts["db"])
+    connection.autocommit = True
+    return connection
+
+
 def test_the_ml_teams_postgres_role_cannot_harm_the_bakery(local_stack, client):
     bakery = client.submit_job("bakery", "cake_production_job")
     assert client.wait_for_run(bakery, timeout=300) == "SUCCESS", failure_messages(client, bakery)
     owner = local_stack.postgres_parts()
 
     def as_owner(query: str) -> str | None:
-        login = {key: owner[key] for key in ("host", "port", "user", "password")}
-        connection = psycopg2.connect(**login, dbname=owner["db"])
+        connection = postgres_connection(local_stack)
         try:
             with connection.cursor() as cursor:
                 cursor.execute(query)
@@ -210,20 +224,7 @@ def test_a_run_made_outside_any_code_location_is_created_and_no_team_may_write_i
     """The run tables' trigger reads each new run's code location: a run without one (an
     admin's `dagster job execute`, a body it cannot parse) is still created, and belongs to no
     team, so no team's role can change it."""
-    owner_parts = local_stack.postgres_parts()
-    login = {key: owner_parts[key] for key in ("host", "port", "user", "password")}
-    owner = psycopg2.connect(**login, dbname=owner_parts["db"])
-    owner.autocommit = True
-    env = local_stack.team_env("ml")
-    ml = psycopg2.connect(
-        **{
-            **login,
-            "user": env["DAGSTER_POSTGRES_USER"],
-            "password": env["DAGSTER_POSTGRES_PASSWORD"],
-        },
-        dbname=owner_parts["db"],
-    )
-    ml.autocommit = True
+    owner, ml = postgres_connection(local_stack), postgres_connection(local_stack, "ml")
     runs = {"no-location-run": "{}", "unparsable-run": "not json"}
     try:
         with owner.cursor() as cursor, ml.cursor() as attacker:

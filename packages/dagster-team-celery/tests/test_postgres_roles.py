@@ -95,6 +95,6 @@ def test_the_run_location_path_finds_the_location_in_a_run_dagster_serialized():
     )
     run = DagsterRun(job_name="cake_production_job", run_id="r1", remote_job_origin=origin)
     node = json.loads(serialize_value(run))
-    for key in postgres_roles.RUN_LOCATION_PATH.strip("{}").split(","):
+    for key in postgres_roles.RUN_LOCATION_KEYS:
         node = node[key]
     assert node == "bakery"

@@ -190,9 +190,13 @@ END $$;
 
 
 # Where Dagster's serialized run keeps its code location (its storage names, pinned with Dagster).
-RUN_LOCATION_PATH = (
-    "{external_pipeline_origin,external_repository_origin,repository_location_origin,location_name}"
+RUN_LOCATION_KEYS = (
+    "external_pipeline_origin",
+    "external_repository_origin",
+    "repository_location_origin",
+    "location_name",
 )
+RUN_LOCATION_PATH = "{" + ",".join(RUN_LOCATION_KEYS) + "}"  # a Postgres text[] for #>>
 # Dagster's tables whose rows belong to one run.
 RUN_TABLES = ("runs", "event_logs", "run_tags")
 # Dagster's tables only the daemon and the webserver write (schedules' and sensors' state, their
@@ -261,8 +265,9 @@ DO $$ BEGIN
       LANGUAGE plpgsql SECURITY DEFINER SET search_path = platform_runs, pg_temp AS $f$
       BEGIN
         INSERT INTO platform_runs.run_teams
-          SELECT NEW.run_id, platform_runs.team_of(NEW.run_body)
-          WHERE platform_runs.team_of(NEW.run_body) IS NOT NULL
+          SELECT NEW.run_id, found.team
+          FROM (SELECT platform_runs.team_of(NEW.run_body)) AS found(team)
+          WHERE found.team IS NOT NULL
           ON CONFLICT (run_id) DO NOTHING;
         RETURN NEW;
       END $f$;
@@ -270,8 +275,9 @@ DO $$ BEGIN
     CREATE TRIGGER record_run_team AFTER INSERT ON public.runs
       FOR EACH ROW EXECUTE FUNCTION platform_runs.record_run_team();
     INSERT INTO platform_runs.run_teams
-      SELECT run_id, platform_runs.team_of(run_body) FROM public.runs
-      WHERE platform_runs.team_of(run_body) IS NOT NULL
+      SELECT run_id, team FROM (
+        SELECT run_id, platform_runs.team_of(run_body) AS team FROM public.runs) found
+      WHERE team IS NOT NULL
       ON CONFLICT (run_id) DO NOTHING;{policies}{read_only}
   END IF;
 END $$;
