@@ -12,7 +12,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import registry
-from dagster_team_celery.deploy import postgres_roles, redis_acl
+from dagster_team_celery.deploy import object_store_identities, postgres_roles, redis_acl
 from dagster_team_celery.platform_bucket import BUCKET_ENV, DEFAULT_STEP_OUTPUTS, STEP_OUTPUTS_ENV
 from dagster_team_celery.runs.isolation import RUN_ISOLATION_ENV
 from dagster_team_celery.settings import (
@@ -44,10 +44,11 @@ SECRET_NAMES = (
     "flower_password",
     "flower_redis_password",
     "launcher_redis_password",
-    # The object store's one identity, as compose's OBJECT_STORE_ACCESS_KEY_ID and
-    # OBJECT_STORE_SECRET_ACCESS_KEY.
+    # The object store's administrator, as compose's OBJECT_STORE_ACCESS_KEY_ID and
+    # OBJECT_STORE_SECRET_ACCESS_KEY, and the webserver's read-only identity.
     "object_store_access_key_id",
     "object_store_secret_access_key",
+    "object_store_webserver_secret_access_key",
 )
 # The object store's bucket in local mode (compose: OBJECT_STORE_BUCKET).
 OBJECT_STORE_BUCKET = "platform"
@@ -199,11 +200,13 @@ class StackEnvironment:
         self.secrets["team_redis_passwords"] = {
             team: known.get(team) or secrets.token_hex(24) for team in self.teams
         }
-        # And its own Postgres role (postgres_roles.py), as `make env` gives it.
-        known = self.secrets.get("team_postgres_passwords", {})
-        self.secrets["team_postgres_passwords"] = {
-            team: known.get(team) or secrets.token_hex(24) for team in self.teams
-        }
+        # And its own Postgres role (postgres_roles.py) and object-store identity
+        # (object_store_identities.py), as `make env` gives them.
+        for kind in ("team_postgres_passwords", "team_object_store_secrets"):
+            known = self.secrets.get(kind, {})
+            self.secrets[kind] = {
+                team: known.get(team) or secrets.token_hex(24) for team in self.teams
+            }
         write_private(secrets_file, json.dumps(self.secrets))
 
     def postgres_roles_script(self) -> str:
@@ -230,6 +233,47 @@ class StackEnvironment:
                 f"postgresql://{role}:{password}@{postgres['host']}:{postgres['port']}/"
                 f"{postgres['db']}"
             ),
+        }
+
+    @property
+    def object_store_identities_file(self) -> Path:
+        return self.state / "object-store-identities.json"
+
+    def object_store_identities(self) -> str:
+        """The bundled store's identities: each team's and the webserver's, as `make env`
+        writes them for compose."""
+        return object_store_identities.seaweedfs_identities(
+            self.settings.object_store_bucket,
+            {
+                team: object_store_identities.TeamIdentity(
+                    access_key=object_store_identities.team_access_key(team),
+                    secret_key=self.secrets["team_object_store_secrets"][team],
+                    entities=[self.team_entity(team)],
+                )
+                for team in self.teams
+            },
+            self.secrets["object_store_webserver_secret_access_key"],
+        )
+
+    def team_object_store_env(self, team: str) -> dict[str, str]:
+        """The team's own object-store identity; with a store passed in (``object_store_url``),
+        which has no platform identities, the caller's credentials as every process."""
+        if self.settings.object_store_url:
+            return {}
+        return {
+            "AWS_ACCESS_KEY_ID": object_store_identities.team_access_key(team),
+            "AWS_SECRET_ACCESS_KEY": self.secrets["team_object_store_secrets"][team],
+        }
+
+    def webserver_env(self) -> dict[str, str]:
+        """The webserver's: the run launcher (Terminate), and an object-store identity that
+        only reads the teams' step logs."""
+        if self.settings.object_store_url:
+            return self.platform_env()
+        return {
+            **self.platform_env(),
+            "AWS_ACCESS_KEY_ID": object_store_identities.WEBSERVER_ACCESS_KEY,
+            "AWS_SECRET_ACCESS_KEY": self.secrets["object_store_webserver_secret_access_key"],
         }
 
     def redis_acl(self) -> str:
@@ -382,6 +426,7 @@ class StackEnvironment:
             "DAGSTER_TEAM": team,
             **self.team_redis_env(team),
             **self.team_postgres_env(team),
+            **self.team_object_store_env(team),
             "DAGSTER_WANDB_IO_BASE_DIR": str(self.artifact_cache),
             PRIVATE_KEY_ENV: self.secrets["team_signing_keys"][team],
             TRUSTED_KEYS_ENV: str(self.trust_file),

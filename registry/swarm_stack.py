@@ -206,6 +206,8 @@ def _secret_environment(
         mounted.append({"source": secret, "target": variable})
         if name in FILE_CONVENTION_SERVICES:
             environment[f"{variable}_FILE"] = f"{SECRETS_TARGET}/{variable}"
+    # Compose's own file secrets (the object store's identities) keep their names.
+    mounted += [{"source": key, "target": key} for key in compose_service.get("secrets") or []]
     if mounted:
         service["secrets"] = sorted(mounted, key=lambda secret: secret["target"])
     if environment:
@@ -264,14 +266,19 @@ def _swarm_service(name: str, service: dict[str, Any], team_names: list[str]) ->
     return service
 
 
-def _config_entries(
-    compose: dict[str, Any], settings: Mapping[str, str], root: Path, stack_name: str
+def _file_entries(
+    compose: dict[str, Any],
+    settings: Mapping[str, str],
+    root: Path,
+    stack_name: str,
+    kind: str = "configs",
 ) -> dict[str, Any]:
+    """Compose's file configs (or secrets), each named by its content's digest."""
     configs = {}
-    for key, config in (compose.get("configs") or {}).items():
+    for key, config in (compose.get(kind) or {}).items():
         path = (root / interpolate(config["file"], settings)[0].replace("$$", "$")).resolve()
         if not path.exists():
-            raise RegistryError(f"config {key}: {path} does not exist; run `make env`.")
+            raise RegistryError(f"{kind[:-1]} {key}: {path} does not exist; run `make env`.")
         configs[key] = {
             "file": str(path),
             "name": f"{stack_name}-{key}-{_digest(path.read_bytes())}",
@@ -315,10 +322,13 @@ def generate(
         },
         # Each node's own: Swarm has no shared volumes, and nothing here needs one.
         "volumes": {key: {} for key in compose.get("volumes") or {}},
-        "configs": _config_entries(compose, settings, root, stack_name),
+        "configs": _file_entries(compose, settings, root, stack_name),
         "secrets": {
-            name: {"file": f"secrets/{name}", "name": f"{stack_name}-{name}"}
-            for name in secrets.values
+            **{
+                name: {"file": f"secrets/{name}", "name": f"{stack_name}-{name}"}
+                for name in secrets.values
+            },
+            **_file_entries(compose, settings, root, stack_name, "secrets"),
         },
     }
     return Stack(document, dict(secrets.values))

@@ -17,6 +17,11 @@ Each team also gets its own Postgres role's password in .env: keys/postgres-role
 script `init` applies to create or update the teams' roles (SCRAM verifiers only), and
 keys/team-postgres.json (owner-only), for container runs as team-redis.json is.
 
+Each team also gets its own object-store secret key in .env: keys/object-store-identities.json
+(the bundled store's identities: each team confined to its own folders and entities, and the
+webserver's, which only reads logs; owner-only, as it holds the secret keys) and
+keys/team-object-store.json (owner-only), for container runs as team-redis.json is.
+
 The UI's login is written to keys/ui-users: UI_USER and a bcrypt hash of UI_PASSWORD, which the
 UI's proxy reads; the hash is kept while the password still matches it.
 """
@@ -31,7 +36,7 @@ import sys
 from pathlib import Path
 
 import registry
-from dagster_team_celery.deploy import postgres_roles, redis_acl
+from dagster_team_celery.deploy import object_store_identities, postgres_roles, redis_acl
 from dagster_wandb_io.keys import provision_team_keys, write_private
 from scripts import ui_login
 from scripts.envfile import REPO_ROOT
@@ -45,12 +50,15 @@ SECRETS = (
     "UI_PASSWORD",
     "OBJECT_STORE_ACCESS_KEY_ID",
     "OBJECT_STORE_SECRET_ACCESS_KEY",
+    "OBJECT_STORE_WEBSERVER_SECRET_ACCESS_KEY",
 )
 TRUST_FILE = REPO_ROOT / "keys" / "trusted-keys.json"
 REDIS_USERS_FILE = "redis-users.acl"
 TEAM_REDIS_FILE = "team-redis.json"
 POSTGRES_ROLES_FILE = "postgres-roles.sql"
 TEAM_POSTGRES_FILE = "team-postgres.json"
+OBJECT_STORE_IDENTITIES_FILE = "object-store-identities.json"
+TEAM_OBJECT_STORE_FILE = "team-object-store.json"
 UI_USERS_FILE = "ui-users"
 
 
@@ -165,12 +173,45 @@ def team_postgres_roles(env_path: Path, keys_dir: Path, root: Path = REPO_ROOT) 
     rewrite_in_place(keys_dir / TEAM_POSTGRES_FILE, json.dumps(passwords, indent=1) + "\n", 0o600)
 
 
+def team_object_store_identities(env_path: Path, keys_dir: Path, root: Path = REPO_ROOT) -> None:
+    """Give every registered team its own object-store secret key in .env, and rewrite the
+    bundled store's identities file and the daemon's file of them (both secret: owner-only)."""
+    teams = registry.teams(root)
+    secrets_by_team = team_passwords(
+        env_path, {t.name: t.object_store_secret_variable for t in teams}, "object store"
+    )
+    present = read_settings(env_path.read_text())
+    identities = {
+        t.name: object_store_identities.TeamIdentity(
+            access_key=present.get(t.object_store_access_key_variable)
+            or object_store_identities.team_access_key(t.name),
+            secret_key=secrets_by_team[t.name],
+            entities=[t.entity],
+        )
+        for t in teams
+    }
+    document = object_store_identities.seaweedfs_identities(
+        present.get("OBJECT_STORE_BUCKET") or "mlplatform",
+        identities,
+        present["OBJECT_STORE_WEBSERVER_SECRET_ACCESS_KEY"],
+    )
+    rewrite_in_place(keys_dir / OBJECT_STORE_IDENTITIES_FILE, document, OWNER_ONLY)
+    keys = {
+        team: {"access_key_id": i.access_key, "secret_access_key": i.secret_key}
+        for team, i in identities.items()
+    }
+    rewrite_in_place(
+        keys_dir / TEAM_OBJECT_STORE_FILE, json.dumps(keys, indent=1) + "\n", OWNER_ONLY
+    )
+
+
 def write_derived_files(env_path: Path, trust_file: Path, root: Path) -> None:
     """Every file made from .env and the registry, next to the trust file."""
     trust_file = trust_file_of(env_path, trust_file)
     sign_keys(env_path, trust_file, root)
     team_redis_users(env_path, trust_file.parent, root)
     team_postgres_roles(env_path, trust_file.parent, root)
+    team_object_store_identities(env_path, trust_file.parent, root)
     settings = read_settings(env_path.read_text())
     if ui_login.write_users_file(
         trust_file.parent / UI_USERS_FILE,

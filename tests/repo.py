@@ -36,6 +36,7 @@ SHARED_SECRETS = (
     "LAUNCHER_REDIS_PASSWORD",
     "OBJECT_STORE_ACCESS_KEY_ID",
     "OBJECT_STORE_SECRET_ACCESS_KEY",
+    "OBJECT_STORE_WEBSERVER_SECRET_ACCESS_KEY",
 )
 # Held only on the host, by the UI's users (its proxy gets a hash): compose never reads it.
 HOST_SECRETS = ("UI_PASSWORD",)
@@ -44,6 +45,7 @@ SECRET_VARIABLES = (
     *(team.signing_key_variable for team in registry.teams(REPO_ROOT)),
     *(team.redis_password_variable for team in registry.teams(REPO_ROOT)),
     *(team.postgres_password_variable for team in registry.teams(REPO_ROOT)),
+    *(team.object_store_secret_variable for team in registry.teams(REPO_ROOT)),
 )
 
 

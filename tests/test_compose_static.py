@@ -125,7 +125,12 @@ def services_with_the_engine_socket(services: dict) -> set[str]:
 
 def test_by_default_no_service_sees_the_engine_socket():
     assert services_with_the_engine_socket(compose()["services"]) == set()
-    assert "secrets" not in compose(), "the teams' Redis passwords are for container runs only"
+    # The teams' Redis and Postgres passwords and object-store keys are for container runs only;
+    # the object store alone gets its identities file.
+    assert set(compose()["secrets"]) == {"object-store-identities"}
+    assert {name for name, service in compose()["services"].items() if service.get("secrets")} == {
+        "object-store"
+    }
 
 
 def test_with_container_runs_only_the_webserver_and_the_daemon_see_the_engine_socket():
@@ -134,7 +139,7 @@ def test_with_container_runs_only_the_webserver_and_the_daemon_see_the_engine_so
     assert services_with_the_engine_socket(override) == {"webserver", "daemon"}
     for service in override.values():
         assert service["environment"]["DAGSTER_RUN_ISOLATION"] == "container"
-    assert override["daemon"]["secrets"] == ["team-redis", "team-postgres"]
+    assert override["daemon"]["secrets"] == ["team-redis", "team-postgres", "team-object-store"]
 
 
 def test_exactly_one_daemon():

@@ -197,6 +197,7 @@ def test_compose_run_containers_and_local_mode_give_team_code_the_same_variables
         "team_signing_keys": {"bakery": "x"},
         "team_redis_passwords": {"bakery": "x"},
         "team_postgres_passwords": {"bakery": "x"},
+        "team_object_store_secrets": {"bakery": "x"},
     }
     local.ports = {"postgres": 1, "redis": 2, "object-store": 3}
     # What only a local process needs: its team (compose sets it per service), where it

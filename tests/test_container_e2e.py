@@ -24,6 +24,7 @@ from devstack.graphql_client import PlatformClient
 from devstack.local_stack import free_port
 from registry.scaffold import copy_template
 from scripts import ui_login
+from tests import object_store_attacks
 from tests.faults.conftest import failure_messages
 from tests.postgres_attacks import aliases_digest_query, assert_confined, probe, run_state_query
 from tests.repo import (
@@ -690,6 +691,33 @@ def test_the_ml_containers_postgres_role_cannot_harm_the_bakery(compose_stack, c
     print(f"\nml's role: {probed.role}; outcomes: {probed.outcomes}")
     assert_confined(probed, "ml")
     assert [compose_stack.psql(query) for query in queries] == before and before[0] != ""
+    forecast = compose_client.submit_job("ml", "forecast_job")
+    assert compose_client.wait_for_run(forecast, timeout=600) == "SUCCESS"
+
+
+def test_the_ml_containers_object_store_identity_cannot_touch_the_bakerys_objects(
+    compose_stack, compose_client
+):
+    """From ml's worker container, with ml's own object-store keys: each attack of
+    tests/object_store_attacks.py on the bakery's step outputs, logs and artifacts is refused
+    (with the administrator's keys, which every team container held before, each worked, and
+    a pickle written over the bakery's step output ran in the bakery's worker). Nothing of the
+    bakery's changes; its next run loads its outputs and the ML team reads its artifact."""
+    bakery = compose_client.submit_job("bakery", "cake_production_job")
+    assert compose_client.wait_for_run(bakery, timeout=600) == "SUCCESS"
+    # The platform's own code location holds the administrator's keys.
+    (administrator,) = compose_stack.container_ids("platform-code")
+    as_administrator = ["docker", "exec", administrator, "python"]
+    keys, before = object_store_attacks.survey(as_administrator, "bakery", "bakery")
+    (container,) = compose_stack.container_ids("ml-worker")
+    attacked = object_store_attacks.attack(
+        ["docker", "exec", container, "python"], "ml", "bakery", keys
+    )
+    print(f"\nml's identity: {attacked.identity}; outcomes: {attacked.outcomes}")
+    object_store_attacks.assert_confined(attacked, "ml")
+    assert object_store_attacks.survey(as_administrator, "bakery", "bakery")[1] == before
+    again = compose_client.submit_job("bakery", "cake_production_job")
+    assert compose_client.wait_for_run(again, timeout=600) == "SUCCESS"
     forecast = compose_client.submit_job("ml", "forecast_job")
     assert compose_client.wait_for_run(forecast, timeout=600) == "SUCCESS"
 

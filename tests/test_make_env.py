@@ -129,6 +129,31 @@ def test_every_team_gets_its_own_postgres_role_and_the_roles_script_holds_no_pas
     assert script.read_text() == text
 
 
+def test_every_team_gets_its_own_object_store_identity_in_owner_only_files(tmp_path):
+    _env, _trust, settings, teams = made_env(tmp_path)
+    secrets = own_passwords(settings, teams, "object_store_secret_variable")
+    identities = tmp_path / "keys" / make_env.OBJECT_STORE_IDENTITIES_FILE
+    assert mode(identities) == 0o600, "it holds every secret key"
+    found = {i["name"]: i for i in json.loads(identities.read_text())["identities"]}
+    assert (
+        found["webserver"]["credentials"][0]["secretKey"]
+        == settings["OBJECT_STORE_WEBSERVER_SECRET_ACCESS_KEY"]
+    )
+    for team in teams:
+        identity = found[f"team_{team.name}"]
+        assert identity["credentials"] == [
+            {"accessKey": f"team_{team.name}", "secretKey": secrets[team.name]}
+        ]
+        assert f"Write:mlplatform/step-outputs/{team.name}/*" in identity["actions"]
+    assert settings["OBJECT_STORE_SECRET_ACCESS_KEY"] not in identities.read_text()
+    credentials = tmp_path / "keys" / make_env.TEAM_OBJECT_STORE_FILE
+    assert mode(credentials) == 0o600
+    assert json.loads(credentials.read_text()) == {
+        team: {"access_key_id": f"team_{team}", "secret_access_key": secret}
+        for team, secret in secrets.items()
+    }
+
+
 def test_the_ui_login_reaches_its_proxy_as_a_bcrypt_hash_that_is_kept_while_it_matches(tmp_path):
     import bcrypt
 

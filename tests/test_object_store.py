@@ -1,13 +1,15 @@
 """The object store: step outputs and captured logs live in it, whichever worker ran the step,
 and only the platform's credentials reach it."""
 
+import json
 import subprocess
 import sys
+import time
 
 import grpc
 import pytest
 import requests
-from botocore.exceptions import ClientError
+from botocore.exceptions import ClientError, EndpointConnectionError
 
 from devstack import infra
 from devstack.local_stack import PLATFORM_BIN
@@ -19,18 +21,20 @@ pytestmark = pytest.mark.local_stack
 def test_step_outputs_and_captured_logs_live_in_the_bucket(local_stack, client):
     run_id = client.submit_job("bakery", "probe_ping")
     assert client.wait_for_run(run_id, timeout=120) == "SUCCESS"
-    # dagster-aws's layout: <prefix>/storage/<run id>/<step>/<output>.
-    assert f"step-outputs/storage/{run_id}/report_runtime/result" in object_store_keys(
-        local_stack, f"step-outputs/storage/{run_id}/"
+    # dagster-aws's layout under the team's own folder: <prefix>/<team>/storage/<run id>/<step>/
+    # <output>, and the captured logs under compute-logs/<team>/ (team_compute_logs.py).
+    assert f"step-outputs/bakery/storage/{run_id}/report_runtime/result" in object_store_keys(
+        local_stack, f"step-outputs/bakery/storage/{run_id}/"
     )
-    assert any(run_id in key for key in object_store_keys(local_stack, "compute-logs/"))
+    logs = object_store_keys(local_stack, f"compute-logs/bakery/storage/{run_id}/")
+    assert any(key.endswith(".out") for key in logs), logs
     # What the UI shows for the step, read back by the webserver from the bucket.
     assert "probe ran on" in client.captured_logs(run_id)["report_runtime"]["stdout"]
 
 
 def test_a_large_output_reaches_the_next_step_intact(local_stack, client):
     run_id = large_output_crosses_steps(client, "ml", size_mb=20)
-    stored = object_store_keys(local_stack, f"step-outputs/storage/{run_id}/write_payload/")
+    stored = object_store_keys(local_stack, f"step-outputs/ml/storage/{run_id}/write_payload/")
     assert max(stored.values()) >= 20 << 20, stored
 
 
@@ -134,8 +138,8 @@ def test_a_worker_process_builds_the_step_output_io_manager_once(local_stack, mo
 
     # As Dagster initializes a step's resources: built anew, their configuration resolved.
     with (
-        dg.build_resources({"io_manager": step_output_io_manager()}) as first,
-        dg.build_resources({"io_manager": step_output_io_manager()}) as second,
+        dg.build_resources({"io_manager": step_output_io_manager("bakery")}) as first,
+        dg.build_resources({"io_manager": step_output_io_manager("bakery")}) as second,
     ):
         assert first.io_manager is not second.io_manager
         assert first.io_manager.inner_io_manager() is second.io_manager.inner_io_manager()
@@ -166,3 +170,65 @@ def test_the_store_reads_credentials_from_files_as_swarm_gives_them(tmp_path):
         timeout=60,
     )
     assert "AWS_ACCESS_KEY_ID_FILE=" in unreadable.stderr and "unreadable" in unreadable.stderr
+
+
+def wait_for(condition, timeout: float = 120.0, what: str = "") -> float:
+    started = time.monotonic()
+    while not condition():
+        assert time.monotonic() < started + timeout, f"not within {timeout:.0f} s: {what}"
+        time.sleep(0.5)
+    return time.monotonic() - started
+
+
+def listing_as(stack, access_key: str, secret: str, team: str) -> str:
+    """ "allowed", "refused" (the store answered no), or "down" (restarting)."""
+    client = object_store_client(stack, aws_access_key_id=access_key, aws_secret_access_key=secret)
+    try:
+        client.list_objects_v2(Bucket=stack.settings.object_store_bucket, Prefix=f"{team}/")
+        return "allowed"
+    except ClientError as error:
+        code = error.response.get("Error", {}).get("Code", "")
+        refusals = ("InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied")
+        return "refused" if code in refusals else "down"
+    except EndpointConnectionError:
+        return "down"
+
+
+def test_a_changed_identities_file_is_taken_and_a_bad_one_changes_nothing(
+    local_stack,
+):
+    """`make env` after `make new-team` or `make remove-team` rewrites the identities file; the
+    store takes it without a restart, a removed identity included (serve.py), and keeps the
+    identities it has when the file is not one."""
+    path = local_stack.object_store_identities_file
+    original = path.read_text()
+    log = local_stack.logs / "object-store.log"
+    newcomer = {
+        "name": "team_newcomer",
+        "credentials": [{"accessKey": "team_newcomer", "secretKey": "newcomer-secret-key"}],
+        "actions": ["List:" + local_stack.settings.object_store_bucket + "/newcomer/*"],
+    }
+    bakery = ("team_bakery", local_stack.secrets["team_object_store_secrets"]["bakery"])
+
+    def newcomer_lists() -> str:
+        return listing_as(local_stack, "team_newcomer", "newcomer-secret-key", "newcomer")
+
+    try:
+        path.write_text("{not json")
+        wait_for(lambda: "kept the previous identities" in log.read_text(), what="the refusal")
+        assert "make env" in log.read_text()
+        assert object_store_keys(local_stack, "step-outputs/") is not None
+        document = json.loads(original)
+        document["identities"].append(newcomer)
+        path.write_text(json.dumps(document))
+        taken = wait_for(lambda: newcomer_lists() == "allowed", what="the new identity")
+    finally:
+        path.write_text(original)
+    removed = wait_for(lambda: newcomer_lists() == "refused", what="the identity removed")
+    print(f"\nidentity added in {taken:.1f} s, removed in {removed:.1f} s (no restart)")
+    client = object_store_client(
+        local_stack, aws_access_key_id=bakery[0], aws_secret_access_key=bakery[1]
+    )
+    client.list_objects_v2(
+        Bucket=local_stack.settings.object_store_bucket, Prefix="step-outputs/bakery/"
+    )

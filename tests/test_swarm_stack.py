@@ -21,7 +21,13 @@ TEAMS = team_names(REPO_ROOT)
 def settings(tmp_path) -> dict[str, str]:
     keys = tmp_path / "keys"
     keys.mkdir()
-    for name in ("trusted-keys.json", "redis-users.acl", "ui-users", "postgres-roles.sql"):
+    for name in (
+        "trusted-keys.json",
+        "redis-users.acl",
+        "ui-users",
+        "postgres-roles.sql",
+        "object-store-identities.json",
+    ):
         (keys / name).write_text(f"{name} content\n")
     values = {name: f"secret-{name.lower()}-{'x' * 24}" for name in SECRET_VARIABLES}
     values.update({name: f"host-{name.lower()}-{'y' * 24}" for name in HOST_SECRETS})
@@ -55,6 +61,7 @@ def test_no_secret_value_is_in_the_stack_file_only_in_its_secrets(settings):
         assert settings[f"WANDB_IO_SIGNING_KEY_{team.upper()}"] in held
         assert settings[f"REDIS_PASSWORD_{team.upper()}"] in held
         assert settings[f"POSTGRES_PASSWORD_{team.upper()}"] in held
+        assert settings[f"OBJECT_STORE_SECRET_ACCESS_KEY_{team.upper()}"] in held
 
 
 def test_services_get_secrets_as_files_and_dagster_services_read_them_at_start(settings):

@@ -18,6 +18,7 @@ from kombu.exceptions import OperationalError
 from dagster_team_celery.control import team_app
 from dagster_team_celery.settings import BACKEND_URL_ENV, BROKER_URL_ENV, key_prefix
 from dagster_wandb_io.keys import PRIVATE_KEY_ENV
+from tests import object_store_attacks
 from tests.faults.conftest import failure_messages
 from tests.postgres_attacks import aliases_digest_query, assert_confined, probe, run_state_query
 
@@ -214,6 +215,31 @@ def test_the_ml_teams_postgres_role_cannot_harm_the_bakery(local_stack, client):
     assert_confined(probed, "ml")
     after = [as_owner(aliases_digest_query("bakery")), as_owner(run_state_query(bakery))]
     assert after == before and before[0] != ""
+    forecast = client.submit_job("ml", "forecast_job")
+    assert client.wait_for_run(forecast, timeout=300) == "SUCCESS", failure_messages(
+        client, forecast
+    )
+
+
+def test_the_ml_teams_object_store_identity_cannot_touch_the_bakerys_objects(local_stack, client):
+    """With ml's own keys, each attack of tests/object_store_attacks.py on the bakery's step
+    outputs, logs and artifacts is refused (with the administrator's keys, which every team
+    held before, a pickle written over the bakery's step output ran in the bakery's worker);
+    nothing of the bakery's changes, its next run loads its outputs, and ml reads its artifact."""
+    bakery = client.submit_job("bakery", "cake_production_job")
+    assert client.wait_for_run(bakery, timeout=300) == "SUCCESS", failure_messages(client, bakery)
+    administrator = {**os.environ, **local_stack.dagster_env()}
+    entity = local_stack.team_entity("bakery")
+    keys, before = object_store_attacks.survey([sys.executable], "bakery", entity, administrator)
+    ml = {**os.environ, **local_stack.team_env("ml")}
+    assert ml["AWS_ACCESS_KEY_ID"] == "team_ml"
+    attacked = object_store_attacks.attack([sys.executable], "ml", "bakery", keys, env=ml)
+    object_store_attacks.assert_confined(attacked, "ml")
+    assert (
+        object_store_attacks.survey([sys.executable], "bakery", entity, administrator)[1] == before
+    )
+    again = client.submit_job("bakery", "cake_production_job")
+    assert client.wait_for_run(again, timeout=300) == "SUCCESS", failure_messages(client, again)
     forecast = client.submit_job("ml", "forecast_job")
     assert client.wait_for_run(forecast, timeout=300) == "SUCCESS", failure_messages(
         client, forecast

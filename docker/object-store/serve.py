@@ -16,6 +16,13 @@ Why a launcher rather than `weed server` alone:
   admin key was added that way in a test, tests/test_object_store.py). So every gRPC port
   requires a client certificate signed by a CA made here at each start, in a private temporary
   folder, and never written anywhere else: only the store's own components hold one.
+- **One identity per team.** With --identities, the store also takes the identities file `make env`
+  writes (the platform's teams and the webserver, each confined to its own paths:
+  dagster_team_celery/deploy/object_store_identities.py). It holds secret keys, so it is
+  readable only by root: this launcher starts as root, copies it into the private folder for the
+  server, and runs the server as --user. When the file changes (`make env` after a team is added
+  or removed) the copy is renewed and the server rereads it on SIGHUP, without a restart; a file
+  that is not an identities file is refused in the log and the identities in force stay.
 - **A stop in seconds.** On SIGTERM or SIGINT SeaweedFS's filer waits 15 s for its gRPC streams
   to close. This parent passes the signal on and kills the server after --stop-seconds (5): a
   killed server loses nothing the kernel already has (volume and filer writes are plain writes,
@@ -28,8 +35,12 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime
+import hashlib
 import ipaddress
+import json
 import os
+import pwd
+import secrets
 import shutil
 import signal
 import socket
@@ -120,7 +131,12 @@ def security_toml(ca: Path, cert: Path, key: Path) -> str:
 
 
 def weed_argv(
-    weed: str, data: Path, s3_bind: str, s3_port: int, internal_ports: list[int] | None
+    weed: str,
+    data: Path,
+    s3_bind: str,
+    s3_port: int,
+    internal_ports: list[int] | None,
+    s3_config: Path | None = None,
 ) -> list[str]:
     argv = [
         weed,
@@ -144,6 +160,8 @@ def weed_argv(
         "-master.volumeSizeLimitMB=1024",
         "-volume.max=0",
     ]
+    if s3_config is not None:
+        argv.append(f"-s3.config={s3_config}")
     if internal_ports:
         # Local mode: free ports chosen by the caller, gRPC ports included (SeaweedFS's default
         # of port + 10000 could collide with another stack's).
@@ -189,6 +207,144 @@ def check_credentials(environ: dict[str, str] | os._Environ[str]) -> None:
         )
 
 
+def read_identities(path: Path) -> bytes:
+    """The identities file's bytes, once they are a SeaweedFS identities document."""
+    try:
+        raw = path.read_bytes()
+        document = json.loads(raw)
+    except (OSError, ValueError) as error:
+        raise ValueError(
+            f"the identities file {path} is unreadable ({error}). Run `make env`, which"
+            " writes it (keys/object-store-identities.json)."
+        ) from None
+    identities = document.get("identities") if isinstance(document, dict) else None
+    if not isinstance(identities, list) or not all(
+        isinstance(i, dict) and {"name", "credentials", "actions"} <= i.keys() for i in identities
+    ):
+        raise ValueError(
+            f"{path} is not a SeaweedFS identities file (an object whose `identities` lists"
+            " name, credentials and actions). Run `make env` to write it again."
+        )
+    return raw
+
+
+class IdentitiesCopy:
+    """The server's own copy of the identities file, renewed when the source changes.
+
+    On SIGHUP SeaweedFS (4.48) updates the identities the file names but keeps those it no
+    longer names, so a removed team's keys would keep working until a restart. Each identity
+    this process has loaded stays in the copy, with a random secret and no actions, once the
+    source drops it."""
+
+    def __init__(self, source: Path, target: Path, owner: pwd.struct_passwd | None) -> None:
+        self.source, self.target, self.owner = source, target, owner
+        self.digest = ""
+        self.loaded: dict[str, list[str]] = {}
+
+    def renew(self) -> bool:
+        """Copy the source if its content changed; True if it did. Raises ValueError, naming
+        the fix, for a source that is not an identities file (the old copy stays)."""
+        raw = read_identities(self.source)
+        digest = hashlib.sha256(raw).hexdigest()
+        if digest == self.digest:
+            return False
+        document = json.loads(raw)
+        named = {identity["name"] for identity in document["identities"]}
+        document["identities"] += [
+            revoked(name, keys) for name, keys in self.loaded.items() if name not in named
+        ]
+        staged = self.target.with_suffix(".new")
+        staged.write_text(json.dumps(document))
+        staged.chmod(0o600)
+        if self.owner is not None:
+            os.chown(staged, self.owner.pw_uid, self.owner.pw_gid)
+        staged.replace(self.target)
+        self.digest = digest
+        for identity in document["identities"]:
+            keys = [c.get("accessKey", "") for c in identity.get("credentials", [])]
+            self.loaded[identity["name"]] = keys
+        return True
+
+
+def revoked(name: str, access_keys: list[str]) -> dict[str, object]:
+    """An identity that nothing can use: no secret anyone knows, no action."""
+    return {
+        "name": name,
+        "credentials": [
+            {"accessKey": key, "secretKey": secrets.token_hex(24)} for key in access_keys
+        ],
+        "actions": [],
+    }
+
+
+def watch_identities(
+    copy: IdentitiesCopy, server: subprocess.Popen[bytes], stopping: threading.Event
+) -> None:
+    """SeaweedFS rereads -s3.config on SIGHUP, without a restart."""
+    while not stopping.wait(2.0):
+        try:
+            changed = copy.renew()
+        except ValueError as error:
+            print(f"object store: kept the previous identities: {error}", file=sys.stderr)
+            continue
+        if changed and server.poll() is None:
+            print("object store: identities changed; reloading them", file=sys.stderr)
+            server.send_signal(signal.SIGHUP)
+
+
+def server_user(name: str | None) -> pwd.struct_passwd | None:
+    """Whom the server runs as: --user when this launcher runs as root, else this user."""
+    if name is None or os.geteuid() != 0:
+        return None
+    return pwd.getpwnam(name)
+
+
+def hand_over(folder: Path, owner: pwd.struct_passwd | None) -> None:
+    if owner is None:
+        return
+    for path in (folder, *folder.iterdir()):
+        os.chown(path, owner.pw_uid, owner.pw_gid)
+
+
+def start_server(
+    args: argparse.Namespace,
+    internal: list[int] | None,
+    data: Path,
+    owner: pwd.struct_passwd | None,
+) -> tuple[subprocess.Popen[bytes], IdentitiesCopy | None]:
+    # Private to the server's user, gone with the container's /tmp; a restart makes new ones.
+    runtime = Path(tempfile.mkdtemp(prefix="object-store-"))
+    ca, cert, key = _certificates(runtime)
+    (runtime / "security.toml").write_text(security_toml(ca, cert, key))
+    identities = None
+    if args.identities is not None:
+        identities = IdentitiesCopy(args.identities, runtime / "identities.json", owner)
+        try:
+            identities.renew()
+        except ValueError as error:
+            raise SystemExit(f"object store: {error}") from None
+    hand_over(runtime, owner)
+    if owner is not None:
+        os.chown(data, owner.pw_uid, owner.pw_gid)
+    # SeaweedFS reads security.toml from its working directory first.
+    server = subprocess.Popen(
+        weed_argv(
+            args.weed,
+            data,
+            args.s3_bind,
+            args.s3_port,
+            internal,
+            identities.target if identities else None,
+        ),
+        cwd=runtime,
+        user=owner.pw_uid if owner else None,
+        group=owner.pw_gid if owner else None,
+        extra_groups=[] if owner else None,
+        env={**os.environ, "HOME": owner.pw_dir} if owner else None,
+    )
+    return server, identities
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dir", type=Path, required=True, help="where the data is kept")
@@ -199,6 +355,12 @@ def main(argv: list[str] | None = None) -> None:
         help="7 comma-separated ports: master, volume, filer, then their gRPC ports and the S3"
         " gateway's gRPC port (default: SeaweedFS's)",
     )
+    parser.add_argument(
+        "--identities",
+        type=Path,
+        help="the identities file of the teams and the webserver (`make env` writes it)",
+    )
+    parser.add_argument("--user", help="run the server as this user when started as root")
     parser.add_argument("--weed", default=shutil.which("weed") or "weed")
     parser.add_argument("--stop-seconds", type=float, default=5.0)
     args = parser.parse_args(argv)
@@ -209,14 +371,8 @@ def main(argv: list[str] | None = None) -> None:
         parser.error("--internal-ports takes exactly 7 ports")
     data = args.dir.resolve()
     data.mkdir(parents=True, exist_ok=True)
-    # Private to this user, gone with the container's /tmp; a restart makes new ones.
-    runtime = Path(tempfile.mkdtemp(prefix="object-store-"))
-    ca, cert, key = _certificates(runtime)
-    (runtime / "security.toml").write_text(security_toml(ca, cert, key))
-    # SeaweedFS reads security.toml from its working directory first.
-    server = subprocess.Popen(
-        weed_argv(args.weed, data, args.s3_bind, args.s3_port, internal), cwd=runtime
-    )
+    owner = server_user(args.user)
+    server, identities = start_server(args, internal, data, owner)
     stopping = threading.Event()
 
     def stop(signum: int, _frame: object) -> None:
@@ -226,6 +382,10 @@ def main(argv: list[str] | None = None) -> None:
 
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, stop)
+    if identities is not None:
+        threading.Thread(
+            target=watch_identities, args=(identities, server, stopping), daemon=True
+        ).start()
     while server.poll() is None and not stopping.is_set():
         stopping.wait(0.5)
     if stopping.is_set():

@@ -10,7 +10,7 @@ from dagster_team_celery.component import TeamPlatformComponent
 def test_step_outputs_keep_dagsters_default_outside_the_platform(monkeypatch):
     monkeypatch.delenv(platform_bucket.STEP_OUTPUTS_ENV, raising=False)
     assert platform_bucket.step_outputs() == "volume"
-    assert platform_bucket.step_output_io_manager() is None
+    assert platform_bucket.step_output_io_manager("bakery") is None
 
 
 def test_an_unknown_choice_is_refused_with_the_setting_to_fix(monkeypatch):
@@ -22,9 +22,9 @@ def test_an_unknown_choice_is_refused_with_the_setting_to_fix(monkeypatch):
 def test_the_object_store_io_manager_names_the_bucket_variable_not_its_value(monkeypatch):
     monkeypatch.setenv(platform_bucket.STEP_OUTPUTS_ENV, "object-store")
     monkeypatch.setenv(platform_bucket.BUCKET_ENV, "private-bucket-name")
-    io_manager = platform_bucket.step_output_io_manager()
+    io_manager = platform_bucket.step_output_io_manager("bakery")
     assert isinstance(io_manager, S3PickleIOManager)
-    assert io_manager.s3_prefix == "step-outputs"
+    assert io_manager.s3_prefix == "step-outputs/bakery/"
     # What goes into the definitions' snapshot (shown in the UI) is the variable's name.
     assert "private-bucket-name" not in repr(io_manager._get_non_default_public_field_values())
 

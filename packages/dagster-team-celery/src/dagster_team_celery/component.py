@@ -28,7 +28,7 @@ class TeamPlatformComponent(dg.Component, dg.Model, dg.Resolvable):
 
     def build_defs(self, context: dg.ComponentLoadContext) -> dg.Definitions:
         executor = team_celery_executor(self.team)
-        io_manager = step_output_io_manager()
+        io_manager = step_output_io_manager(self.team)
         return dg.Definitions(
             executor=executor,
             jobs=build_probe_jobs(executor),

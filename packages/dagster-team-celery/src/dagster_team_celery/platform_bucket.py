@@ -74,9 +74,11 @@ def client(max_attempts: int = MAX_ATTEMPTS) -> Any:
     )
 
 
-def step_output_io_manager() -> Any | None:
+def step_output_io_manager(team: str) -> Any | None:
     """The IO manager every team's jobs get (component.py), or None to keep Dagster's default,
-    fs_io_manager on the shared volume."""
+    fs_io_manager on the shared volume. Outputs go under step-outputs/<team>/, which only the
+    team's object-store identity may write (deploy/object_store_identities.py): no step ever
+    loads a pickle another team could have written."""
     if step_outputs() == "volume":
         return None
     import dagster as dg
@@ -89,7 +91,10 @@ def step_output_io_manager() -> Any | None:
     return ProcessCachedS3PickleIOManager(
         s3_resource=S3Resource(max_attempts=MAX_ATTEMPTS),
         s3_bucket=dg.EnvVar(BUCKET_ENV),
-        s3_prefix=STEP_OUTPUT_PREFIX,
+        # The trailing slash: the IO manager lists its prefix once at start, and the team's
+        # identity may list only inside its folder (step-outputs/<team>/*), not a bare
+        # "step-outputs/<team>" that would also match step-outputs/<team>2/.
+        s3_prefix=f"{STEP_OUTPUT_PREFIX}/{team}/",
     )
 
 

@@ -31,7 +31,11 @@ from dagster_docker.container_context import DockerContainerContext
 from dagster_docker.docker_run_launcher import DOCKER_CONTAINER_ID_TAG
 
 import docker
-from dagster_team_celery.runs.credentials import broker_env_for, postgres_env_for
+from dagster_team_celery.runs.credentials import (
+    broker_env_for,
+    object_store_env_for,
+    postgres_env_for,
+)
 from dagster_team_celery.runs.warm_launcher import run_team
 
 RUN_CONTAINER_CONTEXT_ENV = "DAGSTER_RUN_CONTAINER_CONTEXT"
@@ -65,7 +69,11 @@ class TeamDockerRunLauncher(DockerRunLauncher):
         )
         # A run with no code location (an ad-hoc run) gets no team's broker user.
         team = run_team(dagster_run) if dagster_run.remote_job_origin else None
-        team_env = [*broker_env_for(team), *postgres_env_for(team)] if team else []
+        team_env = (
+            [*broker_env_for(team), *postgres_env_for(team), *object_store_env_for(team)]
+            if team
+            else []
+        )
         team_context = DockerContainerContext(env_vars=team_env)
         return launcher_context.merge(
             DockerContainerContext.create_from_config(platform_container_context())

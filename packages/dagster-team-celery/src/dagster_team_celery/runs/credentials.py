@@ -1,8 +1,9 @@
-"""The credentials the launcher gives a run container: its own team's Redis user's and its own
-team's Postgres role's, never the daemon's.
+"""The credentials the launcher gives a run container: its own team's Redis user's, Postgres
+role's and object-store identity's, never the daemon's.
 
 The daemon reads every team's passwords from owner-only files (``make env`` writes
-keys/team-redis.json and keys/team-postgres.json; compose mounts them as secrets), because the
+keys/team-redis.json, keys/team-postgres.json and keys/team-object-store.json; compose mounts
+them as secrets), because the
 daemon launches every team's
 runs. The run's team is its code location, which the daemon takes from the workspace, never
 from anything the team's code server says. The credentials go into the container's
@@ -12,6 +13,7 @@ environment at launch only; no run record holds them.
 import json
 import os
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 from dagster_team_celery.deploy import redis_acl
@@ -23,11 +25,12 @@ INDEX_URL_ENV = "DAGSTER_WANDB_IO_INDEX_URL"
 
 TEAM_REDIS_CREDENTIALS_ENV = "DAGSTER_TEAM_REDIS_CREDENTIALS"
 TEAM_POSTGRES_CREDENTIALS_ENV = "DAGSTER_TEAM_POSTGRES_CREDENTIALS"
+TEAM_OBJECT_STORE_CREDENTIALS_ENV = "DAGSTER_TEAM_OBJECT_STORE_CREDENTIALS"
 RUN_REDIS_ADDRESS_ENV = "DAGSTER_RUN_REDIS_ADDRESS"
 DEFAULT_RUN_REDIS_ADDRESS = "redis:6379"
 
 
-def team_passwords(variable: str = TEAM_REDIS_CREDENTIALS_ENV) -> dict[str, str]:
+def team_passwords(variable: str = TEAM_REDIS_CREDENTIALS_ENV) -> dict[str, Any]:
     """Team -> password, from the file named in ``variable``; empty when it is not set."""
     raw_path = os.environ.get(variable, "").strip()
     if not raw_path:
@@ -84,4 +87,22 @@ def postgres_env_for(team: str) -> list[str]:
         f"DAGSTER_POSTGRES_USER={role}",
         f"DAGSTER_POSTGRES_PASSWORD={password}",
         f"{INDEX_URL_ENV}={index_url}",
+    ]
+
+
+def object_store_env_for(team: str) -> list[str]:
+    """``KEY=VALUE`` entries that make the run container use its team's object-store identity
+    (its own step outputs and logs, its own entities' artifacts); none when the deployment
+    gives no credentials file."""
+    keys = team_passwords(TEAM_OBJECT_STORE_CREDENTIALS_ENV).get(team)
+    if keys is None:
+        return []
+    if not isinstance(keys, dict) or not {"access_key_id", "secret_access_key"} <= keys.keys():
+        raise PlatformConfigError(
+            f"The object-store keys of team {team!r} are not an access_key_id and a"
+            " secret_access_key; run `make env` to write keys/team-object-store.json again."
+        )
+    return [
+        f"AWS_ACCESS_KEY_ID={keys['access_key_id']}",
+        f"AWS_SECRET_ACCESS_KEY={keys['secret_access_key']}",
     ]
