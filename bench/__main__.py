@@ -17,7 +17,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench import dequeue, footprint, report, run_rows_security, store_vs_volume, wandb_io
+from bench import (
+    dequeue,
+    footprint,
+    object_store_scoping,
+    report,
+    run_rows_security,
+    store_vs_volume,
+    wandb_io,
+)
 from bench.compared_stacks import PlatformStack, VanillaStack, start
 from bench.progress import Progress, previous_section_seconds
 from bench.run_timings import RunTiming, burst, percentile, summarize, timed_run
@@ -201,6 +209,12 @@ def run_rows_security_section(bench: Bench) -> None:
     )
 
 
+def object_store_scoping_section(bench: Bench) -> None:
+    bench.results["object_store_scoping"] = object_store_scoping.request_cost(
+        bench.stacks["platform"], TEAM
+    )
+
+
 def object_store_section(bench: Bench) -> None:
     # Step outputs in the object store (as shipped) against the shared volume: a third
     # stack, only for this section, so the memory figures above are of two stacks.
@@ -237,6 +251,7 @@ LOCAL_SECTIONS: dict[str, Callable[[Bench], None]] = {
     "idle_pss": idle_pss_section,
     "dequeue": dequeue_section,
     "run_rows_security": run_rows_security_section,
+    "object_store_scoping": object_store_scoping_section,
     "object_store": object_store_section,
 }
 

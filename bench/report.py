@@ -74,6 +74,15 @@ def run_rows_security_rows(measured: dict) -> list[str]:
     ]
 
 
+def object_store_scoping_rows(measured: dict) -> list[str]:
+    """A team's 1 KiB put or get, as its own scoped identity and as the administrator."""
+    return [
+        "| a team's object-store request, 1 KiB put or get (ms); vanilla column = one "
+        f"unscoped identity | {measured['team_identity_ms_per_request']} | "
+        f"{measured['administrator_ms_per_request']} | | |"
+    ]
+
+
 def object_store_rows(results: dict) -> list[str]:
     lines: list[str] = []
     if outputs := results.get("step_outputs"):
@@ -261,6 +270,8 @@ def markdown(results: dict) -> str:
         lines += dequeue_rows(results["dequeue"])
     if "run_rows_security" in results:
         lines += run_rows_security_rows(results["run_rows_security"])
+    if "object_store_scoping" in results:
+        lines += object_store_scoping_rows(results["object_store_scoping"])
     if "containers" in results:
         lines += container_rows(results["containers"])
     lines += wandb_io_lines(results["wandb_io"])
