@@ -244,14 +244,10 @@ class StackEnvironment:
         writes them for compose."""
         return object_store_identities.seaweedfs_identities(
             self.settings.object_store_bucket,
-            {
-                team: object_store_identities.TeamIdentity(
-                    access_key=object_store_identities.team_access_key(team),
-                    secret_key=self.secrets["team_object_store_secrets"][team],
-                    entities=[self.team_entity(team)],
-                )
-                for team in self.teams
-            },
+            object_store_identities.team_identities(
+                self.secrets["team_object_store_secrets"],
+                {team: [self.team_entity(team)] for team in self.teams},
+            ),
             self.secrets["object_store_webserver_secret_access_key"],
         )
 

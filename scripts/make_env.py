@@ -181,15 +181,11 @@ def team_object_store_identities(env_path: Path, keys_dir: Path, root: Path = RE
         env_path, {t.name: t.object_store_secret_variable for t in teams}, "object store"
     )
     present = read_settings(env_path.read_text())
-    identities = {
-        t.name: object_store_identities.TeamIdentity(
-            access_key=present.get(t.object_store_access_key_variable)
-            or object_store_identities.team_access_key(t.name),
-            secret_key=secrets_by_team[t.name],
-            entities=[t.entity],
-        )
-        for t in teams
-    }
+    identities = object_store_identities.team_identities(
+        secrets_by_team,
+        {t.name: [t.entity] for t in teams},
+        {t.name: present.get(t.object_store_access_key_variable, "") for t in teams},
+    )
     document = object_store_identities.seaweedfs_identities(
         present.get("OBJECT_STORE_BUCKET") or "mlplatform",
         identities,

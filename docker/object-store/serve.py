@@ -207,8 +207,8 @@ def check_credentials(environ: dict[str, str] | os._Environ[str]) -> None:
         )
 
 
-def read_identities(path: Path) -> bytes:
-    """The identities file's bytes, once they are a SeaweedFS identities document."""
+def read_identities(path: Path) -> tuple[bytes, dict]:
+    """The identities file's bytes and document, once it is a SeaweedFS identities document."""
     try:
         raw = path.read_bytes()
         document = json.loads(raw)
@@ -225,7 +225,7 @@ def read_identities(path: Path) -> bytes:
             f"{path} is not a SeaweedFS identities file (an object whose `identities` lists"
             " name, credentials and actions). Run `make env` to write it again."
         )
-    return raw
+    return raw, document
 
 
 class IdentitiesCopy:
@@ -244,11 +244,10 @@ class IdentitiesCopy:
     def renew(self) -> bool:
         """Copy the source if its content changed; True if it did. Raises ValueError, naming
         the fix, for a source that is not an identities file (the old copy stays)."""
-        raw = read_identities(self.source)
+        raw, document = read_identities(self.source)
         digest = hashlib.sha256(raw).hexdigest()
         if digest == self.digest:
             return False
-        document = json.loads(raw)
         named = {identity["name"] for identity in document["identities"]}
         document["identities"] += [
             revoked(name, keys) for name, keys in self.loaded.items() if name not in named

@@ -6,7 +6,8 @@ import uuid
 import dagster as dg
 from dagster._core.storage.compute_log_manager import ComputeIOType
 
-from dagster_team_celery.team_compute_logs import TICKS, TeamS3ComputeLogManager
+from dagster_team_celery.deploy.object_store_identities import TICKS_FOLDER
+from dagster_team_celery.team_compute_logs import TeamS3ComputeLogManager
 
 
 def manager() -> TeamS3ComputeLogManager:
@@ -23,7 +24,7 @@ def test_a_teams_process_writes_its_runs_logs_under_its_own_team(monkeypatch):
 def test_logs_of_no_run_go_to_the_ticks_folder(monkeypatch):
     monkeypatch.setenv("DAGSTER_TEAM", "bakery")
     key = manager()._s3_key(["__repository__", "inbox_sensor", "17"], ComputeIOType.STDERR)
-    assert key.startswith(f"compute-logs/{TICKS}/storage/__repository__/inbox_sensor/")
+    assert key.startswith(f"compute-logs/{TICKS_FOLDER}/storage/__repository__/inbox_sensor/")
 
 
 def test_the_webserver_finds_a_runs_team_from_the_run(monkeypatch):

@@ -26,7 +26,6 @@ from dagster_team_celery.settings import TEAM_ENV
 
 # Dagster's run ids are uuid4 strings.
 RUN_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
-TICKS = TICKS_FOLDER
 NO_LOCATION = "_no_location"
 LOCATION_TAG = "dagster/code_location"
 
@@ -43,7 +42,7 @@ class TeamS3ComputeLogManager(S3ComputeLogManager):
 
     def team_folder(self, namespace: Sequence[str]) -> str:
         if not namespace or not RUN_ID.fullmatch(namespace[0]):
-            return TICKS
+            return TICKS_FOLDER
         own = os.environ.get(TEAM_ENV, "").strip()
         if own:
             return own

@@ -29,7 +29,6 @@ from dataclasses import dataclass
 from dagster_team_celery.deploy.redis_acl import team_user
 from dagster_team_celery.platform_bucket import STEP_OUTPUT_PREFIX
 
-STEP_OUTPUTS = STEP_OUTPUT_PREFIX
 COMPUTE_LOGS = "compute-logs"
 # The W&B package's store prefix in DAGSTER_WANDB_IO_STORE_URL (s3://<bucket>/wandb-artifacts).
 ARTIFACTS = "wandb-artifacts"
@@ -50,10 +49,32 @@ def team_access_key(team: str) -> str:
     return team_user(team)
 
 
+def team_identities(
+    secret_keys: Mapping[str, str],
+    entities: Mapping[str, Sequence[str]],
+    access_keys: Mapping[str, str] | None = None,
+) -> dict[str, TeamIdentity]:
+    """Each team's identity: its secret key, the entities it owns, and its access key id
+    (``access_keys``' where given, e.g. your own S3's IAM user, else ``team_access_key``)."""
+    access_keys = access_keys or {}
+    return {
+        team: TeamIdentity(
+            access_key=access_keys.get(team) or team_access_key(team),
+            secret_key=secret,
+            entities=entities[team],
+        )
+        for team, secret in secret_keys.items()
+    }
+
+
 def team_paths(team: str) -> tuple[str, ...]:
     """The folders a team writes and reads, besides its entities' artifacts: its own, and the
     tick logs every team's code server writes."""
-    return (f"{STEP_OUTPUTS}/{team}", f"{COMPUTE_LOGS}/{team}", f"{COMPUTE_LOGS}/{TICKS_FOLDER}")
+    return (
+        f"{STEP_OUTPUT_PREFIX}/{team}",
+        f"{COMPUTE_LOGS}/{team}",
+        f"{COMPUTE_LOGS}/{TICKS_FOLDER}",
+    )
 
 
 def team_actions(bucket: str, team: str, entities: Sequence[str]) -> list[str]:
