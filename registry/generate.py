@@ -1,8 +1,9 @@
 """Render every file that lists teams from the registry, with the Jinja2 templates beside it.
 
 - workspace.yaml: wholly generated.
-- docker-compose.yml: only the block between the BEGIN TEAMS and END TEAMS lines, so the
-  rest of the file, with its anchors and comments, stays hand-written and the team services
+- docker-compose.yml: only the blocks between the BEGIN TEAMS and END TEAMS lines (the team
+  services and the code gateway) and the BEGIN TEAM NETWORKS and END TEAM NETWORKS lines, so
+  the rest of the file, with its anchors and comments, stays hand-written and the team services
   keep using its anchors (an included file could not).
 
 `write()` rewrites files in place (same inode), because the webserver and the daemon
@@ -22,8 +23,15 @@ from registry import REPO_ROOT, RegistryError, teams
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 COMPOSE_FILE = "docker-compose.yml"
 WORKSPACE_FILE = "workspace.yaml"
-BEGIN_MARKER = "  # ---- BEGIN TEAMS"
-END_MARKER = "  # ---- END TEAMS ----"
+# Each generated block of the compose file: its template, and the lines that begin and end it.
+COMPOSE_BLOCKS = (
+    ("compose-teams.yml.j2", "  # ---- BEGIN TEAMS:", "  # ---- END TEAMS ----"),
+    (
+        "compose-team-networks.yml.j2",
+        "  # ---- BEGIN TEAM NETWORKS:",
+        "  # ---- END TEAM NETWORKS ----",
+    ),
+)
 
 
 def _environment() -> jinja2.Environment:
@@ -39,14 +47,14 @@ def _render(template: str, root: Path) -> str:
     return _environment().get_template(template).render(teams=teams(root))
 
 
-def _splice_compose(current: str, block: str) -> str:
+def _splice_compose(current: str, block: str, begin: str, end: str) -> str:
     lines = current.splitlines(keepends=True)
-    begins = [i for i, line in enumerate(lines) if line.startswith(BEGIN_MARKER)]
-    ends = [i for i, line in enumerate(lines) if line.rstrip("\n") == END_MARKER]
+    begins = [i for i, line in enumerate(lines) if line.startswith(begin)]
+    ends = [i for i, line in enumerate(lines) if line.rstrip("\n") == end]
     if len(begins) != 1 or len(ends) != 1 or ends[0] < begins[0]:
         raise RegistryError(
-            f"{COMPOSE_FILE} must hold exactly one generated team block, from a line starting "
-            f"{BEGIN_MARKER.strip()!r} to the line {END_MARKER.strip()!r}, under services:. "
+            f"{COMPOSE_FILE} must hold exactly one generated block from a line starting "
+            f"{begin.strip()!r} to the line {end.strip()!r}. "
             "Restore them (see git history) and run `make generate`."
         )
     return "".join(lines[: begins[0]]) + block + "".join(lines[ends[0] + 1 :])
@@ -55,7 +63,9 @@ def _splice_compose(current: str, block: str) -> str:
 def rendered(root: Path = REPO_ROOT) -> dict[Path, str]:
     """What each generated file should hold, from the registry as it is now."""
     compose_path = root / COMPOSE_FILE
-    compose = _splice_compose(compose_path.read_text(), _render("compose-teams.yml.j2", root))
+    compose = compose_path.read_text()
+    for template, begin, end in COMPOSE_BLOCKS:
+        compose = _splice_compose(compose, _render(template, root), begin, end)
     workspace = _render("workspace.yaml.j2", root)
     for path, text in ((compose_path, compose), (root / WORKSPACE_FILE, workspace)):
         try:

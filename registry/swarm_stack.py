@@ -61,6 +61,10 @@ LOOPBACK = {"127.0.0.1", "localhost", "::1", "[::1]"}
 # its own address in the UI network's fixed subnet instead (the entrypoint's --address-in).
 WEBSERVER_ALIAS = "webserver-behind-login"
 DEFAULT_UI_SUBNET = "10.254.254.0/24"
+# The code gateway listens only on the platform network (docker-compose.yml, x-code-gateway); in
+# compose at a name, here at its own address in the network's fixed subnet, for the same reason.
+CODE_GATEWAY = "code-gateway"
+DEFAULT_PLATFORM_SUBNET = "10.254.253.0/24"
 # redis-cli reads its password only from REDISCLI_AUTH, which Swarm gives as a file.
 HEALTHCHECK_OVERRIDES = {
     "redis": [
@@ -266,6 +270,21 @@ def _swarm_service(name: str, service: dict[str, Any], team_names: list[str]) ->
     return service
 
 
+def _networks(compose: dict[str, Any], subnets: Mapping[str, str]) -> dict[str, Any]:
+    """Compose's networks as overlays across the nodes (a team's code network spans the core
+    node, where the gateway is, and the team's); those that something binds to by address
+    get their fixed subnet."""
+    networks: dict[str, Any] = {}
+    for key, network in (compose.get("networks") or {}).items():
+        overlay: dict[str, Any] = {"driver": "overlay"}
+        if (network or {}).get("internal"):
+            overlay["internal"] = True
+        if key in subnets:
+            overlay["ipam"] = {"config": [{"subnet": subnets[key]}]}
+        networks[key] = overlay
+    return networks
+
+
 def _file_entries(
     compose: dict[str, Any],
     settings: Mapping[str, str],
@@ -295,6 +314,7 @@ def generate(
     team_names = [team.name for team in team_list]
     secrets = _SecretNames()
     ui_subnet = settings.get("SWARM_UI_SUBNET") or DEFAULT_UI_SUBNET
+    platform_subnet = settings.get("SWARM_PLATFORM_SUBNET") or DEFAULT_PLATFORM_SUBNET
     services: dict[str, Any] = {}
     for name, compose_service in compose["services"].items():
         used: set[str] = set()
@@ -308,18 +328,15 @@ def generate(
             services[service_name] = _swarm_service(service_name, service, team_names)
             if service_name == "webserver":
                 _bind_to_ui_network(services[service_name], ui_subnet)
+            if service_name == CODE_GATEWAY:
+                gateway_environment = services[service_name]["environment"]
+                gateway_environment.pop("CODE_GATEWAY_LISTEN")
+                gateway_environment["CODE_GATEWAY_SUBNET"] = platform_subnet
     document: dict[str, Any] = {
         # The Compose file format's last numbered version, which `docker stack deploy` reads.
         "version": "3.9",
         "services": services,
-        "networks": {
-            "default": {"driver": "overlay"},
-            "ui": {
-                "driver": "overlay",
-                "internal": True,
-                "ipam": {"config": [{"subnet": ui_subnet}]},
-            },
-        },
+        "networks": _networks(compose, {"ui": ui_subnet, "platform": platform_subnet}),
         # Each node's own: Swarm has no shared volumes, and nothing here needs one.
         "volumes": {key: {} for key in compose.get("volumes") or {}},
         "configs": _file_entries(compose, settings, root, stack_name),

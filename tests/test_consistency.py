@@ -38,8 +38,19 @@ def test_no_generated_file_is_stale():
 def test_team_has_a_code_server_serving_its_module(team):
     service = compose()["services"][f"{team}-code"]
     command = service["command"]
-    # The server alone: no Reload proxy, since the code is baked into the image.
-    assert command[:4] == ["dagster", "api", "grpc", "--lazy-load-user-code"]
+    # The server alone: no Reload proxy, since the code is baked into the image; listening
+    # only on its team's code network, at its address toward the code gateway.
+    assert command[:8] == [
+        "dagster-platform-entrypoint",
+        "--address-toward",
+        "code-gateway",
+        "--",
+        "dagster",
+        "api",
+        "grpc",
+        "--lazy-load-user-code",
+    ]
+    assert command[command.index("--host") + 1] == "{address}"
     assert command[command.index("--module-name") + 1] == f"{team}.definitions"
     assert command[command.index("--location-name") + 1] == team
     assert command[command.index("--port") + 1] == "4000"
@@ -77,11 +88,12 @@ def test_team_services_mount_the_artifact_cache_and_shared_storage(team):
 
 
 def test_no_platform_service_names_a_team():
-    """A team added or removed must not change, and so recreate, any platform service."""
+    """A team added or removed must not change, and so recreate, any platform service but the
+    code gateway, which joins each team's code network."""
     services = compose()["services"]
     team_services = {name for team in team_folders() for name in (f"{team}-code", f"{team}-worker")}
     for name, service in services.items():
-        if name in team_services:
+        if name in team_services or name == "code-gateway":
             continue
         text = repr(service)
         named = [team for team in team_folders() if f"{team}-code" in text or f"'{team}'" in text]
@@ -227,3 +239,27 @@ def test_redis_users_accept_exactly_the_registrys_team_names():
 
     assert redis_acl.TEAM_NAME_PATTERN.pattern == NAME_PATTERN.pattern
     assert redis_acl.TEAM_NAME_PATTERN.flags == NAME_PATTERN.flags
+
+
+def test_a_teams_code_server_shares_its_code_network_only_with_the_code_gateway():
+    services = compose()["services"]
+    gateway = services["code-gateway"]["networks"]
+    assert set(gateway) == {"platform", *(f"code-{team}" for team in team_folders())}
+    assert set(gateway["platform"]["aliases"]) == {
+        "code-gateway-on-platform",
+        *(f"{team}-code" for team in team_folders()),
+    }
+    for team in team_folders():
+        members = [
+            name
+            for name, service in services.items()
+            if f"code-{team}" in (service.get("networks") or [])
+        ]
+        assert sorted(members) == sorted(["code-gateway", f"{team}-code"])
+        assert compose()["networks"][f"code-{team}"]["internal"] is True
+    # Where the gateway listens (and the webserver and the daemon are), no team's service is.
+    on_platform = {n for n, s in services.items() if "platform" in (s.get("networks") or [])}
+    assert on_platform == {"postgres", "redis", "object-store", "webserver", "daemon"} | {
+        "platform-code",
+        "code-gateway",
+    }

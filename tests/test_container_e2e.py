@@ -400,7 +400,12 @@ def test_adding_and_removing_a_team_recreates_no_other_container(compose_stack, 
         f"{up_seconds:.1f}s, sample_job SUCCESS {green_seconds:.1f}s after `make new-team`"
     )
     assert set(after) - set(before) == team_services(NEW_TEAM)
-    recreated = [service for service in before if before[service] != after[service]]
+    # The code gateway joins the new team's code network; it is the one service a team changes.
+    recreated = [
+        service
+        for service in before
+        if before[service] != after[service] and service != "code-gateway"
+    ]
     images_after = compose_stack.image_ids()
     changed_images = {
         image: (images_before[image], images_after[image])
@@ -413,7 +418,10 @@ def test_adding_and_removing_a_team_recreates_no_other_container(compose_stack, 
     removed = compose_stack.script("-m", "registry", "remove", NEW_TEAM)
     assert removed.returncode == 0, removed.stderr
     compose_stack.up_like_make_up()
-    assert compose_stack.all_container_ids() == before
+    after_removal = compose_stack.all_container_ids()
+    assert {s: ids for s, ids in after_removal.items() if s != "code-gateway"} == {
+        s: ids for s, ids in before.items() if s != "code-gateway"
+    }
     assert NEW_TEAM not in compose_client.locations()
     # Its rows stay, so its role does too; but a leftover container or a copied password of a
     # removed team logs in no more (init's roles script, run again by `up`).
@@ -720,6 +728,71 @@ def test_the_ml_containers_object_store_identity_cannot_touch_the_bakerys_object
     assert compose_client.wait_for_run(again, timeout=600) == "SUCCESS"
     forecast = compose_client.submit_job("ml", "forecast_job")
     assert compose_client.wait_for_run(forecast, timeout=600) == "SUCCESS"
+
+
+# From a team's container: ShutdownServer (which stops a code server) on each target, as
+# host:port or (address, authority) through the code gateway; what each attempt got.
+SHUT_DOWN_EACH = """
+import grpc, sys
+from dagster._grpc.__generated__ import dagster_api_pb2 as api, dagster_api_pb2_grpc as stubs
+for target, authority in {targets!r}:
+    options = [("grpc.default_authority", authority)] if authority else []
+    with grpc.insecure_channel(target, options=options) as channel:
+        try:
+            stubs.DagsterApiStub(channel).ShutdownServer(api.Empty(), timeout=10)
+            print(target, authority, "ALLOWED")
+        except grpc.RpcError as error:
+            print(target, authority, "refused", error.code().name)
+"""
+
+
+def network_address(container: str, network: str) -> str:
+    return docker_inspect(
+        container, f'{{{{(index .NetworkSettings.Networks "{network}").IPAddress}}}}'
+    )
+
+
+def test_a_teams_containers_cannot_reach_another_teams_code_server(compose_stack, compose_client):
+    """The attack: from ml's containers, ShutdownServer (or StartRun, which runs a bakery job in
+    the bakery's container with its keys) on the bakery's code server: by its name, at its
+    address on its own code network, and through the code gateway at each of the gateway's
+    addresses, naming the bakery's server. Before the code networks, the name alone worked:
+    every code server listened on 0.0.0.0 on the network every team shares."""
+    name = compose_stack.name
+    (bakery_code,) = compose_stack.container_ids("bakery-code")
+    (gateway,) = compose_stack.container_ids("code-gateway")
+    worker_targets = [
+        ("bakery-code:4000", None),
+        (f"{network_address(bakery_code, f'{name}-code-bakery')}:4000", None),
+        (f"{network_address(bakery_code, name)}:4000", None),
+        (f"{network_address(gateway, f'{name}-platform')}:4000", "bakery-code:4000"),
+        ("platform-code:4000", None),
+    ]
+    # ml's own code server shares a network with the gateway: the gateway does not listen there.
+    code_targets = [
+        ("code-gateway:4000", "bakery-code:4000"),
+        (f"{network_address(gateway, f'{name}-code-ml')}:4000", "bakery-code:4000"),
+    ]
+    outcomes = []
+    for service, targets in (("ml-worker", worker_targets), ("ml-code", code_targets)):
+        code = SHUT_DOWN_EACH.format(targets=targets)
+        attempt = subprocess.run(
+            [*compose_stack.compose, "exec", "-T", service, "python", "-c", code],
+            cwd=compose_stack.checkout,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert attempt.returncode == 0, attempt.stderr
+        outcomes += attempt.stdout.splitlines()
+    print("\n" + "\n".join(outcomes))
+    assert len(outcomes) == len(worker_targets) + len(code_targets)
+    # UNAVAILABLE where nothing listens or the name is unknown; DEADLINE_EXCEEDED where the
+    # engine drops the packets between networks.
+    assert all(" refused " in outcome for outcome in outcomes), outcomes
+    # The bakery's server still serves, through the gateway, and its job runs.
+    run_id = compose_client.submit_job("bakery", "sample_job")
+    assert compose_client.wait_for_run(run_id, timeout=300) == "SUCCESS"
 
 
 def test_no_secret_is_baked_into_any_image(compose_stack):

@@ -134,7 +134,7 @@ def test_a_stale_generated_file_fails_the_check_with_a_diff(checkout):
 def test_generating_without_the_markers_says_how_to_fix_it(checkout):
     compose = checkout / "docker-compose.yml"
     compose.write_text(compose.read_text().replace("  # ---- END TEAMS ----\n", ""))
-    with pytest.raises(registry.RegistryError, match="exactly one generated team block"):
+    with pytest.raises(registry.RegistryError, match="exactly one generated block"):
         generate.write(checkout)
 
 

@@ -138,6 +138,29 @@ def test_the_webserver_listens_only_on_the_ui_network(settings):
     assert document["networks"]["ui"]["ipam"]["config"] == [{"subnet": "10.9.8.0/24"}]
 
 
+def test_the_code_gateway_listens_only_on_the_platform_network(settings):
+    document = generate({**settings, "SWARM_PLATFORM_SUBNET": "10.9.7.0/24"}).document
+    gateway = document["services"]["code-gateway"]
+    assert gateway["environment"] == {"CODE_GATEWAY_SUBNET": "10.9.7.0/24"}
+    assert document["networks"]["platform"] == {
+        "driver": "overlay",
+        "internal": True,
+        "ipam": {"config": [{"subnet": "10.9.7.0/24"}]},
+    }
+    assert gateway["deploy"]["placement"]["constraints"] == ["node.labels.mlplatform.core == true"]
+    # Each team's code network spans the gateway's node and the team's: an overlay.
+    for team in ("bakery", "ml"):
+        assert document["networks"][f"code-{team}"] == {"driver": "overlay", "internal": True}
+        code = document["services"][f"{team}-code"]
+        assert set(code["networks"]) == {"default", f"code-{team}"}
+        assert code["command"][:3] == [
+            "dagster-platform-entrypoint",
+            "--address-toward",
+            "code-gateway",
+        ]
+        assert f"code-{team}" in gateway["networks"]
+
+
 def test_a_changed_config_or_secret_gets_a_new_name(settings, tmp_path):
     first = generate(settings)
     (tmp_path / "keys" / "trusted-keys.json").write_text("a new team's key\n")

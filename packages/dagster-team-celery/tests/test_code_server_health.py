@@ -47,6 +47,9 @@ def test_a_serving_code_server_is_healthy_and_a_gone_one_is_named_unreachable(tm
             time.sleep(0.5)
         assert code_server_health.main(["--port", str(port)]) == 0
         assert f"code server 127.0.0.1:{port}: SERVING" in capsys.readouterr().out
+        # As a team's server is asked: at this host's address toward a peer (here, itself).
+        assert code_server_health.main(["--toward", "localhost", "--port", str(port)]) == 0
+        assert f"code server 127.0.0.1:{port}: SERVING" in capsys.readouterr().out
     finally:
         server.kill()  # gone at once: a gRPC server under load can take 30 s to drain
         server.wait(30)

@@ -32,9 +32,19 @@ def is_serving(host: str, port: int, timeout: float = 2.0) -> bool:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="dagster-code-server-healthcheck", description=__doc__)
     parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument(
+        "--toward",
+        metavar="NAME",
+        help="ask at this host's address toward NAME, where a team's code server listens "
+        "(dagster-platform-entrypoint --address-toward)",
+    )
     parser.add_argument("--port", type=int, default=4000)
     parser.add_argument("--timeout", type=float, default=10.0)
     args = parser.parse_args(argv)
+    if args.toward:
+        from dagster_team_celery.deploy.service_entrypoint import own_address_toward
+
+        args.host = own_address_toward(args.toward, timeout_seconds=args.timeout)
     status = serving_status(args.host, args.port, args.timeout)
     print(f"code server {args.host}:{args.port}: {status}")
     return 0 if status == "SERVING" else 1

@@ -17,6 +17,12 @@ environment.
 `{address}`. The webserver listens only on the UI network (where only its login proxy is), and in
 compose it binds to its alias there; on Swarm a name resolves only once its task is healthy,
 which it cannot be before it listens.
+
+`--address-toward NAME` puts there the address this container uses to reach NAME instead. A
+team's code server listens only on its team's code network, whose only other member is the
+code gateway: it binds to its address toward the gateway, a name that resolves, from the code
+server, only on that network (in compose, and on Swarm once the gateway is healthy, which does
+not wait for any code server).
 """
 
 from __future__ import annotations
@@ -125,6 +131,32 @@ def own_address_in(subnet: str) -> str:
     return address
 
 
+def own_address_toward(name: str, timeout_seconds: float = 300.0, poll_seconds: float = 1.0) -> str:
+    """The source address this host uses to reach `name`, once `name` resolves (a peer may be
+    starting, or on Swarm not yet healthy); exits naming the peer after `timeout_seconds`."""
+    started = time.monotonic()
+    last_logged = -WAIT_LOG_EVERY_SECONDS
+    while True:
+        try:
+            peer = socket.getaddrinfo(name, 9, socket.AF_INET, socket.SOCK_DGRAM)[0][4][0]
+            break
+        except socket.gaierror as error:
+            waited = time.monotonic() - started
+            if waited >= timeout_seconds:
+                sys.exit(
+                    f"dagster-platform-entrypoint: {name!r} does not resolve after {waited:.0f}s "
+                    f"({error.strerror}): attach this service to a network {name} is on, and "
+                    f"see why {name} is not running (`docker compose ps {name}`)."
+                )
+            if waited - last_logged >= WAIT_LOG_EVERY_SECONDS:
+                print(f"waiting for {name} to resolve", file=sys.stderr, flush=True)
+                last_logged = waited
+            time.sleep(poll_seconds)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.connect((peer, 9))
+        return probe.getsockname()[0]
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="dagster-platform-entrypoint", description=__doc__)
     parser.add_argument(
@@ -136,13 +168,22 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--address-in", metavar="SUBNET", help="replace {address} in the command by this host's"
     )
+    parser.add_argument(
+        "--address-toward",
+        metavar="NAME",
+        help="replace {address} in the command by this host's address toward NAME",
+    )
     parser.add_argument("command", nargs=argparse.REMAINDER, help="-- then the command to run")
     arguments = parser.parse_args(argv)
     command = arguments.command[1:] if arguments.command[:1] == ["--"] else arguments.command
     if not command:
         parser.error("no command given: dagster-platform-entrypoint [--wait-for-instance] -- CMD")
-    if arguments.address_in:
-        address = own_address_in(arguments.address_in)
+    if arguments.address_in or arguments.address_toward:
+        address = (
+            own_address_in(arguments.address_in)
+            if arguments.address_in
+            else own_address_toward(arguments.address_toward, arguments.timeout)
+        )
         command = [part.replace("{address}", address) for part in command]
     os.environ.update(secrets_as_environment())
     if arguments.wait_for_instance:
