@@ -791,7 +791,7 @@ def test_a_teams_containers_cannot_reach_another_teams_code_server(compose_stack
     # engine drops the packets between networks.
     assert all(" refused " in outcome for outcome in outcomes), outcomes
     # The bakery's server still serves, through the gateway, and its job runs.
-    run_id = compose_client.submit_job("bakery", "sample_job")
+    run_id = compose_client.submit_job("bakery", "probe_ping")
     assert compose_client.wait_for_run(run_id, timeout=300) == "SUCCESS"
 
 
