@@ -24,7 +24,7 @@ from devstack.graphql_client import PlatformClient
 from devstack.local_stack import free_port
 from registry.scaffold import copy_template
 from scripts import ui_login
-from tests import object_store_attacks
+from tests import object_store_attacks, shared_layer_attacks
 from tests.faults.conftest import failure_messages
 from tests.postgres_attacks import aliases_digest_query, assert_confined, probe, run_state_query
 from tests.repo import (
@@ -793,6 +793,91 @@ def test_a_teams_containers_cannot_reach_another_teams_code_server(compose_stack
     # The bakery's server still serves, through the gateway, and its job runs.
     run_id = compose_client.submit_job("bakery", "probe_ping")
     assert compose_client.wait_for_run(run_id, timeout=300) == "SUCCESS"
+
+
+def in_container(
+    compose_stack: ComposeStack, service: str, code: str, *arguments: str
+) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [*compose_stack.compose, "exec", "-T", service, "python", "-c", code, *arguments],
+        cwd=compose_stack.checkout,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def forecast_read(compose_client: PlatformClient) -> dict:
+    run_id = compose_client.submit_job("ml", "forecast_job")
+    assert compose_client.wait_for_run(run_id, timeout=600) == "SUCCESS"
+    return compose_client.output_metadata(run_id)["cake_demand_forecast"]
+
+
+def test_the_ml_container_cannot_make_the_ml_team_read_an_edited_or_endless_bakery_table(
+    compose_stack, compose_client
+):
+    """The attack: from ml's worker, on the artifact-cache volume every team mounts, the
+    bakery's cached table rewritten with its size and xxh128 in entry.json and checks/. Before
+    the producer signed each file's seal, the next read returned the edited rows, no error
+    (`[['sponge', 99999]]`, shown in the package's tests). Now the read checks the entry against
+    the bakery's signed seal and fetches it again from the object store. Then its manifest
+    linked to /dev/zero, which a step read until a MemoryError before reads were bounded."""
+    bakery = compose_client.submit_job("bakery", "cake_production_job")
+    assert compose_client.wait_for_run(bakery, timeout=600) == "SUCCESS"
+    before = forecast_read(compose_client)
+    edit = in_container(
+        compose_stack, "ml-worker", shared_layer_attacks.EDIT_THE_BAKERYS_CACHED_TABLE
+    )
+    assert edit.returncode == 0, edit.stderr
+    assert int(edit.stdout) >= 1, "the bakery's table is not in the shared cache"
+    after = forecast_read(compose_client)
+    print(f"\nforecast before the edit: {before}; after: {after}")
+    assert after["cakes_read"] == before["cakes_read"] == 6
+    assert after["expected_slices"] == before["expected_slices"]
+    # Its manifest made endless: refused at once as corrupt (a regular file of at most 64 MiB
+    # is read), and fetched again.
+    link = in_container(
+        compose_stack, "ml-worker", shared_layer_attacks.LINK_THE_BAKERYS_MANIFEST_TO_DEV_ZERO
+    )
+    assert link.returncode == 0, link.stderr
+    assert int(link.stdout) >= 1
+    assert forecast_read(compose_client) == before
+
+
+def test_a_team_that_fills_the_broker_gets_every_launch_a_clear_error_not_a_hang(
+    compose_stack, compose_client
+):
+    """The attack: ml floods its own queue, with its own Redis user, until Redis is full.
+    Redis is bounded (`--maxmemory`, `noeviction`: here lowered to 8 MiB over what it holds, as
+    an operator's REDIS_MAXMEMORY would be reached), so it refuses writes instead of growing or
+    evicting queued steps; the bakery's launch fails at once naming the bound and the fix, and
+    once ml's keys are gone the bakery runs again."""
+
+    def redis_cli(*command: str) -> str:
+        return compose_stack.run("exec", "-T", "redis", "redis-cli", *command).strip()
+
+    used = int(redis_cli("INFO", "memory").split("used_memory:")[1].split()[0])
+    bound = redis_cli("CONFIG", "GET", "maxmemory").split()[-1]
+    redis_cli("CONFIG", "SET", "maxmemory", str(used + (8 << 20)))
+    try:
+        flood = in_container(compose_stack, "ml-worker", shared_layer_attacks.FLOOD_OWN_QUEUE)
+        assert flood.stdout.strip() == "full", flood.stdout + flood.stderr
+        started = time.monotonic()
+        refused = compose_client.submit_job("bakery", "probe_ping")
+        assert compose_client.wait_for_run(refused, timeout=300) == "FAILURE"
+        waited = time.monotonic() - started
+        messages = failure_messages(compose_client, refused)
+        print(f"\nlaunch into a full broker: FAILURE after {waited:.1f}s")
+        assert "The broker (Redis) is full" in messages, messages
+        assert "REDIS_MAXMEMORY" in messages, messages
+    finally:
+        cleaned = in_container(
+            compose_stack, "ml-worker", shared_layer_attacks.FLOOD_OWN_QUEUE, "clean"
+        )
+        redis_cli("CONFIG", "SET", "maxmemory", bound)
+    assert cleaned.stdout.strip() == "cleaned", cleaned.stdout + cleaned.stderr
+    again = compose_client.submit_job("bakery", "probe_ping")
+    assert compose_client.wait_for_run(again, timeout=300) == "SUCCESS"
 
 
 def test_no_secret_is_baked_into_any_image(compose_stack):
