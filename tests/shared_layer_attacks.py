@@ -66,3 +66,36 @@ for manifest_path in root.rglob("cache/bakery/cakes/baked_cakes/*/entry.json"):
     linked += 1
 print(linked)
 """
+
+# A step task on the team's own queue (its own Redis user, its own code) naming another team's
+# run, argv[1]: before the step worker checked the run's code, it ran the step and wrote its
+# events into that run. Prints how the team's own worker answered.
+STEP_OF_ANOTHER_TEAMS_RUN = r"""
+import os, sys
+from dagster._core.definitions.reconstruct import ReconstructableJob, ReconstructableRepository
+from dagster._core.execution.retries import RetryMode
+from dagster._grpc.types import ExecuteStepArgs
+from dagster_celery.config import TASK_EXECUTE_PLAN_NAME
+from dagster_shared.serdes import pack_value
+from dagster_team_celery.control import team_app
+
+team = os.environ["DAGSTER_TEAM"]
+own = ReconstructableJob(
+    ReconstructableRepository.for_module(f"{team}.definitions", "defs", os.getcwd()), "probe_ping"
+)
+args = ExecuteStepArgs(
+    job_origin=own.get_python_origin(),
+    run_id=sys.argv[1],
+    step_keys_to_execute=["report_runtime"],
+    instance_ref=None,
+    retry_mode=RetryMode.DISABLED,
+)
+sent = team_app(team).send_task(
+    TASK_EXECUTE_PLAN_NAME, args=(pack_value(args), own.to_dict()), queue=team
+)
+try:
+    sent.get(timeout=120)
+    print("ALLOWED")
+except Exception as error:
+    print("refused", type(error).__name__, str(error).splitlines()[0])
+"""

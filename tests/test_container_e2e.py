@@ -844,6 +844,27 @@ def test_the_ml_container_cannot_make_the_ml_team_read_an_edited_or_endless_bake
     assert forecast_read(compose_client) == before
 
 
+def test_the_ml_container_cannot_make_its_step_worker_write_into_a_bakery_run(
+    compose_stack, compose_client
+):
+    """The attack: from ml's worker container, with ml's own Redis user, a step task on ml's
+    own queue naming ml's own code but the bakery's run. Before the step worker checked the
+    run's code location, ml's worker ran the step and wrote its events into the bakery's run;
+    now it refuses before it runs anything, and the bakery's run is unchanged."""
+    victim = compose_client.submit_job("bakery", "probe_ping")
+    assert compose_client.wait_for_run(victim, timeout=300) == "SUCCESS"
+    before = compose_client.run_events(victim)
+    attempt = in_container(
+        compose_stack, "ml-worker", shared_layer_attacks.STEP_OF_ANOTHER_TEAMS_RUN, victim
+    )
+    print(f"\nml's step worker, given a step of the bakery's run: {attempt.stdout.strip()}")
+    assert attempt.returncode == 0, attempt.stderr
+    assert attempt.stdout.startswith("refused ForeignTaskError"), attempt.stdout
+    assert f"step of run {victim}" in attempt.stdout
+    assert compose_client.run_events(victim) == before
+    assert compose_client.run(victim)["status"] == "SUCCESS"
+
+
 def test_a_team_that_fills_the_broker_gets_every_launch_a_clear_error_not_a_hang(
     compose_stack, compose_client
 ):
