@@ -41,6 +41,7 @@ query RunEvents($runId: ID!, $cursor: String) {
         ... on MarkerEvent { markerStart markerEnd }
         ... on LogsCapturedEvent { fileKey stepKeys }
         ... on ExecutionStepFailureEvent { error { message causes { message } } }
+        ... on EngineEvent { error { message causes { message } } }
         ... on DisplayableEvent {
           metadataEntries {
             label

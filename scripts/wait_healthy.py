@@ -17,6 +17,13 @@ from scripts.webserver import default_url, reload_workspace
 
 ONE_SHOT_SERVICES = {"init"}
 PROGRESS_SECONDS = 10
+# A location the webserver cannot reach yet, as against one whose code fails to load. Right
+# after `up` changes a network (a team added or removed recreates the code gateway), the
+# engine's DNS can answer late for a few seconds: seen here, every location unreachable at the
+# first reload after all services were healthy, and loaded a moment later.
+UNREACHABLE = "DagsterUserCodeUnreachableError"
+REACHABLE_WITHIN_SECONDS = 120
+RELOAD_EVERY_SECONDS = 3
 
 
 def containers(compose: list[str]) -> list[dict]:
@@ -86,8 +93,27 @@ class Progress:
         )
 
 
+def reload_until_reachable(url: str, patience: float = REACHABLE_WITHIN_SECONDS) -> dict:
+    """Reload the workspace until no location is unreachable, or `patience` runs out; a
+    location whose code fails to load is reported at once."""
+    deadline = time.monotonic() + patience
+    while True:
+        locations = reload_workspace(url)
+        unreachable = sorted(
+            name for name, error in locations.items() if UNREACHABLE in (error or "")
+        )
+        if not unreachable or time.monotonic() >= deadline:
+            return locations
+        print(
+            f"  not reachable yet: {', '.join(unreachable)} (a code server or the code gateway "
+            "just started); reloading again",
+            flush=True,
+        )
+        time.sleep(RELOAD_EVERY_SECONDS)
+
+
 def reload_workspace_and_report(url: str | None) -> int:
-    locations = reload_workspace(url or default_url())
+    locations = reload_until_reachable(url or default_url())
     expected = set(team_names(REPO_ROOT))
     broken = {name: error for name, error in locations.items() if error}
     missing = expected - set(locations)

@@ -30,3 +30,27 @@ def test_progress_names_what_is_still_starting_and_for_how_long(clock, capsys):
     clock[0] += 3
     progress.update(rows)
     assert capsys.readouterr().out == ""  # at most one line per 10 s
+
+
+def test_a_location_not_reachable_yet_is_reloaded_and_a_broken_one_reported_at_once(
+    monkeypatch, capsys
+):
+    unreachable = (
+        "dagster._core.errors.DagsterUserCodeUnreachableError: gRPC Error code: UNAVAILABLE"
+    )
+    answers = [{"bakery": unreachable, "ml": None}, {"bakery": None, "ml": None}]
+    calls = []
+
+    def reload_workspace(url):
+        calls.append(url)
+        return answers[len(calls) - 1]
+
+    monkeypatch.setattr(wait_healthy, "reload_workspace", reload_workspace)
+    monkeypatch.setattr(wait_healthy.time, "sleep", lambda seconds: None)
+    assert wait_healthy.reload_until_reachable("http://ui") == {"bakery": None, "ml": None}
+    assert len(calls) == 2
+    assert "not reachable yet: bakery" in capsys.readouterr().out
+
+    broken = {"bakery": "ImportError: No module named 'bakery.definitions'"}
+    monkeypatch.setattr(wait_healthy, "reload_workspace", lambda url: broken)
+    assert wait_healthy.reload_until_reachable("http://ui") == broken
