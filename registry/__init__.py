@@ -29,7 +29,8 @@ NAME_PATTERN = re.compile(r"[a-z][a-z0-9]{1,29}")
 # Names the platform's own services, folders or modules already use.
 RESERVED = {"dagster", "celery", "platform", "devstack", "scripts", "tests", "bench", "packages"}
 RESERVED |= {"registry", "postgres", "redis", "init", "webserver", "daemon", "flower"}
-# "code": the code gateway's service, code-gateway, would read as that team's.
+# And the first word of a platform service's name (code-gateway, object-store): the Swarm
+# stack would take that service for the team's `<team>-` services.
 RESERVED |= {"code", "ui", "object"}
 ENTITY_PATTERN = re.compile(r"[A-Za-z0-9_\-]{1,128}")
 MODULE_PATTERN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")

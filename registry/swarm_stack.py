@@ -230,6 +230,12 @@ def _bind_to_ui_network(service: dict[str, Any], ui_subnet: str) -> None:
     service["healthcheck"]["test"] = ["CMD", ENTRYPOINT, "--address-in", ui_subnet, "--", *check]
 
 
+def _bind_to_platform_network(service: dict[str, Any], platform_subnet: str) -> None:
+    # start-code-gateway takes the subnet instead of the compose alias it cannot resolve here.
+    service["environment"].pop("CODE_GATEWAY_LISTEN")
+    service["environment"]["CODE_GATEWAY_SUBNET"] = platform_subnet
+
+
 def _swarm_service(name: str, service: dict[str, Any], team_names: list[str]) -> dict[str, Any]:
     service = {k: v for k, v in service.items() if k not in ("build", "depends_on", "restart")}
     runs_platform_code = name in PLATFORM_IMAGE_SERVICES or any(
@@ -329,9 +335,7 @@ def generate(
             if service_name == "webserver":
                 _bind_to_ui_network(services[service_name], ui_subnet)
             if service_name == CODE_GATEWAY:
-                gateway_environment = services[service_name]["environment"]
-                gateway_environment.pop("CODE_GATEWAY_LISTEN")
-                gateway_environment["CODE_GATEWAY_SUBNET"] = platform_subnet
+                _bind_to_platform_network(services[service_name], platform_subnet)
     document: dict[str, Any] = {
         # The Compose file format's last numbered version, which `docker stack deploy` reads.
         "version": "3.9",

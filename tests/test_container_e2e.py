@@ -776,13 +776,7 @@ def test_a_teams_containers_cannot_reach_another_teams_code_server(compose_stack
     outcomes = []
     for service, targets in (("ml-worker", worker_targets), ("ml-code", code_targets)):
         code = SHUT_DOWN_EACH.format(targets=targets)
-        attempt = subprocess.run(
-            [*compose_stack.compose, "exec", "-T", service, "python", "-c", code],
-            cwd=compose_stack.checkout,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
+        attempt = in_container(compose_stack, service, code, timeout=120)
         assert attempt.returncode == 0, attempt.stderr
         outcomes += attempt.stdout.splitlines()
     print("\n" + "\n".join(outcomes))
@@ -793,18 +787,6 @@ def test_a_teams_containers_cannot_reach_another_teams_code_server(compose_stack
     # The bakery's server still serves, through the gateway, and its job runs.
     run_id = compose_client.submit_job("bakery", "probe_ping")
     assert compose_client.wait_for_run(run_id, timeout=300) == "SUCCESS"
-
-
-def in_container(
-    compose_stack: ComposeStack, service: str, code: str, *arguments: str
-) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [*compose_stack.compose, "exec", "-T", service, "python", "-c", code, *arguments],
-        cwd=compose_stack.checkout,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
 
 
 def forecast_read(compose_client: PlatformClient) -> dict:
@@ -930,14 +912,21 @@ def test_no_secret_is_baked_into_any_image(compose_stack):
         assert env_files.strip() == "", f"{image} contains {env_files}"
 
 
-def in_worker(compose_stack: ComposeStack, team: str, code: str) -> subprocess.CompletedProcess:
+def in_container(
+    compose_stack: ComposeStack, service: str, code: str, *arguments: str, timeout: float = 300
+) -> subprocess.CompletedProcess:
+    """`python -c code` in the service's container, as its own user with its own credentials."""
     return subprocess.run(
-        [*compose_stack.compose, "exec", "-T", f"{team}-worker", "python", "-c", code],
+        [*compose_stack.compose, "exec", "-T", service, "python", "-c", code, *arguments],
         cwd=compose_stack.checkout,
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=timeout,
     )
+
+
+def in_worker(compose_stack: ComposeStack, team: str, code: str) -> subprocess.CompletedProcess:
+    return in_container(compose_stack, f"{team}-worker", code, timeout=60)
 
 
 def test_terminate_stops_a_running_step_and_cancels_the_run(compose_stack, compose_client):
@@ -1058,9 +1047,8 @@ def test_a_teams_container_cannot_reach_the_webserver_around_its_login(compose_s
     # The attack: a team's code, on the platform's network, calls the webserver's GraphQL API
     # directly, to launch or terminate another team's runs without the login.
     # Also at its address in the `ui` network, which a team's container could guess.
-    behind_login = docker_inspect(
-        compose_stack.container_ids("webserver")[0],
-        f'{{{{(index .NetworkSettings.Networks "{compose_stack.name}-ui").IPAddress}}}}',
+    behind_login = network_address(
+        compose_stack.container_ids("webserver")[0], f"{compose_stack.name}-ui"
     )
     urls = (
         "http://webserver:3000/server_info",

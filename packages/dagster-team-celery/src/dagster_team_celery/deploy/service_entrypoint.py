@@ -114,15 +114,9 @@ def wait_for_instance(
 
 
 def own_address_in(subnet: str) -> str:
-    """This host's address on the network of `subnet`: the source address the kernel picks to
-    reach it (a UDP connect sends nothing)."""
+    """This host's address on the network of `subnet`: the source address toward it."""
     network = ipaddress.ip_network(subnet)
-    probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    try:
-        probe.connect((str(network.broadcast_address - 1), 9))
-        address = probe.getsockname()[0]
-    finally:
-        probe.close()
+    address = source_address_toward(str(network.broadcast_address - 1))
     if ipaddress.ip_address(address) not in network:
         sys.exit(
             f"dagster-platform-entrypoint: this container has no address in {subnet} (it has "
@@ -152,6 +146,11 @@ def own_address_toward(name: str, timeout_seconds: float = 300.0, poll_seconds: 
                 print(f"waiting for {name} to resolve", file=sys.stderr, flush=True)
                 last_logged = waited
             time.sleep(poll_seconds)
+    return source_address_toward(peer)
+
+
+def source_address_toward(peer: str) -> str:
+    """The address the kernel picks to send to `peer` (a UDP connect sends nothing)."""
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
         probe.connect((peer, 9))
         return probe.getsockname()[0]
