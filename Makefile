@@ -17,13 +17,19 @@ export PYTHONUNBUFFERED := 1
 
 .PHONY: help doctor env build up down clean ps logs venvs dev lock lint format test test-fast test-static \
 	test-teams test-local test-faults test-ui test-container new-team remove-team redeploy bench \
-	dev-stop generate platform-venv swarm-up swarm-down swarm-ps swarm-config test-swarm
+	dev-stop generate platform-venv user audit swarm-up swarm-down swarm-ps swarm-config test-swarm
 
 help: ## List the commands
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
 
 env: platform-venv ## Create .env with random secrets and team keys (an existing .env is kept)
 	@$(PYTHON) -m scripts.make_env
+
+user: platform-venv ## A person's UI login and role: make user NAME=alice [TEAMS=bakery] [ROLE=viewer|member|admin] [REMOVE=1]
+	@$(PYTHON) -m scripts.make_user "$(NAME)" $(if $(TEAMS),--teams "$(TEAMS)") $(if $(ROLE),--role "$(ROLE)") $(if $(PASSWORD),--password "$(PASSWORD)") $(if $(REMOVE),--remove)
+
+audit: ## The UI's audit log: who asked for which change, allowed or refused (newest first)
+	@$(PYTHON) -m scripts.webserver audit $(if $(LIMIT),--limit $(LIMIT))
 
 build: generate ## Build the platform image and one image per team
 	# One image at a time, the platform's first: every team image starts with its layers.

@@ -263,11 +263,13 @@ class StackEnvironment:
 
     def webserver_env(self) -> dict[str, str]:
         """The webserver's: the run launcher (Terminate), and an object-store identity that
-        only reads the teams' step logs."""
+        only reads the teams' step logs. No UI roles: local mode's webserver is reached only
+        from this machine, by the one person who started it."""
         if self.settings.object_store_url:
-            return self.platform_env()
+            return {**self.platform_env(), "DAGSTER_UI_ROLES": "off"}
         return {
             **self.platform_env(),
+            "DAGSTER_UI_ROLES": "off",
             "AWS_ACCESS_KEY_ID": object_store_identities.WEBSERVER_ACCESS_KEY,
             "AWS_SECRET_ACCESS_KEY": self.secrets["object_store_webserver_secret_access_key"],
         }

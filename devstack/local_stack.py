@@ -155,7 +155,9 @@ class LocalStack(StackEnvironment):
         return self._service(
             "webserver",
             [
-                PLATFORM_BIN / "dagster-webserver",
+                # The platform's webserver, as in docker-compose.yml; without roles here
+                # (environment.py): it listens on loopback, for the one person at this machine.
+                PLATFORM_BIN / "dagster-platform-webserver",
                 "--host",
                 config.LOCAL_HOST,
                 "--port",

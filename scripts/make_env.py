@@ -22,8 +22,10 @@ Each team also gets its own object-store secret key in .env: keys/object-store-i
 webserver's, which only reads logs; owner-only, as it holds the secret keys) and
 keys/team-object-store.json (owner-only), for container runs as team-redis.json is.
 
-The UI's login is written to keys/ui-users: UI_USER and a bcrypt hash of UI_PASSWORD, which the
-UI's proxy reads; the hash is kept while the password still matches it.
+The UI's login for the platform's own tools is written to keys/ui-users: UI_USER and a bcrypt
+hash of UI_PASSWORD, which the UI's proxy reads (the hash is kept while the password still
+matches it), and UI_USER is an admin in keys/ui-access.yaml. People's logins (`make user`) are
+kept.
 """
 
 import argparse
@@ -60,6 +62,7 @@ TEAM_POSTGRES_FILE = "team-postgres.json"
 OBJECT_STORE_IDENTITIES_FILE = "object-store-identities.json"
 TEAM_OBJECT_STORE_FILE = "team-object-store.json"
 UI_USERS_FILE = "ui-users"
+UI_ACCESS_FILE = "ui-access.yaml"
 
 
 def random_secret() -> str:
@@ -209,15 +212,15 @@ def write_derived_files(env_path: Path, trust_file: Path, root: Path) -> None:
     team_postgres_roles(env_path, trust_file.parent, root)
     team_object_store_identities(env_path, trust_file.parent, root)
     settings = read_settings(env_path.read_text())
-    if ui_login.write_users_file(
-        trust_file.parent / UI_USERS_FILE,
-        settings.get("UI_USER", ui_login.DEFAULT_USER),
-        settings["UI_PASSWORD"],
-    ):
+    tools = settings.get("UI_USER", ui_login.DEFAULT_USER)
+    if ui_login.write_users_file(trust_file.parent / UI_USERS_FILE, tools, settings["UI_PASSWORD"]):
         print(
             f"{UI_USERS_FILE}: wrote the UI login's hash; a running proxy reads it after "
             "`docker compose restart ui`"
         )
+    # The tools (`make up`, `make redeploy`, the bench) reload the workspace: an admin's.
+    if ui_login.set_role(trust_file.parent / UI_ACCESS_FILE, tools, "admin"):
+        print(f"{UI_ACCESS_FILE}: {tools}, the platform tools' login, is an admin")
 
 
 def main(

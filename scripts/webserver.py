@@ -67,6 +67,12 @@ def graphql(
             with urllib.request.urlopen(request, timeout=timeout) as response:
                 return json.loads(response.read())["data"]
         except urllib.error.HTTPError as error:
+            if error.code == 403:
+                raise RuntimeError(
+                    f"the webserver at {url} refused the platform tools' login: "
+                    f"{forbidden_reason(error)}; UI_USER must be an admin in keys/ui-access.yaml "
+                    "(`make env` makes it one)"
+                ) from None
             if error.code == 401:
                 raise RuntimeError(
                     f"the UI's proxy at {url} refused UI_USER/UI_PASSWORD from .env: if you "
@@ -75,6 +81,32 @@ def graphql(
             if error.code not in GATEWAY_ERRORS or time.monotonic() > deadline:
                 raise
         time.sleep(1)
+
+
+def forbidden_reason(error: urllib.error.HTTPError) -> str:
+    try:
+        return json.loads(error.read())["errors"][-1]["message"]
+    except (ValueError, KeyError, IndexError):
+        return f"HTTP {error.code}"
+
+
+def audit(url: str, limit: int) -> list[dict]:
+    """The newest entries of the UI's audit log (dagster_team_celery/ui_access/audit.py)."""
+    request = urllib.request.Request(f"{url}/ui-audit?limit={limit}", headers=login_header())
+    with urllib.request.urlopen(request, timeout=60) as response:
+        return json.loads(response.read())
+
+
+def main() -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m scripts.webserver")
+    commands = parser.add_subparsers(dest="command", required=True)
+    audit_command = commands.add_parser("audit", help="print the UI's audit log, newest first")
+    audit_command.add_argument("--limit", type=int, default=100)
+    args = parser.parse_args()
+    for entry in audit(default_url(), args.limit):
+        print(json.dumps(entry, sort_keys=True))
 
 
 def load_error(entry: dict) -> str | None:
@@ -91,3 +123,7 @@ def reload_workspace(url: str) -> dict[str, str | None]:
     if "locationEntries" not in result:
         raise RuntimeError(f"the webserver could not reload its workspace: {load_error(result)}")
     return {entry["name"]: load_error(entry) for entry in result["locationEntries"]}
+
+
+if __name__ == "__main__":
+    main()

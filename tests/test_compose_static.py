@@ -262,6 +262,13 @@ def test_the_ui_is_published_only_through_its_login_proxy():
     assert ui["read_only"] is True
     assert {"source": "ui-users", "target": "/etc/caddy/ui-users"} in ui["configs"]
     assert compose()["configs"]["ui-users"]["file"] == "${KEYS_DIR:-./keys}/ui-users"
+    # The roles the webserver applies to whoever the proxy names (`make env`, `make user`).
+    assert webserver["command"][0] == "dagster-platform-webserver"
+    access = webserver["environment"]["DAGSTER_UI_ACCESS_FILE"]
+    assert {"source": "ui-access", "target": access} in webserver["configs"]
+    assert {"source": "workspace", "target": "/opt/dagster/home/workspace.yaml"} in webserver[
+        "configs"
+    ]
     # The password stays on the host; the proxy gets only its hash.
     assert "${UI_PASSWORD" not in COMPOSE_FILE.read_text()
 

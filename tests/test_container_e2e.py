@@ -54,6 +54,7 @@ from tests.terminate import (
     wait_for_event,
     wait_for_successes,
 )
+from tests.ui_roles import Caller, refusal
 
 pytestmark = pytest.mark.container
 
@@ -67,6 +68,12 @@ NEW_TEAM = "carrots"
 # A team kept in its own repository: built from a folder outside code_locations/, deployed by
 # image reference alone.
 EXTERNAL_TEAM = "forecast"
+
+
+# Logins of people (`make user`), beside the platform tools' admin login: a member of the
+# bakery and a viewer.
+PEOPLE = {"alice": "bakery", "vera": ""}
+PEOPLE_PASSWORD = "a-persons-password"
 
 
 def docker_inspect(target: str, template: str | None = None) -> str:
@@ -265,6 +272,10 @@ def compose_stack(tmp_path_factory, request):
     stack = ComposeStack(checkout, tmp_path_factory.mktemp("compose"))
     stack.remove_leftovers()
     stack.make_env()
+    for name, teams in PEOPLE.items():  # `make user`: people with their own logins and roles
+        made = stack.script("-m", "scripts.make_user", name, "--password", PEOPLE_PASSWORD,
+                            *(["--teams", teams] if teams else []))  # fmt: skip
+        assert made.returncode == 0, made.stdout + made.stderr
     build_started = time.monotonic()
     # One service per image, as `make build` does.
     stack.build_like_make_build()
@@ -1041,6 +1052,36 @@ def test_the_ui_is_reached_only_through_its_login(compose_stack):
     # Only a hash of the password reaches the proxy.
     users = compose_stack.run("exec", "-T", "ui", "cat", "/etc/caddy/ui-users")
     assert users.startswith(f"{user} $2b$") and password not in users
+
+
+def test_each_person_acts_only_for_their_own_team_through_the_login(compose_stack, compose_client):
+    """The UI's roles in the deployed stack: Caddy names who signed in, the webserver applies
+    their role (tests/test_ui_roles.py has every case against the local stack)."""
+    url = compose_stack.webserver_url
+    alice = Caller(url, "", auth=("alice", PEOPLE_PASSWORD))
+    vera = Caller(url, "", auth=("vera", PEOPLE_PASSWORD))
+
+    run_id = alice.launched("bakery", "probe_ping")
+    assert compose_client.wait_for_run(run_id, timeout=300) == "SUCCESS"
+    status, body = alice.launch("ml", "probe_ping")
+    assert status == 403 and "code location ml" in refusal(body)["message"], body
+    # Naming herself the tools' admin login in the proxy's header changes nothing.
+    forged = Caller(url, "admin", auth=("alice", PEOPLE_PASSWORD))
+    assert forged.launch("ml", "probe_ping")[0] == 403
+    status, body = vera.launch("bakery", "probe_ping")
+    assert status == 403 and "vera (viewer)" in refusal(body)["message"], body
+
+    # The audit log, in the platform's Postgres, read by an admin (the tools' login).
+    audit = requests.get(f"{url}/ui-audit?limit=10", auth=compose_stack.ui_login, timeout=30)
+    entries = audit.json()
+    assert [e["outcome"] for e in entries if e["user"] == "alice"][:3] == [
+        "refused", "refused", "allowed",
+    ], entries  # fmt: skip
+    assert requests.get(f"{url}/ui-audit", auth=alice.auth, timeout=30).status_code == 403
+    # No team's Postgres role may read or erase it.
+    assert compose_stack.psql("SELECT count(*) FROM ui_audit.mutations") != "0"
+    usage = "SELECT has_schema_privilege('dagster_teams', 'ui_audit', 'USAGE')"
+    assert compose_stack.psql(usage) == "f"
 
 
 def test_a_teams_container_cannot_reach_the_webserver_around_its_login(compose_stack):

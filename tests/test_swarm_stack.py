@@ -25,6 +25,7 @@ def settings(tmp_path) -> dict[str, str]:
         "trusted-keys.json",
         "redis-users.acl",
         "ui-users",
+        "ui-access.yaml",
         "postgres-roles.sql",
         "object-store-identities.json",
     ):

@@ -54,6 +54,9 @@ class Auth(http.server.BaseHTTPRequestHandler):
         else:
             status, body = 401, b"not signed in"
         self.send_response(status); self.send_header("Content-Length", str(len(body)))
+        if status == 202:  # who signed in, as oauth2-proxy --set-xauthrequest says it
+            self.send_header("X-Auth-Request-User", "alice")
+            self.send_header("X-Auth-Request-Groups", "bakery-engineers,readers")
         self.end_headers(); self.wfile.write(body)
 http.server.ThreadingHTTPServer(("0.0.0.0", 4180), Auth).serve_forever()
 """
@@ -182,6 +185,26 @@ def test_forward_auth_lets_the_platforms_tools_in_with_the_ui_login_alone(forwar
     assert "Authorization" not in response.json(), "the password is not passed on"
     wrong = answered(f"{forward_proxy}/graphql", auth=(TOOL_LOGIN[0], "wrong"))
     assert wrong.status_code == 401, "a wrong login is refused, not sent on to sign in"
+
+
+# What a member of another team would send to pass for the platform's admin login.
+FORGED = {"X-Platform-User": "admin", "X-Platform-Groups": "platform-admins"}
+
+
+def test_the_webserver_learns_who_signed_in_from_the_sign_in_service_never_the_client(
+    forward_proxy,
+):
+    """The roles' attack: the webserver gives each person's role to the user the proxy names
+    (dagster_team_celery/ui_access); a visitor who could name themselves would be an admin."""
+    seen = answered(f"{forward_proxy}/graphql", headers=FORGED, **SIGNED_IN).json()
+    assert seen["X-Platform-User"] == "alice"
+    assert seen["X-Platform-Groups"] == "bakery-engineers,readers"
+
+
+def test_the_tools_login_is_named_by_the_proxy_and_carries_no_groups(forward_proxy):
+    seen = answered(f"{forward_proxy}/graphql", headers=FORGED, auth=TOOL_LOGIN).json()
+    assert seen["X-Platform-User"] == TOOL_LOGIN[0]
+    assert "X-Platform-Groups" not in seen
 
 
 def test_the_health_check_answers_without_a_session(forward_proxy):

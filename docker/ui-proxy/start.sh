@@ -24,6 +24,13 @@ forward)
 		refuse "UI_AUTH=forward needs UI_FORWARD_AUTH_ADDRESS, the service that decides who may sign in (for example http://oauth2-proxy:4180)"
 	matches UI_FORWARD_AUTH_ADDRESS 'https?://[A-Za-z0-9._-]+(:[0-9]+)?' ||
 		refuse "UI_FORWARD_AUTH_ADDRESS='$UI_FORWARD_AUTH_ADDRESS' is not http(s)://host[:port]"
+	# oauth2-proxy's (with --set-xauthrequest) unless told otherwise.
+	export UI_FORWARD_USER_HEADER="${UI_FORWARD_USER_HEADER:-X-Auth-Request-User}"
+	export UI_FORWARD_GROUPS_HEADER="${UI_FORWARD_GROUPS_HEADER:-X-Auth-Request-Groups}"
+	for setting in UI_FORWARD_USER_HEADER UI_FORWARD_GROUPS_HEADER; do
+		matches "$setting" '[A-Za-z0-9-]+' ||
+			refuse "$setting='$(printenv "$setting" || true)' is not a header name (letters, digits and -)"
+	done
 	for setting in UI_FORWARD_AUTH_URI UI_FORWARD_AUTH_PAGES UI_FORWARD_AUTH_SIGN_IN; do
 		matches "$setting" '/[A-Za-z0-9._~/?=&%*-]*' ||
 			refuse "$setting='$(printenv "$setting" || true)' is not a path (letters, digits and ._~/?=&%*-)"
