@@ -24,6 +24,7 @@ from bench import (
     report,
     run_rows_security,
     store_vs_volume,
+    ui_roles_latency,
     wandb_io,
 )
 from bench.compared_stacks import PlatformStack, VanillaStack, start
@@ -215,6 +216,12 @@ def object_store_scoping_section(bench: Bench) -> None:
     )
 
 
+def ui_roles_section(bench: Bench) -> None:
+    folder = config.REPO_ROOT / ".devstack" / "bench" / "ui-roles"
+    folder.mkdir(parents=True, exist_ok=True)
+    bench.results["ui_roles"] = ui_roles_latency.request_latency(bench.stacks["platform"], folder)
+
+
 def object_store_section(bench: Bench) -> None:
     # Step outputs in the object store (as shipped) against the shared volume: a third
     # stack, only for this section, so the memory figures above are of two stacks.
@@ -252,6 +259,7 @@ LOCAL_SECTIONS: dict[str, Callable[[Bench], None]] = {
     "dequeue": dequeue_section,
     "run_rows_security": run_rows_security_section,
     "object_store_scoping": object_store_scoping_section,
+    "ui_roles": ui_roles_section,
     "object_store": object_store_section,
 }
 

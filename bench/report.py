@@ -254,6 +254,25 @@ def signature_lines(signatures: dict) -> list[str]:
     ]
 
 
+def ui_roles_lines(measured: dict) -> list[str]:
+    """A GraphQL request to the webserver with the UI's roles, and without (the same program)."""
+    lines = [
+        "",
+        f"The UI's roles: a GraphQL request to the webserver, {measured['requests']} of each, "
+        "alternated, on loopback (the login proxy in front adds the same to both):",
+        "",
+        "| request | with roles p50 / p95 (ms) | without p50 / p95 (ms) |",
+        "|---|---|---|",
+    ]
+    for case, kinds in measured["cases"].items():
+        cells = [
+            f"{kinds[kind]['p50_ms']} / {kinds[kind]['p95_ms']}" if kind in kinds else "n/a"
+            for kind in ("roles", "plain")
+        ]
+        lines.append(f"| {case} | {cells[0]} | {cells[1]} |")
+    return [*lines, ""]
+
+
 def markdown(results: dict) -> str:
     # Sections a results file may lack (older runs, --no-containers, a failed section) are
     # skipped rather than rendered empty, so old results files still render.
@@ -276,6 +295,8 @@ def markdown(results: dict) -> str:
         lines += container_rows(results["containers"])
     lines += wandb_io_lines(results["wandb_io"])
     lines += object_store_rows(results)
+    if "ui_roles" in results:
+        lines += ui_roles_lines(results["ui_roles"])
     if signatures := results["wandb_io"].get("signatures"):
         lines += signature_lines(signatures)
     return "\n".join(lines)

@@ -118,10 +118,18 @@ def large_output_crosses_steps(client: PlatformClient, team: str, size_mb: int) 
 
 
 def run_browser_suite(
-    where: str, url: str, ui_password: str, flower_url: str, flower_password: str
+    where: str,
+    url: str,
+    ui_password: str,
+    flower_url: str,
+    flower_password: str,
+    people_password: str | None = None,
 ) -> None:
-    """tests/ui, in Chromium, against a deployed platform reached through its login proxy."""
+    """tests/ui, in Chromium, against a deployed platform reached through its login proxy; with
+    ``people_password``, also as the people `make user` gave logins (tests/ui/
+    test_ui_roles_browser.py), whose three tests skip otherwise."""
     started = time.monotonic()
+    people = {"UI_TEST_PEOPLE_PASSWORD": people_password} if people_password else {}
     result = subprocess.run(
         [sys.executable, "-m", "pytest", "tests/ui", "-m", "ui", "-q", "-p", "no:cacheprovider"],
         cwd=REPO_ROOT,
@@ -131,6 +139,7 @@ def run_browser_suite(
             "UI_TEST_WEBSERVER_PASSWORD": ui_password,
             "UI_TEST_FLOWER_URL": flower_url,
             "UI_TEST_FLOWER_PASSWORD": flower_password,
+            **people,
         },
         capture_output=True,
         text=True,
@@ -139,4 +148,5 @@ def run_browser_suite(
     summary = result.stdout.strip().splitlines()[-1] if result.stdout.strip() else ""
     print(f"\nbrowser suite on {where} in {time.monotonic() - started:.0f}s: {summary}")
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
-    assert "4 passed, 1 skipped" in summary, "only the code-breaking test may skip"
+    expected = "7 passed, 1 skipped" if people_password else "4 passed, 4 skipped"
+    assert expected in summary, "only the code-breaking test (and without people, theirs) skip"

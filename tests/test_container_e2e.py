@@ -22,6 +22,7 @@ from dagster_team_celery.probes import FAN_OUT_WIDTH, fan_out_run_config
 from devstack import config
 from devstack.graphql_client import PlatformClient
 from devstack.local_stack import free_port
+from devstack.roles_webserver import Caller, refusal
 from registry.scaffold import copy_template
 from scripts import ui_login
 from tests import object_store_attacks, shared_layer_attacks
@@ -54,7 +55,6 @@ from tests.terminate import (
     wait_for_event,
     wait_for_successes,
 )
-from tests.ui_roles import Caller, refusal
 
 pytestmark = pytest.mark.container
 
@@ -526,13 +526,15 @@ def test_a_team_from_its_own_repository_deploys_by_image_and_redeploys_a_new_tag
 
 def test_the_browser_suite_passes_against_the_container_stack(compose_stack, compose_client):
     """tests/ui, in Chromium, against the containers: code locations, cross-team lineage, a
-    materialization from the UI in its own run container, and Flower behind its login."""
+    materialization from the UI in its own run container, Flower behind its login, and what a
+    bakery member and a viewer, signed in with their own logins, may click."""
     run_browser_suite(
         "containers",
         compose_stack.webserver_url,
         compose_stack.ui_login[1],
         compose_stack.flower_url,
         compose_stack.flower_password,
+        PEOPLE_PASSWORD,
     )
 
 

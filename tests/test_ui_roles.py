@@ -12,8 +12,7 @@ import requests
 import websockets
 
 from dagster_team_celery.ui_access.people import USER_HEADER
-from tests.terminate import sleep_config
-from tests.ui_roles import (
+from devstack.roles_webserver import (
     DELETE,
     RELOAD,
     RELOAD_WORKSPACE,
@@ -23,6 +22,7 @@ from tests.ui_roles import (
     refusal,
     roles_webserver,
 )
+from tests.terminate import sleep_config
 
 pytestmark = pytest.mark.local_stack
 

@@ -1,8 +1,9 @@
 """How the UI tests drive Chromium: which binary, which flags, how long to wait."""
 
+import re
 from pathlib import Path
 
-from playwright.sync_api import Browser, BrowserContext
+from playwright.sync_api import Browser, BrowserContext, Page, expect
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOTS = REPO_ROOT / "test-results" / "ui"
@@ -29,3 +30,21 @@ def new_context(browser: Browser, **options) -> BrowserContext:
     context.set_default_timeout(ACTION_TIMEOUT_MS)
     context.set_default_navigation_timeout(NAVIGATION_TIMEOUT_MS)
     return context
+
+
+# A run waits for the daemon's queue, a run process and a Celery worker: under a minute on two
+# busy cores; allow three.
+RUN_TIMEOUT_MS = 180_000
+MATERIALIZE = re.compile(r"^Materialize$")
+
+
+def materialize_and_expect_success(page: Page) -> None:
+    """Click the asset page's Materialize, open the run it launched, wait for it to end."""
+    page.locator("button", has_text=MATERIALIZE).click()
+    expect(page.get_by_text("Launched run")).to_be_visible()
+    page.get_by_role("link", name="View", exact=True).click()
+    page.wait_for_url(re.compile(r"/runs/[0-9a-f-]{36}"))
+    # Wait for any final status, so a failed run fails the test now, not at the timeout.
+    final_status = page.get_by_text(re.compile(r"^(Success|Failure|Canceled)$")).first
+    expect(final_status).to_be_visible(timeout=RUN_TIMEOUT_MS)
+    expect(final_status).to_have_text("Success")

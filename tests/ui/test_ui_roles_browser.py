@@ -1,47 +1,82 @@
 """The UI's roles in Chromium: what a bakery member and a viewer can click, and what the UI
-greys out for them, on a webserver with roles beside the local stack's (tests/ui_roles.py).
-Each person is named by the header the login proxy would set for them."""
+greys out for them. On the local stack, on a webserver with roles beside the stack's own
+(devstack/roles_webserver.py), each person named by the header the login proxy would set; on a
+deployed stack, each signs in through the proxy with their own login (`make user`, made by
+test_container_e2e.py with UI_TEST_PEOPLE_PASSWORD)."""
 
+import os
 import re
 from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
 from dagster_team_celery.ui_access.people import USER_HEADER
+from devstack.roles_webserver import Caller, roles_webserver
 from tests.terminate import sleep_config
-from tests.ui.browser import new_context
+from tests.ui.browser import MATERIALIZE, materialize_and_expect_success, new_context
 from tests.ui.target import UiTarget
-from tests.ui_roles import Caller, roles_webserver
 
 pytestmark = pytest.mark.ui
 
-RUN_TIMEOUT_MS = 180_000
-MATERIALIZE = re.compile(r"^Materialize$")
+PEOPLE_PASSWORD = "UI_TEST_PEOPLE_PASSWORD"
+
+
+@dataclass
+class People:
+    """Alice (a member of the bakery), Vera (a viewer) and the platform's tools (an admin)."""
+
+    url: str
+    password: str | None  # None: the local roles webserver, which takes the header
+    tools_login: tuple[str, str] | None
+
+    def caller(self, name: str) -> Caller:
+        if self.password is None:
+            return Caller(self.url, name)
+        auth = self.tools_login if name == "tools" else (name, self.password)
+        return Caller(self.url, "", auth=auth)
+
+    @contextmanager
+    def page(self, browser: Browser, name: str) -> Iterator[Page]:
+        if self.password is None:
+            options = {"extra_http_headers": {USER_HEADER: name}}
+        else:
+            login = {"username": name, "password": self.password, "origin": self.url}
+            options = {"http_credentials": login}
+        with new_context(browser, **options) as context:
+            yield context.new_page()
 
 
 @pytest.fixture(scope="module")
-def roles_url(ui_target: UiTarget, tmp_path_factory) -> Iterator[str]:
-    if ui_target.local_stack is None:
-        pytest.skip("people's logins exist on the local stack's roles webserver only")
-    with roles_webserver(ui_target.local_stack, tmp_path_factory.mktemp("roles-ui")) as url:
-        yield url
-
-
-def page_as(browser: Browser, user: str) -> Iterator[Page]:
-    with new_context(browser, extra_http_headers={USER_HEADER: user}) as context:
-        yield context.new_page()
-
-
-@pytest.fixture
-def alice_page(browser: Browser) -> Iterator[Page]:
-    yield from page_as(browser, "alice")
+def people(ui_target: UiTarget, tmp_path_factory) -> Iterator[People]:
+    if ui_target.local_stack is not None:
+        folder = tmp_path_factory.mktemp("roles-ui")
+        with roles_webserver(ui_target.local_stack, folder) as url:
+            yield People(url, None, None)
+    elif password := os.environ.get(PEOPLE_PASSWORD):
+        yield People(ui_target.webserver_url, password, ui_target.webserver_login)
+    else:
+        pytest.skip(f"the deployed stack's people have no logins here ({PEOPLE_PASSWORD})")
 
 
 @pytest.fixture
-def vera_page(browser: Browser) -> Iterator[Page]:
-    yield from page_as(browser, "vera")
+def roles_url(people: People) -> str:
+    return people.url
+
+
+@pytest.fixture
+def alice_page(browser: Browser, people: People) -> Iterator[Page]:
+    with people.page(browser, "alice") as page:
+        yield page
+
+
+@pytest.fixture
+def vera_page(browser: Browser, people: People) -> Iterator[Page]:
+    with people.page(browser, "vera") as page:
+        yield page
 
 
 def test_a_member_materializes_their_teams_asset_and_not_the_other_teams(
@@ -54,21 +89,15 @@ def test_a_member_materializes_their_teams_asset_and_not_the_other_teams(
     page.screenshot(path=screenshots / "roles-member-other-team-asset.png")
 
     page.goto(f"{roles_url}/assets/ingredients")
-    page.locator("button", has_text=MATERIALIZE).click()
-    expect(page.get_by_text("Launched run")).to_be_visible()
-    page.get_by_role("link", name="View", exact=True).click()
-    page.wait_for_url(re.compile(r"/runs/[0-9a-f-]{36}"))
-    final_status = page.get_by_text(re.compile(r"^(Success|Failure|Canceled)$")).first
-    expect(final_status).to_be_visible(timeout=RUN_TIMEOUT_MS)
-    expect(final_status).to_have_text("Success")
+    materialize_and_expect_success(page)
 
 
 def test_a_member_terminates_their_teams_run_and_cannot_the_other_teams(
-    alice_page: Page, roles_url: str, client, screenshots: Path
+    alice_page: Page, roles_url: str, people: People, ui_target: UiTarget, screenshots: Path
 ) -> None:
-    tools, page = Caller(roles_url, "tools"), alice_page
+    tools, page, client = people.caller("tools"), alice_page, ui_target.client
     ml_run = tools.launched("ml", "probe_sleep", sleep_config(120))
-    bakery_run = Caller(roles_url, "alice").launched("bakery", "probe_sleep", sleep_config(120))
+    bakery_run = people.caller("alice").launched("bakery", "probe_sleep", sleep_config(120))
     try:
         page.goto(f"{roles_url}/runs/{ml_run}")
         expect(page.get_by_role("button", name="Terminate")).to_be_disabled()

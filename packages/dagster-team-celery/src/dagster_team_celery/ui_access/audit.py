@@ -47,21 +47,33 @@ def postgres_from_environment(environ: Mapping[str, str] = os.environ) -> dict[s
 
 
 class AuditLog:
+    """One connection, kept between mutations (a new one costs more than the insert) and made
+    again when Postgres has dropped it (a restart)."""
+
     def __init__(self, postgres: dict[str, str] | None) -> None:
         self.postgres = postgres
-        self._ready = False
+        self._connection = None
         self._lock = threading.Lock()
 
-    def _connect(self):
+    def _execute(self, sql: str, parameters: tuple = (), fetch: bool = False) -> list:
         import psycopg2
 
-        return psycopg2.connect(connect_timeout=5, **(self.postgres or {}))
-
-    def _ensure_schema(self, cursor) -> None:
         with self._lock:
-            if not self._ready:
-                cursor.execute(SCHEMA_SQL)
-                self._ready = True
+            for attempt in (1, 2):
+                try:
+                    if self._connection is None or self._connection.closed:
+                        self._connection = psycopg2.connect(connect_timeout=5, **self.postgres)
+                        self._connection.autocommit = True
+                        with self._connection.cursor() as cursor:
+                            cursor.execute(SCHEMA_SQL)
+                    with self._connection.cursor() as cursor:
+                        cursor.execute(sql, parameters)
+                        return cursor.fetchall() if fetch else []
+                except (psycopg2.OperationalError, psycopg2.InterfaceError):
+                    self._connection = None
+                    if attempt == 2:
+                        raise
+        return []
 
     def record(self, entry: dict[str, Any]) -> None:
         entry = {"at": datetime.datetime.now(datetime.UTC).isoformat(), **entry}
@@ -70,9 +82,7 @@ class AuditLog:
         if self.postgres is None:
             return
         try:
-            with self._connect() as conn, conn.cursor() as cursor:
-                self._ensure_schema(cursor)
-                cursor.execute("INSERT INTO ui_audit.mutations (entry) VALUES (%s)", (line,))
+            self._execute("INSERT INTO ui_audit.mutations (entry) VALUES (%s)", (line,))
         except Exception:
             # The change itself is not undone by a lost record; the log line above still has it.
             logger.exception("could not store the audit entry above in Postgres")
@@ -80,9 +90,5 @@ class AuditLog:
     def recent(self, limit: int = 100) -> list[dict[str, Any]]:
         if self.postgres is None:
             return []
-        with self._connect() as conn, conn.cursor() as cursor:
-            self._ensure_schema(cursor)
-            cursor.execute(
-                "SELECT entry FROM ui_audit.mutations ORDER BY id DESC LIMIT %s", (limit,)
-            )
-            return [row[0] for row in cursor.fetchall()]
+        query = "SELECT entry FROM ui_audit.mutations ORDER BY id DESC LIMIT %s"
+        return [row[0] for row in self._execute(query, (limit,), fetch=True)]

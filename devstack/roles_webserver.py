@@ -1,7 +1,7 @@
-"""A webserver with the UI's roles on, beside the shared local stack's (which runs without:
-local mode is one person's), and callers that are told apart as the login proxy tells them
-apart: by the X-Platform-User header it sets. Used by tests/test_ui_roles.py (the API) and
-tests/ui/test_ui_roles_browser.py (Chromium)."""
+"""A webserver with the UI's roles on, beside a local stack's (which runs without: local mode
+is one person's), and callers that are told apart as the login proxy tells them apart: by the
+X-Platform-User header it sets. Used by tests/test_ui_roles.py (the API),
+tests/ui/test_ui_roles_browser.py (Chromium) and the bench (what the roles cost a request)."""
 
 import subprocess
 from collections.abc import Iterator
@@ -115,6 +115,8 @@ def roles_webserver(stack: LocalStack, folder: Path) -> Iterator[str]:
         PLATFORM_BIN / "dagster-platform-webserver",
         *("--host", "127.0.0.1", "--port", str(port)),
         *("--workspace", str(stack.home / "workspace.yaml")),
+        # As the stack's own webserver and compose's: no pooled connection.
+        *("--db-pool-recycle", "0"),
     ]
     url = f"http://127.0.0.1:{port}"
     with (folder / "webserver.log").open("w") as log:
