@@ -13,6 +13,7 @@ from typing import Any
 import requests
 
 from dagster_team_celery.ui_access.people import USER_HEADER
+from devstack.graphql_client import PlatformClient
 from devstack.health import http_ok
 from devstack.local_stack import PLATFORM_BIN, LocalStack, free_port
 from devstack.processes import wait_until
@@ -36,9 +37,10 @@ mutation Launch($params: ExecutionParams!) {
   }
 }
 """
+# What the UI's Terminate sends for a run that has started.
 TERMINATE = """
 mutation Terminate($runId: String!) {
-  terminateRun(runId: $runId, terminatePolicy: MARK_AS_CANCELED_IMMEDIATELY) {
+  terminateRun(runId: $runId, terminatePolicy: SAFE_TERMINATE) {
     __typename
     ... on UnauthorizedError { message }
   }
@@ -125,6 +127,8 @@ def roles_webserver(stack: LocalStack, folder: Path) -> Iterator[str]:
     try:
         started = lambda: process.poll() is None and http_ok(f"{url}/server_info")  # noqa: E731
         assert wait_until(started, READY_SECONDS), f"the roles webserver failed:\n{log_text()}"
+        # Its own workspace: a launch before a location has loaded finds no job.
+        PlatformClient(url).wait_for_locations(stack.teams, READY_SECONDS)
         yield url
     finally:
         process.terminate()

@@ -1072,6 +1072,18 @@ def test_each_person_acts_only_for_their_own_team_through_the_login(compose_stac
     assert forged.launch("ml", "probe_ping")[0] == 403
     status, body = vera.launch("bakery", "probe_ping")
     assert status == 403 and "vera (viewer)" in refusal(body)["message"], body
+    # The same refusal with curl, as a person scripting the API would meet it.
+    terminate = {
+        "query": "mutation T($id: String!) { terminateRun(runId: $id) { __typename } }",
+        "variables": {"id": run_id},
+    }
+    curl = subprocess.run(
+        ["curl", "-s", "-w", "\n%{http_code}", "-u", f"vera:{PEOPLE_PASSWORD}",
+         "-H", "Content-Type: application/json", "-d", json.dumps(terminate), f"{url}/graphql"],
+        capture_output=True, text=True, timeout=60, check=True,
+    )  # fmt: skip
+    answer, code = curl.stdout.rsplit("\n", 1)
+    assert code == "403" and "terminate_pipeline_execution" in answer, curl.stdout
 
     # The audit log, in the platform's Postgres, read by an admin (the tools' login).
     audit = requests.get(f"{url}/ui-audit?limit=10", auth=compose_stack.ui_login, timeout=30)

@@ -22,7 +22,7 @@ from devstack.roles_webserver import (
     refusal,
     roles_webserver,
 )
-from tests.terminate import sleep_config
+from tests.terminate import SLEEPING, sleep_config, wait_for_event
 
 pytestmark = pytest.mark.local_stack
 
@@ -52,6 +52,7 @@ def vera(roles_url) -> Caller:
 
 def test_a_member_launches_and_terminates_their_own_teams_run(alice: Caller, client) -> None:
     run_id = alice.launched("bakery", "probe_sleep", sleep_config(60))
+    wait_for_event(client, run_id, SLEEPING)  # started: Terminate stops it, as in the UI
     status, body = alice.graphql(TERMINATE, {"runId": run_id})
     assert status == 200, body
     assert body["data"]["terminateRun"]["__typename"] == "TerminateRunSuccess"
@@ -69,6 +70,7 @@ def test_a_member_is_refused_the_other_teams_launch_terminate_wipe_and_delete(
     assert "code location ml" in error["message"] and "alice (member of bakery)" in error["message"]
 
     ml_run = tools.launched("ml", "probe_sleep", sleep_config(60))
+    wait_for_event(client, ml_run, SLEEPING)
     try:
         for mutation in (TERMINATE, DELETE):
             status, body = alice.graphql(mutation, {"runId": ml_run})
@@ -100,10 +102,16 @@ def test_a_viewer_reads_everything_and_changes_nothing(vera: Caller, tools: Call
 def test_what_no_team_owns_is_an_admins(alice: Caller, tools: Caller) -> None:
     status, body = alice.graphql(RELOAD_WORKSPACE)
     assert status == 403 and refusal(body)["extensions"]["permission"] == "admin"
-    status, body = tools.graphql(RELOAD_WORKSPACE)
-    assert status == 200 and body["data"]["reloadWorkspace"]["__typename"] == "Workspace"
-    status, body = tools.graphql(RELOAD, {"name": "ml"})
-    assert status == 200, body
+    # Pools are every team's: only an admin sets a limit (on a pool of this test's own).
+    pool = {"pool": "ui-roles-test-pool"}
+    set_limit = (
+        "mutation L($pool: String!) { setConcurrencyLimit(concurrencyKey: $pool, limit: 2) }"
+    )
+    delete = "mutation D($pool: String!) { deleteConcurrencyLimit(concurrencyKey: $pool) }"
+    assert alice.graphql(set_limit, pool)[0] == 403
+    status, body = tools.graphql(set_limit, pool)
+    assert status == 200 and body["data"]["setConcurrencyLimit"] is True, body
+    assert tools.graphql(delete, pool)[0] == 200
 
 
 def test_an_unknown_caller_is_a_viewer_and_nobody_signed_in_changes_nothing(roles_url) -> None:
@@ -155,3 +163,55 @@ def test_every_mutation_is_audited_and_only_admins_read_the_log(
     assert launch["outcome"] == "refused" and launch["locations"] == ["ml"]
     assert launch["permission"] == "launch_pipeline_execution" and launch["teams"] == ["bakery"]
     assert any(e["user"] == "tools" and e["outcome"] == "allowed" for e in entries)
+    # Dagster's asset reports, outside GraphQL, are audited too (an earlier test sent one).
+    report = "POST /report_asset_materialization/iris_table"
+    assert any(e["mutations"] == [report] and e["outcome"] == "refused" for e in entries), entries
+
+
+SCHEDULE_IDS = """
+query { scheduleOrError(scheduleSelector: {repositoryLocationName: "bakery",
+  repositoryName: "__repository__", scheduleName: "daily_cake_production"}) {
+  ... on Schedule { scheduleState { id selectorId } } } }
+"""
+SENSOR_IDS = """
+query { sensorOrError(sensorSelector: {repositoryLocationName: "bakery",
+  repositoryName: "__repository__", sensorName: "new_recipe_sensor"}) {
+  ... on Sensor { sensorState { id selectorId } } } }
+"""
+STOP_SCHEDULE = """
+mutation Stop($origin: String, $selector: String, $id: String) {
+  stopRunningSchedule(scheduleOriginId: $origin, scheduleSelectorId: $selector, id: $id) {
+    __typename ... on UnauthorizedError { message } } }
+"""
+NEXT_TICK_RESULT = """
+query { scheduleOrError(scheduleSelector: {repositoryLocationName: "bakery",
+  repositoryName: "__repository__", scheduleName: "daily_cake_production"}) {
+  ... on Schedule { futureTicks(limit: 1) { results { evaluationResult {
+    runRequests { runKey } } } } } } }
+"""
+
+
+def test_a_stop_whose_two_ids_name_different_schedules_is_refused(alice: Caller) -> None:
+    """The attack: Dagster checks the schedule found by the origin id, and the instance stops
+    the stored state found by the selector id, so a member's own schedule's origin id with
+    another team's selector id stopped the other team's schedule (ui_access/guards.py)."""
+    schedule = alice.graphql(SCHEDULE_IDS)[1]["data"]["scheduleOrError"]["scheduleState"]
+    sensor = alice.graphql(SENSOR_IDS)[1]["data"]["sensorOrError"]["sensorState"]
+    origin = schedule["id"].split("::")[0]
+    mixed = {"origin": origin, "selector": sensor["selectorId"], "id": None}
+    status, body = alice.graphql(STOP_SCHEDULE, mixed)
+    assert status == 403, body
+    assert "name different schedules" in body["data"]["stopRunningSchedule"]["message"]
+    assert "name different schedules" in refusal(body)["message"]
+    compound = {"origin": None, "selector": None, "id": f"{origin}::{sensor['selectorId']}"}
+    assert alice.graphql(STOP_SCHEDULE, compound)[0] == 403
+
+
+def test_only_a_member_makes_a_code_server_evaluate_its_schedules_next_tick(
+    alice: Caller, vera: Caller
+) -> None:
+    """A query, but it runs the team's schedule code in its code server: a dry run."""
+    status, body = vera.graphql(NEXT_TICK_RESULT)
+    assert any("schedule_dry_run" in error["message"] for error in body.get("errors", [])), body
+    status, body = alice.graphql(NEXT_TICK_RESULT)
+    assert status == 200 and not body.get("errors"), body

@@ -16,7 +16,7 @@ from playwright.sync_api import Browser, Page, expect
 
 from dagster_team_celery.ui_access.people import USER_HEADER
 from devstack.roles_webserver import Caller, roles_webserver
-from tests.terminate import sleep_config
+from tests.terminate import SLEEPING, sleep_config, wait_for_event
 from tests.ui.browser import MATERIALIZE, materialize_and_expect_success, new_context
 from tests.ui.target import UiTarget
 
@@ -98,6 +98,7 @@ def test_a_member_terminates_their_teams_run_and_cannot_the_other_teams(
     tools, page, client = people.caller("tools"), alice_page, ui_target.client
     ml_run = tools.launched("ml", "probe_sleep", sleep_config(120))
     bakery_run = people.caller("alice").launched("bakery", "probe_sleep", sleep_config(120))
+    wait_for_event(client, bakery_run, SLEEPING)  # started: Terminate then stops it
     try:
         page.goto(f"{roles_url}/runs/{ml_run}")
         expect(page.get_by_role("button", name="Terminate")).to_be_disabled()

@@ -158,3 +158,70 @@ def test_the_private_dagster_webserver_apis_team_webserver_overrides_are_there()
     ]  # fmt: skip
     context = inspect.signature(WorkspaceRequestContext.__init__)
     assert {"read_only", "read_only_locations", "source"} <= set(context.parameters)
+
+
+class FakeLocation:
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def get_repositories(self) -> dict[str, object]:
+        return {"__repository__": object()}
+
+
+class FakeContext:
+    """What the partitions guard reads: the workspace's locations and the caller's rights."""
+
+    def __init__(self, member_of: set[str]) -> None:
+        self.code_locations = [FakeLocation("bakery"), FakeLocation("ml")]
+        self.member_of = member_of
+        self.refusals: list[tuple] = []
+
+    def has_permission_for_location(self, permission: str, location: str) -> bool:
+        return location in self.member_of
+
+    def record_refusal(self, *refusal) -> None:
+        self.refusals.append(refusal)
+
+
+def test_dynamic_partitions_are_changed_only_by_members_of_every_team_using_the_name(
+    monkeypatch,
+) -> None:
+    """Dagster checks the selector's location and then changes the instance's partitions of that
+    name, which another team's assets may use too (ui_access/guards.py). Which repositories use
+    a name is Dagster's own function, stood in for here; the stack has no dynamic partitions."""
+    from types import SimpleNamespace
+
+    from dagster_graphql.implementation.execution import dynamic_partitions
+
+    from dagster_team_celery.ui_access import guards
+
+    users = {("ml", "model_versions"), ("bakery", "model_versions"), ("bakery", "recipes")}
+    monkeypatch.setattr(
+        dynamic_partitions,
+        "_repository_contains_dynamic_partitions_def",
+        lambda info, selector, name: (selector.location_name, name) in users,
+    )
+    for name, member_of, refused in (
+        ("recipes", {"bakery"}, False),
+        ("model_versions", {"bakery"}, True),
+        ("model_versions", {"bakery", "ml"}, False),
+    ):
+        context = FakeContext(member_of)
+        info = SimpleNamespace(context=context, field_name="addDynamicPartition")
+        answer = guards.guard_mutation(info, {"partitions_def_name": name})
+        assert (answer is not None) is refused, (name, member_of)
+        if refused:
+            assert context.refusals[0][1] == "ml" and "also ml's" in context.refusals[0][2]
+
+
+def test_the_private_dagster_graphql_apis_the_guards_use_are_there() -> None:
+    """dagster-graphql==1.13.27 (pyproject.toml); guards.py reads these."""
+    from dagster._core.remote_representation.handle import CompoundID
+    from dagster_graphql.implementation.execution import dynamic_partitions
+    from dagster_graphql.schema.instigation import GrapheneDryRunInstigationTick
+
+    uses = inspect.signature(dynamic_partitions._repository_contains_dynamic_partitions_def)
+    assert list(uses.parameters) == ["graphene_info", "repository_selector", "partitions_def_name"]
+    parsed = CompoundID.from_string("origin::selector")
+    assert (parsed.remote_origin_id, parsed.selector_id) == ("origin", "selector")
+    assert "self._selector =" in inspect.getsource(GrapheneDryRunInstigationTick.__init__)

@@ -16,6 +16,7 @@ from typing import Any
 
 from dagster._core.workspace.context import WorkspaceProcessContext, WorkspaceRequestContext
 
+from dagster_team_celery.ui_access import guards
 from dagster_team_celery.ui_access.people import Person
 
 
@@ -24,6 +25,7 @@ class Check:
     permission: str
     location: str | None  # None: asked for the whole instance
     allowed: bool
+    reason: str | None = None  # why a guard (guards.py) refused, where it is not the role
 
 
 class TeamRequestContext(WorkspaceRequestContext):
@@ -68,6 +70,9 @@ class TeamRequestContext(WorkspaceRequestContext):
         location = getattr(selector, "location_name", None)
         return self._checked(super().has_permission_for_selector, permission, location, selector)
 
+    def record_refusal(self, permission: str, location: str | None, reason: str) -> None:
+        self.checks.append(Check(str(permission), location, False, reason))
+
     @property
     def refused(self) -> list[Check]:
         return [check for check in self.checks if not check.allowed]
@@ -77,17 +82,27 @@ class TeamRequestContext(WorkspaceRequestContext):
         return sorted({check.location for check in self.checks if check.location})
 
 
+# A schedule's or sensor's next tick, evaluated by its code server (guards.py).
+DRY_RUN_RESULT = ("DryRunInstigationTick", "evaluationResult")
+
+
 class RecordMutationChecks:
     """A graphene middleware: the context records permission checks only while a mutation's
     root resolver runs, not while the fields of its answer are resolved (those ask "may this
-    person terminate this run?" to draw a button, and refuse nothing)."""
+    person terminate this run?" to draw a button, and refuse nothing). It also applies the
+    checks Dagster's own miss (guards.py) before the resolvers they guard."""
 
     def resolve(self, next_, root, info, **args):
         context = info.context
-        if not isinstance(context, TeamRequestContext) or info.parent_type is not (
-            info.schema.mutation_type
-        ):
+        if not isinstance(context, TeamRequestContext):
             return next_(root, info, **args)
+        if info.parent_type is not info.schema.mutation_type:
+            dry_run = (info.parent_type.name, info.field_name) == DRY_RUN_RESULT
+            if dry_run and not context.person.is_admin:
+                guards.guard_dry_run(root, info)
+            return next_(root, info, **args)
+        if not context.person.is_admin and (refused := guards.guard_mutation(info, args)):
+            return refused
         context.recording = True
         try:
             result = next_(root, info, **args)

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from graphql import GraphQLError, OperationDefinitionNode, OperationType, parse
+from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers
 from starlette.middleware import Middleware
 from starlette.requests import HTTPConnection, Request
@@ -31,9 +32,13 @@ from starlette.responses import JSONResponse, PlainTextResponse
 from starlette.routing import Route
 
 from dagster_team_celery.ui_access.audit import AuditLog, postgres_from_environment
-from dagster_team_celery.ui_access.mutations import Refusal, mutations_in, refusal
+from dagster_team_celery.ui_access.mutations import ADMIN, Refusal, mutations_in, refusal
 from dagster_team_celery.ui_access.people import AccessFile, AccessFileError, Person
-from dagster_team_celery.ui_access.request_context import RecordMutationChecks, TeamRequestContext
+from dagster_team_celery.ui_access.request_context import (
+    Check,
+    RecordMutationChecks,
+    TeamRequestContext,
+)
 
 try:
     from dagster_webserver.webserver import DagsterWebserver
@@ -115,14 +120,7 @@ class TeamWebserver(DagsterWebserver):
             self.record(person, mutations, locations, None)
             return response
         check = checks[0]
-        where = f"code location {check.location}" if check.location else "the whole instance"
-        message = (
-            f"{', '.join(mutations)} needs the {check.permission} permission for {where}, "
-            f"given to the members of team {check.location}; {person.describe()}"
-            if check.location
-            else f"{', '.join(mutations)} needs the {check.permission} permission for {where}, "
-            f"given to admins; {person.describe()}"
-        )
+        message = refusal_message(mutations, check, person)
         refused = Refusal(mutations[0], check.permission, message)
         self.record(person, mutations, locations, refused)
         return forbidden(message, check.permission, json.loads(response.body))
@@ -154,9 +152,23 @@ class TeamWebserver(DagsterWebserver):
         if self.access is not None and not self.person(request).is_admin:
             return PlainTextResponse("The audit log is for admins.", status_code=403)
         limit = min(int(request.query_params.get("limit", "100")), 10_000)
-        from starlette.concurrency import run_in_threadpool
-
         return JSONResponse(await run_in_threadpool(self.audit.recent, limit))
+
+
+def refusal_message(mutations: list[str], check: Check, person: Person) -> str:
+    asked = ", ".join(mutations)
+    if check.reason:
+        return f"{asked} refused: {check.reason}; {person.describe()}"
+    if check.location:
+        return (
+            f"{asked} needs the {check.permission} permission for code location "
+            f"{check.location}, given to the members of team {check.location}; "
+            f"{person.describe()}"
+        )
+    return (
+        f"{asked} needs the {check.permission} permission for the whole instance, given to "
+        f"admins; {person.describe()}"
+    )
 
 
 def only_subscriptions(query: str) -> bool:
@@ -173,26 +185,43 @@ def only_subscriptions(query: str) -> bool:
 
 class AdminOnlyChanges:
     """Outside GraphQL, only admins change anything, except through Dagster's asset reports,
-    which check the asset's location themselves: deny by default for endpoints a Dagster
-    upgrade adds."""
+    which check the asset's location themselves (and are audited here): deny by default for
+    endpoints a Dagster upgrade adds."""
 
     def __init__(self, app, webserver: TeamWebserver) -> None:
         self.app = app
         self.webserver = webserver
 
     async def __call__(self, scope, receive, send) -> None:
+        webserver = self.webserver
         if (
-            scope["type"] == "http"
-            and self.webserver.access is not None
-            and scope["method"] not in READING
-            and not scope["path"].rstrip("/").endswith("/graphql")
-            and not scope["path"].startswith(REPORT_PATHS)
-            and not self.webserver.person(Headers(scope=scope)).is_admin
+            scope["type"] != "http"
+            or webserver.access is None
+            or scope["method"] in READING
+            or scope["path"].rstrip("/").endswith("/graphql")
         ):
-            response = PlainTextResponse(f"{scope['path']} takes changes from admins only.", 403)
-            await response(scope, receive, send)
+            await self.app(scope, receive, send)
             return
-        await self.app(scope, receive, send)
+        person = webserver.person(Headers(scope=scope))
+        change = [f"{scope['method']} {scope['path']}"]
+        if not scope["path"].startswith(REPORT_PATHS) and not person.is_admin:
+            why = f"{scope['path']} takes changes from admins only"
+            await run_in_threadpool(webserver.record, person, change, [], Refusal("", ADMIN, why))
+            await PlainTextResponse(f"{why}.", 403)(scope, receive, send)
+            return
+        answered: dict[str, int] = {}
+
+        async def send_and_note(message) -> None:
+            if message["type"] == "http.response.start":
+                answered["status"] = message["status"]
+            await send(message)
+
+        await self.app(scope, receive, send_and_note)
+        refused = answered.get("status", 500) in (401, 403)
+        outcome = (
+            Refusal("", "report_runless_asset_events", "refused by Dagster") if refused else None
+        )
+        await run_in_threadpool(webserver.record, person, change, [], outcome)
 
 
 def access_from_environment(environ=os.environ) -> AccessFile | None:
