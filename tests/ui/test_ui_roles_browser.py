@@ -50,6 +50,13 @@ class People:
             yield context.new_page()
 
 
+def materialize_menu(page: Page):
+    """The arrow beside Materialize: its menu has Wipe materializations and the other actions
+    on the asset; the UI shows it only to whoever may launch the asset."""
+    materialize = page.locator("button", has_text=MATERIALIZE)
+    return materialize.locator("xpath=../following-sibling::span[1]/button")
+
+
 @pytest.fixture(scope="module")
 def people(ui_target: UiTarget, tmp_path_factory) -> Iterator[People]:
     if ui_target.local_stack is not None:
@@ -79,16 +86,20 @@ def vera_page(browser: Browser, people: People) -> Iterator[Page]:
         yield page
 
 
-def test_a_member_materializes_their_teams_asset_and_not_the_other_teams(
+def test_a_member_materializes_and_may_wipe_their_teams_asset_and_not_the_other_teams(
     alice_page: Page, roles_url: str, screenshots: Path
 ) -> None:
     page = alice_page
     page.goto(f"{roles_url}/assets/iris_table")
     expect(page.locator('a[href="/locations/ml/"]').first).to_be_visible()
     expect(page.locator("button", has_text=MATERIALIZE)).to_be_disabled()
+    expect(materialize_menu(page)).to_have_count(0)  # no way to Wipe materializations
     page.screenshot(path=screenshots / "roles-member-other-team-asset.png")
 
     page.goto(f"{roles_url}/assets/ingredients")
+    materialize_menu(page).click()
+    expect(page.get_by_role("menuitem", name="Wipe materializations")).to_be_enabled()
+    page.keyboard.press("Escape")
     materialize_and_expect_success(page)
 
 
@@ -125,4 +136,5 @@ def test_a_viewer_sees_everything_and_can_launch_nothing(
         page.goto(f"{roles_url}/assets/{asset}")
         expect(page.locator(f'a[href="/locations/{team}/"]').first).to_be_visible()
         expect(page.locator("button", has_text=MATERIALIZE)).to_be_disabled()
+        expect(materialize_menu(page)).to_have_count(0)
     page.screenshot(path=screenshots / "roles-viewer-asset.png")
