@@ -13,8 +13,9 @@ import json
 import logging
 import os
 import threading
-from collections.abc import Mapping
 from typing import Any
+
+from dagster_team_celery.deploy.daemon_health import connection_from_environment
 
 logger = logging.getLogger("dagster.ui_audit")
 
@@ -37,13 +38,12 @@ END $$;
 """
 
 
-def postgres_from_environment(environ: Mapping[str, str] = os.environ) -> dict[str, str] | None:
+def postgres_from_environment() -> dict[str, str] | None:
     """The instance database as dagster.yaml names it (DAGSTER_POSTGRES_*); None if unset."""
-    names = {"host": "HOST", "port": "PORT", "user": "USER", "password": "PASSWORD"}
-    if not all(f"DAGSTER_POSTGRES_{name}" in environ for name in [*names.values(), "DB"]):
+    names = ("HOST", "PORT", "USER", "PASSWORD", "DB")
+    if not all(f"DAGSTER_POSTGRES_{name}" in os.environ for name in names):
         return None
-    parts = {key: environ[f"DAGSTER_POSTGRES_{name}"] for key, name in names.items()}
-    return {**parts, "dbname": environ["DAGSTER_POSTGRES_DB"]}
+    return connection_from_environment()
 
 
 class AuditLog:
